@@ -1,0 +1,10 @@
+"""Imports every table so that ``Base.metadata`` is complete (migrations, schema checks).
+
+Each new module with a ``models.py`` adds one import line here.
+"""
+
+from siyu.db import Base
+from siyu.kit import idempotency  # noqa: F401
+from siyu.tenancy import models as tenancy_models  # noqa: F401
+
+metadata = Base.metadata

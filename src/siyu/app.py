@@ -1,0 +1,88 @@
+"""The FastAPI application factory: API routers, problem handlers, the unit of work, the console."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+import siyu
+from siyu.config import Settings, load_settings
+from siyu.db import Database
+from siyu.kit.http import ApiUnitOfWork
+from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
+from siyu.tenancy.auth import request_session
+from siyu.tenancy.endpoints import router as tenancy_router
+from siyu.tenancy.schemas import Health
+
+log = logging.getLogger("siyu")
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+Siyu (私域) manages a merchant's **user assets** along the C-CARE model.
+
+**Authentication.** Every call except `/health` needs an API key: `Authorization: Bearer sy_…`.
+Keys carry scopes; a missing scope is a 403. Provider (服务商) keys act for a merchant by naming it
+in the `Siyu-Merchant` header, and only while the merchant's grant (代运营授权) is active.
+
+**Errors** are RFC 9457 `application/problem+json`; validation errors list each bad field as a
+JSON pointer. **Lists** are cursor-paginated (`limit`, `cursor` → `next_cursor`).
+**Retries**: send `Idempotency-Key` on a POST; a retry with the same body returns the first
+response (`Idempotent-Replayed: true`), a different body with the same key is a 409.
+"""
+
+health_router = APIRouter()
+
+
+@health_router.get("/health", tags=["health"], summary="Liveness and database reachability")
+def health(request: Request, session: Annotated[Session, Depends(request_session)]) -> Health:
+    db: Database = request.app.state.db
+    try:
+        session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        log.warning("health check: database unreachable: %s", exc)
+        raise ServiceUnavailable("the state store does not answer") from None
+    return Health(status="ok", version=siyu.__version__, database=db.engine.dialect.name)
+
+
+def create_app(
+    settings: Settings | None = None, *, db: Database | None = None, console: bool | None = None
+) -> FastAPI:
+    """Build the application. Tests pass their own ``db``; ``siyu serve`` passes nothing."""
+    settings = settings or load_settings()
+    db = db or Database(settings.resolved_database_url)
+    app = FastAPI(
+        title="Siyu API",
+        version=siyu.__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.db = db
+    install_problem_handlers(app)
+    app.include_router(health_router, prefix=API_PREFIX)
+    app.include_router(tenancy_router, prefix=API_PREFIX)
+    app.add_middleware(
+        ApiUnitOfWork,
+        session_factory=lambda: db.sessions,
+        read_session_factory=lambda: db.read_sessions,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/console" if (console if console is not None else settings.console) else "/docs")
+
+    if console if console is not None else settings.console:
+        from siyu.console import mount_console
+
+        mount_console(app, settings=settings, db=db)
+    return app

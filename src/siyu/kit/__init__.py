@@ -1,0 +1,1 @@
+"""Shared building blocks: money, clock, ids, pagination, problems, idempotency, crypto."""

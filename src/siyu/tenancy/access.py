@@ -1,0 +1,252 @@
+"""API keys and provider grants: who may call the API, for which merchant, with which scopes.
+
+A *principal* is what an authenticated request acts as:
+
+* a merchant key acts for its merchant with its own scopes;
+* a provider key acts for the provider itself (provider context), or — when the request names a
+  merchant — for that merchant, but only while an unrevoked grant exists, and only with the scopes
+  both the key and the grant carry.
+
+Revocation is read on every request, so it takes effect on the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from siyu.kit.crypto import (
+    MIN_API_KEY_LENGTH,
+    api_key_hint,
+    generate_api_key_secret,
+    hash_api_key,
+)
+from siyu.kit.ids import IdKind, new_id
+from siyu.kit.problems import Conflict, Forbidden, NotFound, Unauthorized, UnprocessableEntity
+from siyu.tenancy import repository as repo
+from siyu.tenancy.models import ApiKey, ProviderGrant
+from siyu.tenancy.scopes import (
+    ALL_PROVIDER_SCOPES,
+    GRANTABLE_SCOPES,
+    MERCHANT_SCOPES,
+    Scope,
+    parse_scopes,
+    sorted_scopes,
+)
+from siyu.tenancy.service import audit
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+"""``last_used_at`` is refreshed at most this often, so reads do not turn into writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request, after authentication."""
+
+    key_id: str
+    scopes: frozenset[Scope]
+    merchant_id: str | None = None
+    """The merchant the request acts for (``None`` in provider context)."""
+    provider_id: str | None = None
+    """Set when the key belongs to a provider."""
+    grant_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_id}"
+
+    @property
+    def is_delegated(self) -> bool:
+        """A provider acting for a merchant under a grant."""
+        return self.provider_id is not None and self.merchant_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key and its secret, which is shown this once and never again."""
+
+    key: ApiKey
+    secret: str
+
+
+def _scope_problem(pointer: str, exc: ValueError) -> UnprocessableEntity:
+    return UnprocessableEntity(str(exc), extra={"errors": [{"pointer": pointer, "detail": str(exc)}]})
+
+
+def issue_api_key(
+    session: Session,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    now: datetime,
+    actor: str,
+    merchant_id: str | None = None,
+    provider_id: str | None = None,
+    secret: str | None = None,
+    allowed: frozenset[Scope] | None = None,
+) -> IssuedKey:
+    """A key for a merchant or a provider. ``allowed`` caps the scopes (no escalation by a key).
+
+    ``secret`` lets deployments bring their own (``SIYU_BOOTSTRAP_API_KEY``); otherwise 256 random
+    bits are generated.
+    """
+    if (merchant_id is None) == (provider_id is None):
+        raise ValueError("a key belongs to exactly one merchant or one provider")
+    try:
+        wanted = parse_scopes(scopes)
+    except ValueError as exc:
+        raise _scope_problem("/scopes", exc) from None
+    if not wanted:
+        raise UnprocessableEntity(
+            "a key needs at least one scope", extra={"errors": [{"pointer": "/scopes", "detail": "empty"}]}
+        )
+    possible = MERCHANT_SCOPES if merchant_id is not None else ALL_PROVIDER_SCOPES
+    if not wanted <= possible:
+        extra = ", ".join(sorted_scopes(wanted - possible))
+        raise UnprocessableEntity(
+            f"scopes not available to this kind of key: {extra}",
+            extra={"errors": [{"pointer": "/scopes", "detail": f"not available: {extra}"}]},
+        )
+    if allowed is not None and not wanted <= allowed:
+        raise Forbidden(f"a key cannot grant scopes it does not hold: {', '.join(sorted_scopes(wanted - allowed))}")
+    if secret is not None and len(secret) < MIN_API_KEY_LENGTH:
+        raise ValueError(f"an API key secret needs at least {MIN_API_KEY_LENGTH} characters")
+    secret = secret or generate_api_key_secret()
+    key = ApiKey(
+        id=new_id(IdKind.API_KEY),
+        merchant_id=merchant_id,
+        provider_id=provider_id,
+        name=name.strip() or "unnamed",
+        secret_hash=hash_api_key(secret),
+        hint=api_key_hint(secret),
+        scopes=sorted_scopes(wanted),
+        created_at=now,
+        created_by=actor,
+    )
+    session.add(key)
+    session.flush()
+    audit(
+        session, now=now, actor=actor, action="api_key.created", merchant_id=merchant_id,
+        provider_id=provider_id, target=key.id, detail={"scopes": key.scopes, "name": key.name},
+    )
+    return IssuedKey(key=key, secret=secret)
+
+
+def revoke_api_key(session: Session, key: ApiKey, *, now: datetime, actor: str) -> ApiKey:
+    """Revoke a key; idempotent (a revoked key keeps its first revocation time)."""
+    if key.revoked_at is None:
+        key.revoked_at = now
+        session.flush()
+        audit(
+            session, now=now, actor=actor, action="api_key.revoked", merchant_id=key.merchant_id,
+            provider_id=key.provider_id, target=key.id,
+        )
+    return key
+
+
+def authenticate(
+    session: Session, *, secret: str, now: datetime, acting_for: str | None = None
+) -> tuple[Principal, ApiKey]:
+    """Resolve a bearer secret (and an optional ``Siyu-Merchant``) to a principal.
+
+    Raises 401 for an unknown or revoked key, 403 for a key without scopes or a provider without
+    an active grant for the merchant it names.
+    """
+    key = repo.get_api_key_by_hash(session, hash_api_key(secret))
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized("the API key is unknown or has been revoked")
+    key_scopes = frozenset(Scope(s) for s in key.scopes if s in Scope._value2member_map_)
+    if not key_scopes:
+        raise Forbidden("this API key carries no scopes, so it may do nothing")
+    if key.merchant_id is not None:
+        if acting_for is not None and acting_for != key.merchant_id:
+            raise Forbidden("a merchant key acts only for its own merchant")
+        return Principal(key_id=key.id, scopes=key_scopes, merchant_id=key.merchant_id), key
+    assert key.provider_id is not None
+    if acting_for is None:
+        return Principal(key_id=key.id, scopes=key_scopes, provider_id=key.provider_id), key
+    grant = repo.active_grant(session, acting_for, key.provider_id)
+    if grant is None:
+        raise Forbidden(f"provider has no active grant from merchant {acting_for}")
+    effective = key_scopes & frozenset(Scope(s) for s in grant.scopes if s in Scope._value2member_map_)
+    if not effective:
+        raise Forbidden("the grant and the key share no scope")
+    principal = Principal(
+        key_id=key.id, scopes=effective, merchant_id=acting_for, provider_id=key.provider_id, grant_id=grant.id
+    )
+    return principal, key
+
+
+def touch_last_used(session: Session, key_id: str, now: datetime) -> None:
+    """Record use of a key, at most once per :data:`LAST_USED_RESOLUTION` (one conditional UPDATE)."""
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=now)
+    )
+
+
+def create_grant(
+    session: Session,
+    merchant_id: str,
+    *,
+    provider_id: str,
+    scopes: Iterable[str],
+    now: datetime,
+    actor: str,
+    note: str | None = None,
+) -> ProviderGrant:
+    """代运营授权: let a provider act for this merchant within ``scopes`` until revoked."""
+    if repo.get_provider(session, provider_id) is None:
+        raise NotFound(f"no provider {provider_id}")
+    try:
+        wanted = parse_scopes(scopes)
+    except ValueError as exc:
+        raise _scope_problem("/scopes", exc) from None
+    if not wanted:
+        raise UnprocessableEntity(
+            "a grant needs at least one scope", extra={"errors": [{"pointer": "/scopes", "detail": "empty"}]}
+        )
+    if not wanted <= GRANTABLE_SCOPES:
+        extra = ", ".join(sorted_scopes(wanted - GRANTABLE_SCOPES))
+        raise UnprocessableEntity(
+            f"these scopes cannot be delegated to a provider: {extra}",
+            extra={"errors": [{"pointer": "/scopes", "detail": f"not delegable: {extra}"}]},
+        )
+    if repo.active_grant(session, merchant_id, provider_id) is not None:
+        raise Conflict("this provider already holds an active grant; revoke it first to change scopes")
+    grant = ProviderGrant(
+        merchant_id=merchant_id,
+        id=new_id(IdKind.GRANT),
+        provider_id=provider_id,
+        scopes=sorted_scopes(wanted),
+        note=note,
+        created_at=now,
+        created_by=actor,
+    )
+    session.add(grant)
+    session.flush()
+    audit(
+        session, now=now, actor=actor, action="grant.created", merchant_id=merchant_id,
+        provider_id=provider_id, target=grant.id, detail={"scopes": grant.scopes},
+    )
+    return grant
+
+
+def revoke_grant(session: Session, grant: ProviderGrant, *, now: datetime, actor: str) -> ProviderGrant:
+    """End a grant; the provider's next request for this merchant is refused."""
+    if grant.revoked_at is None:
+        grant.revoked_at = now
+        session.flush()
+        audit(
+            session, now=now, actor=actor, action="grant.revoked", merchant_id=grant.merchant_id,
+            provider_id=grant.provider_id, target=grant.id,
+        )
+    return grant

@@ -1,0 +1,55 @@
+"""API-key and grant scopes.
+
+A key carries a set of scopes; a request needs the scope its endpoint names. A provider acting
+for a merchant holds the intersection of its key's scopes and the merchant's grant, so a grant
+can only narrow what a provider may do. Later modules add their scopes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    """One permission an API key or a provider grant can carry."""
+
+    MERCHANT_READ = "merchant:read"
+    MERCHANT_WRITE = "merchant:write"
+    STORES_READ = "stores:read"
+    STORES_WRITE = "stores:write"
+    STAFF_READ = "staff:read"
+    STAFF_WRITE = "staff:write"
+    KEYS_READ = "keys:read"
+    KEYS_WRITE = "keys:write"
+    GRANTS_READ = "grants:read"
+    GRANTS_WRITE = "grants:write"
+    MERCHANTS_CREATE = "merchants:create"
+    """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
+
+
+PROVIDER_ONLY_SCOPES = frozenset({Scope.MERCHANTS_CREATE})
+MERCHANT_SCOPES = frozenset(Scope) - PROVIDER_ONLY_SCOPES
+"""Every scope that makes sense on a merchant's own key."""
+
+GRANTABLE_SCOPES = MERCHANT_SCOPES - {Scope.GRANTS_WRITE, Scope.KEYS_WRITE}
+"""What a merchant can delegate: never the power to grant others or mint its own keys."""
+
+ALL_PROVIDER_SCOPES = frozenset(Scope)
+
+
+def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
+    """Strings → scopes; raises ``ValueError`` naming the unknown one."""
+    result = set()
+    for value in values:
+        try:
+            result.add(Scope(value))
+        except ValueError:
+            known = ", ".join(sorted(s.value for s in Scope))
+            raise ValueError(f"unknown scope {value!r}; known scopes: {known}") from None
+    return frozenset(result)
+
+
+def sorted_scopes(scopes: Iterable[Scope | str]) -> list[str]:
+    """Stable order for storage and display."""
+    return sorted({str(s) for s in scopes})
