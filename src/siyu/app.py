@@ -79,7 +79,9 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/console" if (console if console is not None else settings.console) else "/docs")
+        return RedirectResponse(
+            "/console" if (console if console is not None else settings.console) else "/docs"
+        )
 
     if console if console is not None else settings.console:
         from siyu.console import mount_console

@@ -148,12 +148,11 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session, always rolled back."""
+        """A read-only session; closing it ends (rolls back) the transaction but keeps loaded objects."""
         session = self.read_sessions()
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
     def dispose(self) -> None:

@@ -81,8 +81,11 @@ class ApiUnitOfWork:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             status, body = _problem(
-                413, "payload-too-large", "Request body too large",
-                f"the body has {declared} bytes; the limit is {self.max_body_bytes}", path,
+                413,
+                "payload-too-large",
+                "Request body too large",
+                f"the body has {declared} bytes; the limit is {self.max_body_bytes}",
+                path,
             )
             await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
             return
@@ -100,8 +103,11 @@ class ApiUnitOfWork:
             body_bytes = await self._read_body(receive)
         except BodyTooLarge:
             status, body = _problem(
-                413, "payload-too-large", "Request body too large",
-                f"the body exceeds the limit of {self.max_body_bytes} bytes", path,
+                413,
+                "payload-too-large",
+                "Request body too large",
+                f"the body exceeds the limit of {self.max_body_bytes} bytes",
+                path,
             )
             await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
             return
@@ -144,8 +150,11 @@ class ApiUnitOfWork:
         if idem_key is not None:
             if not idempotency.valid_key(idem_key):
                 status, body = _problem(
-                    400, "bad-idempotency-key", "Bad Idempotency-Key",
-                    f"Idempotency-Key must be 1–{idempotency.MAX_KEY_LENGTH} printable characters", path,
+                    400,
+                    "bad-idempotency-key",
+                    "Bad Idempotency-Key",
+                    f"Idempotency-Key must be 1–{idempotency.MAX_KEY_LENGTH} printable characters",
+                    path,
                 )
                 await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
                 return
@@ -186,14 +195,21 @@ class ApiUnitOfWork:
             )
             try:
                 await run_in_threadpool(
-                    self._commit, session, principal, idem_key, idempotency.StoredResponse(status, content_type, body)
+                    self._commit,
+                    session,
+                    principal,
+                    idem_key,
+                    idempotency.StoredResponse(status, content_type, body),
                 )
             except (IntegrityError, OperationalError) as exc:
                 log.warning("commit failed on %s %s: %s", method, path, exc)
                 await run_in_threadpool(session.rollback)
                 status, body = _problem(
-                    409, "write-conflict", "Write conflict",
-                    "the change conflicted with a concurrent one and was not saved; retry the request", path,
+                    409,
+                    "write-conflict",
+                    "Write conflict",
+                    "the change conflicted with a concurrent one and was not saved; retry the request",
+                    path,
                 )
                 await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
                 return
@@ -219,14 +235,20 @@ class ApiUnitOfWork:
             return None
         if existing.request_hash != fingerprint:
             status, body = _problem(
-                409, "idempotency-key-reused", "Idempotency-Key reused",
-                "this Idempotency-Key was already used with a different request; use a new key", path,
+                409,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was already used with a different request; use a new key",
+                path,
             )
             return status, PROBLEM_MEDIA_TYPE, body, []
         if existing.status_code is None or existing.response_body is None:
             status, body = _problem(
-                409, "idempotency-key-in-flight", "Request in flight",
-                "a request with this Idempotency-Key is still being processed; retry shortly", path,
+                409,
+                "idempotency-key-in-flight",
+                "Request in flight",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+                path,
             )
             return status, PROBLEM_MEDIA_TYPE, body, []
         return (

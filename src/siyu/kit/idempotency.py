@@ -88,7 +88,9 @@ def complete(session: Session, principal: str, key: str, response: StoredRespons
 
 def find(session: Session, principal: str, key: str) -> IdempotencyRecord | None:
     return session.execute(
-        select(IdempotencyRecord).where(IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.principal == principal, IdempotencyRecord.key == key
+        )
     ).scalar_one_or_none()
 
 

@@ -28,11 +28,6 @@ class IdKind(StrEnum):
     AUDIT = "aud"
 
 
-_lock = threading.Lock()
-_last_ms = 0
-_last_rand = 0
-
-
 def _encode(value: int, length: int) -> str:
     chars = []
     for _ in range(length):
@@ -41,18 +36,32 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
-def new_id(kind: IdKind, *, now_ms: int | None = None) -> str:
-    """A new id of ``kind``; monotonic within one process even inside the same millisecond."""
-    global _last_ms, _last_rand
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    with _lock:
-        if ms <= _last_ms:
-            ms = _last_ms
-            rand = _last_rand + 1
-        else:
-            rand = secrets.randbits(80)
-        _last_ms, _last_rand = ms, rand
-    return f"{kind.value}_{_encode((ms << 80) | (rand & ((1 << 80) - 1)), _BODY_LENGTH)}"
+class IdGenerator:
+    """Monotonic within one process, even inside one millisecond or if the clock steps back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._last_rand = 0
+
+    def new(self, kind: IdKind, *, now_ms: int | None = None) -> str:
+        ms = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._lock:
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                rand = self._last_rand + 1
+            else:
+                rand = secrets.randbits(79)  # top bit left clear so +1 never overflows into the time
+            self._last_ms, self._last_rand = ms, rand
+        return f"{kind.value}_{_encode((ms << 80) | rand, _BODY_LENGTH)}"
+
+
+_default = IdGenerator()
+
+
+def new_id(kind: IdKind) -> str:
+    """A new id of ``kind`` from the process-wide generator."""
+    return _default.new(kind)
 
 
 def looks_like_id(value: str, kind: IdKind) -> bool:

@@ -112,7 +112,9 @@ def issue_api_key(
             extra={"errors": [{"pointer": "/scopes", "detail": f"not available: {extra}"}]},
         )
     if allowed is not None and not wanted <= allowed:
-        raise Forbidden(f"a key cannot grant scopes it does not hold: {', '.join(sorted_scopes(wanted - allowed))}")
+        raise Forbidden(
+            f"a key cannot grant scopes it does not hold: {', '.join(sorted_scopes(wanted - allowed))}"
+        )
     if secret is not None and len(secret) < MIN_API_KEY_LENGTH:
         raise ValueError(f"an API key secret needs at least {MIN_API_KEY_LENGTH} characters")
     secret = secret or generate_api_key_secret()
@@ -130,8 +132,14 @@ def issue_api_key(
     session.add(key)
     session.flush()
     audit(
-        session, now=now, actor=actor, action="api_key.created", merchant_id=merchant_id,
-        provider_id=provider_id, target=key.id, detail={"scopes": key.scopes, "name": key.name},
+        session,
+        now=now,
+        actor=actor,
+        action="api_key.created",
+        merchant_id=merchant_id,
+        provider_id=provider_id,
+        target=key.id,
+        detail={"scopes": key.scopes, "name": key.name},
     )
     return IssuedKey(key=key, secret=secret)
 
@@ -142,8 +150,13 @@ def revoke_api_key(session: Session, key: ApiKey, *, now: datetime, actor: str) 
         key.revoked_at = now
         session.flush()
         audit(
-            session, now=now, actor=actor, action="api_key.revoked", merchant_id=key.merchant_id,
-            provider_id=key.provider_id, target=key.id,
+            session,
+            now=now,
+            actor=actor,
+            action="api_key.revoked",
+            merchant_id=key.merchant_id,
+            provider_id=key.provider_id,
+            target=key.id,
         )
     return key
 
@@ -176,7 +189,11 @@ def authenticate(
     if not effective:
         raise Forbidden("the grant and the key share no scope")
     principal = Principal(
-        key_id=key.id, scopes=effective, merchant_id=acting_for, provider_id=key.provider_id, grant_id=grant.id
+        key_id=key.id,
+        scopes=effective,
+        merchant_id=acting_for,
+        provider_id=key.provider_id,
+        grant_id=grant.id,
     )
     return principal, key
 
@@ -234,8 +251,14 @@ def create_grant(
     session.add(grant)
     session.flush()
     audit(
-        session, now=now, actor=actor, action="grant.created", merchant_id=merchant_id,
-        provider_id=provider_id, target=grant.id, detail={"scopes": grant.scopes},
+        session,
+        now=now,
+        actor=actor,
+        action="grant.created",
+        merchant_id=merchant_id,
+        provider_id=provider_id,
+        target=grant.id,
+        detail={"scopes": grant.scopes},
     )
     return grant
 
@@ -246,7 +269,12 @@ def revoke_grant(session: Session, grant: ProviderGrant, *, now: datetime, actor
         grant.revoked_at = now
         session.flush()
         audit(
-            session, now=now, actor=actor, action="grant.revoked", merchant_id=grant.merchant_id,
-            provider_id=grant.provider_id, target=grant.id,
+            session,
+            now=now,
+            actor=actor,
+            action="grant.revoked",
+            merchant_id=grant.merchant_id,
+            provider_id=grant.provider_id,
+            target=grant.id,
         )
     return grant

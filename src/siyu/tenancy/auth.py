@@ -7,9 +7,12 @@ A handler declares exactly one of these::
     ctx: AnyCtx = Depends(any_context(Scope.KEYS_READ))
 
 Provider keys choose the merchant they act for with the ``Siyu-Merchant`` header.
-"""
 
-from __future__ import annotations
+Pitfall: this module must not use ``from __future__ import annotations``. FastAPI reads the
+dependency functions' annotations at run time, and the factories below build them from closure
+variables (``Depends(inner)``) that a string annotation cannot resolve — the parameter would
+silently turn into a required query parameter.
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,9 +113,13 @@ def any_context(*scopes: Scope) -> Callable[..., AnyCtx]:
 def merchant_context(*scopes: Scope) -> Callable[..., MerchantCtx]:
     def dependency(ctx: Annotated[AnyCtx, Depends(current_principal)]) -> MerchantCtx:
         if ctx.principal.merchant_id is None:
-            raise BadRequest(f"provider keys must name the merchant to act for in the {MERCHANT_HEADER} header")
+            raise BadRequest(
+                f"provider keys must name the merchant to act for in the {MERCHANT_HEADER} header"
+            )
         _check_scopes(ctx.principal, scopes)
-        return MerchantCtx(session=ctx.session, principal=ctx.principal, merchant_id=ctx.principal.merchant_id)
+        return MerchantCtx(
+            session=ctx.session, principal=ctx.principal, merchant_id=ctx.principal.merchant_id
+        )
 
     return dependency
 
@@ -122,7 +129,9 @@ def provider_context(*scopes: Scope) -> Callable[..., ProviderCtx]:
         if ctx.principal.provider_id is None or ctx.principal.merchant_id is not None:
             raise Forbidden("only a provider key, acting for itself, may do this")
         _check_scopes(ctx.principal, scopes)
-        return ProviderCtx(session=ctx.session, principal=ctx.principal, provider_id=ctx.principal.provider_id)
+        return ProviderCtx(
+            session=ctx.session, principal=ctx.principal, provider_id=ctx.principal.provider_id
+        )
 
     return dependency
 
@@ -130,7 +139,9 @@ def provider_context(*scopes: Scope) -> Callable[..., ProviderCtx]:
 def merchant_owned_context(*scopes: Scope) -> Callable[..., MerchantCtx]:
     """Merchant context with the merchant's *own* key: providers may not do this even with a grant."""
 
-    def dependency(ctx: Annotated[MerchantCtx, Depends(merchant_context(*scopes))]) -> MerchantCtx:
+    inner = merchant_context(*scopes)
+
+    def dependency(ctx: Annotated[MerchantCtx, Depends(inner)]) -> MerchantCtx:
         if ctx.principal.is_delegated:
             raise Forbidden("only the merchant's own keys may do this, not a provider acting under a grant")
         return ctx

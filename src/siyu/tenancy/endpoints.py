@@ -48,7 +48,9 @@ CREATED = status.HTTP_201_CREATED
 
 
 @router.get("/merchants", tags=["merchants"], summary="Merchants this key may act for")
-def list_merchants(ctx: Annotated[AnyCtx, Depends(any_context(Scope.MERCHANT_READ))], page: Paging) -> Page[MerchantOut]:
+def list_merchants(
+    ctx: Annotated[AnyCtx, Depends(any_context(Scope.MERCHANT_READ))], page: Paging
+) -> Page[MerchantOut]:
     p = ctx.principal
     if p.merchant_id is not None:
         ids = [p.merchant_id]
@@ -67,12 +69,20 @@ def create_merchant(
     """A provider onboards a merchant and receives a grant with the key's delegable scopes."""
     now = utcnow()
     merchant = service.create_merchant(
-        ctx.session, name=body.name, timezone=body.timezone, currency=body.currency, now=now,
+        ctx.session,
+        name=body.name,
+        timezone=body.timezone,
+        currency=body.currency,
+        now=now,
         provider_id=ctx.provider_id,
     )
     access.create_grant(
-        ctx.session, merchant.id, provider_id=ctx.provider_id,
-        scopes=sorted_scopes(ctx.principal.scopes & GRANTABLE_SCOPES), now=now, actor=ctx.actor,
+        ctx.session,
+        merchant.id,
+        provider_id=ctx.provider_id,
+        scopes=sorted_scopes(ctx.principal.scopes & GRANTABLE_SCOPES),
+        now=now,
+        actor=ctx.actor,
         note="granted at onboarding",
     )
     return MerchantOut.model_validate(merchant)
@@ -86,18 +96,24 @@ def _own_merchant(ctx: MerchantCtx, merchant_id: str) -> MerchantOut:
 
 
 @router.get("/merchants/{merchant_id}", tags=["merchants"])
-def get_merchant(merchant_id: str, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.MERCHANT_READ))]) -> MerchantOut:
+def get_merchant(
+    merchant_id: str, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.MERCHANT_READ))]
+) -> MerchantOut:
     return _own_merchant(ctx, merchant_id)
 
 
 @router.patch("/merchants/{merchant_id}", tags=["merchants"])
 def update_merchant(
-    merchant_id: str, body: MerchantUpdate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.MERCHANT_WRITE))]
+    merchant_id: str,
+    body: MerchantUpdate,
+    ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.MERCHANT_WRITE))],
 ) -> MerchantOut:
     _own_merchant(ctx, merchant_id)
     merchant = repo.get_merchant(ctx.session, merchant_id)
     assert merchant is not None
-    updated = service.update_merchant(ctx.session, merchant, now=utcnow(), **body.model_dump(exclude_unset=True))
+    updated = service.update_merchant(
+        ctx.session, merchant, now=utcnow(), **body.model_dump(exclude_unset=True)
+    )
     return MerchantOut.model_validate(updated)
 
 
@@ -105,15 +121,21 @@ def update_merchant(
 
 
 @router.get("/stores", tags=["stores"])
-def list_stores(ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_READ))], page: Paging) -> Page[StoreOut]:
+def list_stores(
+    ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_READ))], page: Paging
+) -> Page[StoreOut]:
     rows = repo.list_stores(ctx.session, ctx.merchant_id, page)
     items, cursor = make_page(rows, page, lambda s: s.id)
     return Page(items=[StoreOut.model_validate(s) for s in items], next_cursor=cursor)
 
 
 @router.post("/stores", tags=["stores"], status_code=CREATED)
-def create_store(body: StoreCreate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_WRITE))]) -> StoreOut:
-    store = service.create_store(ctx.session, ctx.merchant_id, service.StoreFields(**body.model_dump()), now=utcnow())
+def create_store(
+    body: StoreCreate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_WRITE))]
+) -> StoreOut:
+    store = service.create_store(
+        ctx.session, ctx.merchant_id, service.StoreFields(**body.model_dump()), now=utcnow()
+    )
     return StoreOut.model_validate(store)
 
 
@@ -125,13 +147,17 @@ def _store(ctx: MerchantCtx, store_id: str) -> StoreOut:
 
 
 @router.get("/stores/{store_id}", tags=["stores"])
-def get_store(store_id: str, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_READ))]) -> StoreOut:
+def get_store(
+    store_id: str, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_READ))]
+) -> StoreOut:
     return _store(ctx, store_id)
 
 
 @router.patch("/stores/{store_id}", tags=["stores"])
 def update_store(
-    store_id: str, body: StoreUpdate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_WRITE))]
+    store_id: str,
+    body: StoreUpdate,
+    ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STORES_WRITE))],
 ) -> StoreOut:
     store = repo.get_store(ctx.session, ctx.merchant_id, store_id)
     if store is None:
@@ -147,30 +173,52 @@ def _staff_out(ctx: MerchantCtx, rows: list[Staff]) -> list[StaffOut]:
     stores = repo.staff_store_ids(ctx.session, ctx.merchant_id, [s.id for s in rows])
     return [
         StaffOut(
-            id=s.id, merchant_id=s.merchant_id, login=s.login, display_name=s.display_name, role=StaffRole(s.role),
-            active=s.active, store_ids=stores[s.id], created_at=s.created_at, last_login_at=s.last_login_at,
+            id=s.id,
+            merchant_id=s.merchant_id,
+            login=s.login,
+            display_name=s.display_name,
+            role=StaffRole(s.role),
+            active=s.active,
+            store_ids=stores[s.id],
+            created_at=s.created_at,
+            last_login_at=s.last_login_at,
         )
         for s in rows
     ]
 
 
 @router.get("/staff", tags=["staff"])
-def list_staff(ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_READ))], page: Paging) -> Page[StaffOut]:
+def list_staff(
+    ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_READ))], page: Paging
+) -> Page[StaffOut]:
     rows = repo.list_staff(ctx.session, ctx.merchant_id, page)
     items, cursor = make_page(rows, page, lambda s: s.id)
     return Page(items=_staff_out(ctx, items), next_cursor=cursor)
 
 
 @router.post("/staff", tags=["staff"], status_code=CREATED)
-def create_staff(body: StaffCreate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_WRITE))]) -> StaffOut:
+def create_staff(
+    body: StaffCreate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_WRITE))]
+) -> StaffOut:
     now = utcnow()
     staff = service.create_staff(
-        ctx.session, ctx.merchant_id, login=body.login, display_name=body.display_name, role=body.role,
-        password=body.password, store_ids=body.store_ids, now=now,
+        ctx.session,
+        ctx.merchant_id,
+        login=body.login,
+        display_name=body.display_name,
+        role=body.role,
+        password=body.password,
+        store_ids=body.store_ids,
+        now=now,
     )
     service.audit(
-        ctx.session, now=now, actor=ctx.actor, action="staff.created", merchant_id=ctx.merchant_id,
-        target=staff.id, detail={"role": staff.role, "store_ids": sorted(body.store_ids)},
+        ctx.session,
+        now=now,
+        actor=ctx.actor,
+        action="staff.created",
+        merchant_id=ctx.merchant_id,
+        target=staff.id,
+        detail={"role": staff.role, "store_ids": sorted(body.store_ids)},
     )
     return _staff_out(ctx, [staff])[0]
 
@@ -183,19 +231,30 @@ def _get_staff(ctx: MerchantCtx, staff_id: str) -> Staff:
 
 
 @router.get("/staff/{staff_id}", tags=["staff"])
-def get_staff(staff_id: str, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_READ))]) -> StaffOut:
+def get_staff(
+    staff_id: str, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_READ))]
+) -> StaffOut:
     return _staff_out(ctx, [_get_staff(ctx, staff_id)])[0]
 
 
 @router.patch("/staff/{staff_id}", tags=["staff"])
 def update_staff(
-    staff_id: str, body: StaffUpdate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_WRITE))]
+    staff_id: str,
+    body: StaffUpdate,
+    ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_WRITE))],
 ) -> StaffOut:
     now = utcnow()
-    staff = service.update_staff(ctx.session, _get_staff(ctx, staff_id), now=now, **body.model_dump(exclude_unset=True))
+    staff = service.update_staff(
+        ctx.session, _get_staff(ctx, staff_id), now=now, **body.model_dump(exclude_unset=True)
+    )
     changed = sorted(k for k in body.model_dump(exclude_unset=True) if k != "password")
     service.audit(
-        ctx.session, now=now, actor=ctx.actor, action="staff.updated", merchant_id=ctx.merchant_id, target=staff.id,
+        ctx.session,
+        now=now,
+        actor=ctx.actor,
+        action="staff.updated",
+        merchant_id=ctx.merchant_id,
+        target=staff.id,
         detail={"fields": changed, "password_changed": body.password is not None},
     )
     return _staff_out(ctx, [staff])[0]
@@ -211,17 +270,28 @@ def _owner(ctx: AnyCtx) -> dict[str, str | None]:
 
 
 @router.get("/api-keys", tags=["api keys"], summary="Keys of this merchant (or of this provider)")
-def list_api_keys(ctx: Annotated[AnyCtx, Depends(any_context(Scope.KEYS_READ))], page: Paging) -> Page[ApiKeyOut]:
+def list_api_keys(
+    ctx: Annotated[AnyCtx, Depends(any_context(Scope.KEYS_READ))], page: Paging
+) -> Page[ApiKeyOut]:
     rows = repo.list_api_keys(ctx.session, page, **_owner(ctx))
     items, cursor = make_page(rows, page, lambda k: k.id)
     return Page(items=[ApiKeyOut.model_validate(k) for k in items], next_cursor=cursor)
 
 
-@router.post("/api-keys", tags=["api keys"], status_code=CREATED, summary="Create a key (its secret is shown once)")
-def create_api_key(body: ApiKeyCreate, ctx: Annotated[AnyCtx, Depends(any_context(Scope.KEYS_WRITE))]) -> ApiKeyCreated:
+@router.post(
+    "/api-keys", tags=["api keys"], status_code=CREATED, summary="Create a key (its secret is shown once)"
+)
+def create_api_key(
+    body: ApiKeyCreate, ctx: Annotated[AnyCtx, Depends(any_context(Scope.KEYS_WRITE))]
+) -> ApiKeyCreated:
     issued = access.issue_api_key(
-        ctx.session, name=body.name, scopes=body.scopes, now=utcnow(), actor=ctx.actor,
-        allowed=ctx.principal.scopes, **_owner(ctx),
+        ctx.session,
+        name=body.name,
+        scopes=body.scopes,
+        now=utcnow(),
+        actor=ctx.actor,
+        allowed=ctx.principal.scopes,
+        **_owner(ctx),
     )
     out = ApiKeyOut.model_validate(issued.key)
     return ApiKeyCreated(**out.model_dump(), secret=issued.secret)
@@ -249,7 +319,9 @@ def revoke_api_key(key_id: str, ctx: Annotated[AnyCtx, Depends(any_context(Scope
 
 
 @router.get("/grants", tags=["grants"], summary="Grants this merchant gave (or this provider holds)")
-def list_grants(ctx: Annotated[AnyCtx, Depends(any_context(Scope.GRANTS_READ))], page: Paging) -> Page[GrantOut]:
+def list_grants(
+    ctx: Annotated[AnyCtx, Depends(any_context(Scope.GRANTS_READ))], page: Paging
+) -> Page[GrantOut]:
     p = ctx.principal
     if p.merchant_id is not None:
         rows = repo.list_grants(ctx.session, page, merchant_id=p.merchant_id, provider_id=p.provider_id)
@@ -264,8 +336,13 @@ def create_grant(
     body: GrantCreate, ctx: Annotated[MerchantCtx, Depends(merchant_owned_context(Scope.GRANTS_WRITE))]
 ) -> GrantOut:
     grant = access.create_grant(
-        ctx.session, ctx.merchant_id, provider_id=body.provider_id, scopes=body.scopes, note=body.note,
-        now=utcnow(), actor=ctx.actor,
+        ctx.session,
+        ctx.merchant_id,
+        provider_id=body.provider_id,
+        scopes=body.scopes,
+        note=body.note,
+        now=utcnow(),
+        actor=ctx.actor,
     )
     return GrantOut.model_validate(grant)
 

@@ -17,7 +17,17 @@ from siyu.kit.crypto import generate_password
 from siyu.kit.problems import NotFound
 from siyu.tenancy import access, service
 from siyu.tenancy import repository as repo
-from siyu.tenancy.models import ApiKey, Merchant, Provider, ProviderGrant, Staff, StaffRole, Store, StoreKind, StoreStatus
+from siyu.tenancy.models import (
+    ApiKey,
+    Merchant,
+    Provider,
+    ProviderGrant,
+    Staff,
+    StaffRole,
+    Store,
+    StoreKind,
+    StoreStatus,
+)
 from siyu.tenancy.scopes import MERCHANT_SCOPES, sorted_scopes
 
 
@@ -112,37 +122,65 @@ def _provider(p: Provider) -> ProviderView:
 
 
 def _merchant(m: Merchant) -> MerchantView:
-    return MerchantView(id=m.id, name=m.name, timezone=m.timezone, currency=m.currency, created_at=m.created_at)
+    return MerchantView(
+        id=m.id, name=m.name, timezone=m.timezone, currency=m.currency, created_at=m.created_at
+    )
 
 
 def _store(s: Store) -> StoreView:
     return StoreView(
-        id=s.id, merchant_id=s.merchant_id, code=s.code, name=s.name, kind=StoreKind(s.kind),
-        status=StoreStatus(s.status), city=s.city, address=s.address, latitude=s.latitude,
-        longitude=s.longitude, created_at=s.created_at, updated_at=s.updated_at,
+        id=s.id,
+        merchant_id=s.merchant_id,
+        code=s.code,
+        name=s.name,
+        kind=StoreKind(s.kind),
+        status=StoreStatus(s.status),
+        city=s.city,
+        address=s.address,
+        latitude=s.latitude,
+        longitude=s.longitude,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
     )
 
 
 def _staff(session: Session, s: Staff) -> StaffView:
     stores = repo.staff_store_ids(session, s.merchant_id, [s.id])[s.id]
     return StaffView(
-        id=s.id, merchant_id=s.merchant_id, login=s.login, display_name=s.display_name, role=StaffRole(s.role),
-        active=s.active, store_ids=tuple(stores), created_at=s.created_at,
+        id=s.id,
+        merchant_id=s.merchant_id,
+        login=s.login,
+        display_name=s.display_name,
+        role=StaffRole(s.role),
+        active=s.active,
+        store_ids=tuple(stores),
+        created_at=s.created_at,
     )
 
 
 def _key(k: ApiKey, secret: str | None = None) -> KeyView:
     return KeyView(
-        id=k.id, name=k.name, hint=k.hint, merchant_id=k.merchant_id, provider_id=k.provider_id,
-        scopes=tuple(k.scopes), created_at=k.created_at, revoked_at=k.revoked_at, last_used_at=k.last_used_at,
+        id=k.id,
+        name=k.name,
+        hint=k.hint,
+        merchant_id=k.merchant_id,
+        provider_id=k.provider_id,
+        scopes=tuple(k.scopes),
+        created_at=k.created_at,
+        revoked_at=k.revoked_at,
+        last_used_at=k.last_used_at,
         secret=secret,
     )
 
 
 def _grant(g: ProviderGrant) -> GrantView:
     return GrantView(
-        id=g.id, merchant_id=g.merchant_id, provider_id=g.provider_id, scopes=tuple(g.scopes),
-        created_at=g.created_at, revoked_at=g.revoked_at,
+        id=g.id,
+        merchant_id=g.merchant_id,
+        provider_id=g.provider_id,
+        scopes=tuple(g.scopes),
+        created_at=g.created_at,
+        revoked_at=g.revoked_at,
     )
 
 
@@ -153,7 +191,9 @@ def create_provider(session: Session, *, name: str) -> ProviderView:
 def create_merchant(
     session: Session, *, name: str, timezone: str = "Asia/Shanghai", currency: str = "CNY"
 ) -> MerchantView:
-    return _merchant(service.create_merchant(session, name=name, timezone=timezone, currency=currency, now=utcnow()))
+    return _merchant(
+        service.create_merchant(session, name=name, timezone=timezone, currency=currency, now=utcnow())
+    )
 
 
 def get_merchant(session: Session, merchant_id: str) -> MerchantView | None:
@@ -166,7 +206,9 @@ def first_merchant(session: Session) -> MerchantView | None:
     return _merchant(merchant) if merchant else None
 
 
-def list_stores(session: Session, merchant_id: str, *, only_ids: Sequence[str] | None = None) -> list[StoreView]:
+def list_stores(
+    session: Session, merchant_id: str, *, only_ids: Sequence[str] | None = None
+) -> list[StoreView]:
     """All stores of a merchant, or only ``only_ids`` (what a franchise staff member may see)."""
     return [_store(s) for s in repo.all_stores(session, merchant_id, only_ids=only_ids or None)]
 
@@ -212,7 +254,13 @@ def update_store(
     if store is None:
         raise NotFound(f"no store {store_id}")
     fields = service.StoreFields(
-        name=name, code=code, kind=kind, status=status, city=city, address=address, latitude=latitude,
+        name=name,
+        code=code,
+        kind=kind,
+        status=status,
+        city=city,
+        address=address,
+        latitude=latitude,
         longitude=longitude,
     )
     return _store(service.update_store(session, store, fields, now=utcnow()))
@@ -231,11 +279,22 @@ def create_staff(
 ) -> StaffView:
     now = utcnow()
     staff = service.create_staff(
-        session, merchant_id, login=login, display_name=display_name, role=role, password=password,
-        store_ids=store_ids, now=now,
+        session,
+        merchant_id,
+        login=login,
+        display_name=display_name,
+        role=role,
+        password=password,
+        store_ids=store_ids,
+        now=now,
     )
     service.audit(
-        session, now=now, actor=actor, action="staff.created", merchant_id=merchant_id, target=staff.id,
+        session,
+        now=now,
+        actor=actor,
+        action="staff.created",
+        merchant_id=merchant_id,
+        target=staff.id,
         detail={"role": staff.role, "store_ids": sorted(store_ids)},
     )
     return _staff(session, staff)
@@ -264,8 +323,14 @@ def issue_key(
 ) -> KeyView:
     """A new API key; the returned view carries the secret, once."""
     issued = access.issue_api_key(
-        session, name=name, scopes=scopes, now=utcnow(), actor=actor, merchant_id=merchant_id,
-        provider_id=provider_id, secret=secret,
+        session,
+        name=name,
+        scopes=scopes,
+        now=utcnow(),
+        actor=actor,
+        merchant_id=merchant_id,
+        provider_id=provider_id,
+        secret=secret,
     )
     return _key(issued.key, issued.secret)
 
@@ -281,7 +346,9 @@ def create_grant(
     session: Session, merchant_id: str, *, provider_id: str, scopes: Sequence[str], actor: str = "cli"
 ) -> GrantView:
     return _grant(
-        access.create_grant(session, merchant_id, provider_id=provider_id, scopes=scopes, now=utcnow(), actor=actor)
+        access.create_grant(
+            session, merchant_id, provider_id=provider_id, scopes=scopes, now=utcnow(), actor=actor
+        )
     )
 
 
@@ -297,14 +364,27 @@ def bootstrap(
     merchant = create_merchant(session, name="我的商户")
     chosen_password = password or generate_password()
     owner = create_staff(
-        session, merchant.id, login="owner", display_name="店主", role=StaffRole.OWNER,
-        password=chosen_password, actor="bootstrap",
+        session,
+        merchant.id,
+        login="owner",
+        display_name="店主",
+        role=StaffRole.OWNER,
+        password=chosen_password,
+        actor="bootstrap",
     )
     key = issue_key(
-        session, name="bootstrap", scopes=sorted_scopes(MERCHANT_SCOPES), merchant_id=merchant.id,
-        secret=api_key, actor="bootstrap",
+        session,
+        name="bootstrap",
+        scopes=sorted_scopes(MERCHANT_SCOPES),
+        merchant_id=merchant.id,
+        secret=api_key,
+        actor="bootstrap",
     )
     return BootstrapResult(
-        merchant=merchant, owner=owner, password=chosen_password, key=key,
-        password_generated=password is None, key_generated=api_key is None,
+        merchant=merchant,
+        owner=owner,
+        password=chosen_password,
+        key=key,
+        password_generated=password is None,
+        key_generated=api_key is None,
     )

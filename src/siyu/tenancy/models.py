@@ -117,7 +117,9 @@ class StaffStore(Base):
 
     __tablename__ = "staff_stores"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "staff_id"], ["staff.merchant_id", "staff.id"], ondelete="CASCADE"),
+        ForeignKeyConstraint(
+            ["merchant_id", "staff_id"], ["staff.merchant_id", "staff.id"], ondelete="CASCADE"
+        ),
         ForeignKeyConstraint(["merchant_id", "store_id"], ["stores.merchant_id", "stores.id"]),
     )
 
@@ -131,9 +133,7 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint(
-            "(merchant_id IS NULL) <> (provider_id IS NULL)", name="one_owner"
-        ),
+        CheckConstraint("(merchant_id IS NULL) <> (provider_id IS NULL)", name="one_owner"),
         Index(None, "merchant_id", "id"),
         Index(None, "provider_id", "id"),
     )

@@ -8,7 +8,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.tenancy.models import ApiKey, AuditEntry, Merchant, Provider, ProviderGrant, Staff, StaffStore, Store
+from siyu.tenancy.models import (
+    ApiKey,
+    AuditEntry,
+    Merchant,
+    Provider,
+    ProviderGrant,
+    Staff,
+    StaffStore,
+    Store,
+)
 
 
 def get_provider(session: Session, provider_id: str) -> Provider | None:
@@ -45,7 +54,9 @@ def list_stores(
     return session.execute(paginate(statement, Store.id, page)).scalars().all()
 
 
-def all_stores(session: Session, merchant_id: str, *, only_ids: Sequence[str] | None = None) -> Sequence[Store]:
+def all_stores(
+    session: Session, merchant_id: str, *, only_ids: Sequence[str] | None = None
+) -> Sequence[Store]:
     statement = select(Store).where(Store.merchant_id == merchant_id)
     if only_ids is not None:
         statement = statement.where(Store.id.in_(only_ids))
@@ -133,7 +144,9 @@ def get_grant(session: Session, merchant_id: str, grant_id: str) -> ProviderGran
 
 
 def get_grant_for_provider(session: Session, provider_id: str, grant_id: str) -> ProviderGrant | None:
-    statement = select(ProviderGrant).where(ProviderGrant.id == grant_id, ProviderGrant.provider_id == provider_id)
+    statement = select(ProviderGrant).where(
+        ProviderGrant.id == grant_id, ProviderGrant.provider_id == provider_id
+    )
     return session.execute(statement).scalar_one_or_none()
 
 
@@ -157,6 +170,9 @@ def granted_merchant_ids(session: Session, provider_id: str) -> list[str]:
 
 def list_audit(session: Session, merchant_id: str, limit: int = 100) -> Sequence[AuditEntry]:
     statement = (
-        select(AuditEntry).where(AuditEntry.merchant_id == merchant_id).order_by(AuditEntry.at.desc()).limit(limit)
+        select(AuditEntry)
+        .where(AuditEntry.merchant_id == merchant_id)
+        .order_by(AuditEntry.at.desc())
+        .limit(limit)
     )
     return session.execute(statement).scalars().all()

@@ -61,7 +61,9 @@ class StoreOut(ResponseModel):
 
 class StoreCreate(RequestModel):
     name: Name
-    code: Code | None = Field(default=None, description="the merchant's own store code; default S0001, S0002…")
+    code: Code | None = Field(
+        default=None, description="the merchant's own store code; default S0001, S0002…"
+    )
     kind: StoreKind = StoreKind.DIRECT
     city: str | None = Field(default=None, max_length=100)
     address: str | None = Field(default=None, max_length=500)

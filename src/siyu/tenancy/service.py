@@ -248,9 +248,11 @@ def update_staff(
     store_ids: Sequence[str] | None = None,
 ) -> Staff:
     new_role = role or StaffRole(staff.role)
-    limited = store_ids if store_ids is not None else repo.staff_store_ids(session, staff.merchant_id, [staff.id])[
-        staff.id
-    ]
+    limited = (
+        store_ids
+        if store_ids is not None
+        else repo.staff_store_ids(session, staff.merchant_id, [staff.id])[staff.id]
+    )
     if new_role == StaffRole.OWNER and limited:
         raise _invalid("/store_ids", "an owner sees every store and cannot be limited to some")
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
@@ -265,9 +267,13 @@ def update_staff(
     if store_ids is not None:
         wanted = _check_store_ids(session, staff.merchant_id, store_ids)
         session.execute(
-            delete(StaffStore).where(StaffStore.merchant_id == staff.merchant_id, StaffStore.staff_id == staff.id)
+            delete(StaffStore).where(
+                StaffStore.merchant_id == staff.merchant_id, StaffStore.staff_id == staff.id
+            )
         )
-        session.add_all(StaffStore(merchant_id=staff.merchant_id, staff_id=staff.id, store_id=s) for s in wanted)
+        session.add_all(
+            StaffStore(merchant_id=staff.merchant_id, staff_id=staff.id, store_id=s) for s in wanted
+        )
     staff.updated_at = now
     session.flush()
     return staff
