@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 import siyu
 from siyu.config import Settings, load_settings
 from siyu.db import Database
+from siyu.housekeeping import background_upkeep
 from siyu.kit.http import ApiUnitOfWork
 from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
 from siyu.tenancy.auth import request_session
@@ -57,7 +60,14 @@ def create_app(
     """Build the application. Tests pass their own ``db``; ``siyu serve`` passes nothing."""
     settings = settings or load_settings()
     db = db or Database(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with background_upkeep(db):
+            yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Siyu API",
         version=siyu.__version__,
         description=DESCRIPTION,

@@ -34,6 +34,7 @@ from siyu.tenancy.scopes import (
     GRANTABLE_SCOPES,
     MERCHANT_SCOPES,
     Scope,
+    known_scopes,
     parse_scopes,
     sorted_scopes,
 )
@@ -172,7 +173,7 @@ def authenticate(
     key = repo.get_api_key_by_hash(session, hash_api_key(secret))
     if key is None or key.revoked_at is not None:
         raise Unauthorized("the API key is unknown or has been revoked")
-    key_scopes = frozenset(Scope(s) for s in key.scopes if s in Scope._value2member_map_)
+    key_scopes = known_scopes(key.scopes)
     if not key_scopes:
         raise Forbidden("this API key carries no scopes, so it may do nothing")
     if key.merchant_id is not None:
@@ -185,7 +186,7 @@ def authenticate(
     grant = repo.active_grant(session, acting_for, key.provider_id)
     if grant is None:
         raise Forbidden(f"provider has no active grant from merchant {acting_for}")
-    effective = key_scopes & frozenset(Scope(s) for s in grant.scopes if s in Scope._value2member_map_)
+    effective = key_scopes & known_scopes(grant.scopes)
     if not effective:
         raise Forbidden("the grant and the key share no scope")
     principal = Principal(

@@ -50,6 +50,12 @@ def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
     return frozenset(result)
 
 
+def known_scopes(values: Iterable[str]) -> frozenset[Scope]:
+    """The stored scopes this version knows; unknown ones (from a newer version) are ignored."""
+    known = {s.value for s in Scope}
+    return frozenset(Scope(v) for v in values if v in known)
+
+
 def sorted_scopes(scopes: Iterable[Scope | str]) -> list[str]:
     """Stable order for storage and display."""
     return sorted({str(s) for s in scopes})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime
 
 from sqlalchemy import delete
@@ -283,7 +284,7 @@ def authenticate_staff(session: Session, *, login: str, password: str, now: date
     """The active staff account with this login and password, or ``None`` (no hint which failed)."""
     staff = repo.get_staff_by_login(session, normalise_login(login))
     if staff is None:
-        verify_password(_DUMMY_HASH, password)  # same cost whether or not the login exists
+        verify_password(_dummy_hash(), password)  # same cost whether or not the login exists
         return None
     if not staff.active or not verify_password(staff.password_hash, password):
         return None
@@ -292,4 +293,6 @@ def authenticate_staff(session: Session, *, login: str, password: str, now: date
     return staff
 
 
-_DUMMY_HASH = hash_password("siyu-dummy-password")
+@cache
+def _dummy_hash() -> str:
+    return hash_password("siyu-dummy-password")

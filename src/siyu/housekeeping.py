@@ -1,0 +1,53 @@
+"""Periodic upkeep that ``siyu serve`` runs in the background (the embedded default has no cron).
+
+Today: delete ``Idempotency-Key`` records past their retention. Later issues add their jobs to
+:func:`run_once` (the outbox worker and the analytics sync get loops of their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.concurrency import run_in_threadpool
+
+from siyu.db import Database
+from siyu.kit import idempotency
+from siyu.kit.clock import utcnow
+
+log = logging.getLogger("siyu.housekeeping")
+
+INTERVAL_SECONDS = 3600.0
+
+
+def run_once(db: Database) -> dict[str, int]:
+    """One round of upkeep; returns what it did, for logs and tests."""
+    with db.unit_of_work() as session:
+        purged = idempotency.purge_expired(session, utcnow())
+    if purged:
+        log.info("purged %d expired idempotency records", purged)
+    return {"idempotency_records_purged": purged}
+
+
+async def _loop(db: Database, interval: float) -> None:
+    while True:
+        try:
+            await run_in_threadpool(run_once, db)
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("housekeeping round failed")
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def background_upkeep(db: Database, interval: float = INTERVAL_SECONDS) -> AsyncIterator[None]:
+    """Run :func:`run_once` now and every ``interval`` seconds while the app lives."""
+    task = asyncio.create_task(_loop(db, interval))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
