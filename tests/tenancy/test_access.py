@@ -234,3 +234,45 @@ class TestProviderGrants:
         body = {"provider_id": provider.provider_id, "scopes": ["stores:read"]}
         assert client.post("/api/v1/grants", json=body, headers=tenant.headers).status_code == 201
         assert client.post("/api/v1/grants", json=body, headers=tenant.headers).status_code == 409
+
+
+class TestAudit:
+    def test_access_changes_are_audited(
+        self, client: TestClient, tenant: Tenant, make_provider, db: Database
+    ) -> None:  # type: ignore[no-untyped-def]
+        # given
+        provider = make_provider()
+        key = client.post(
+            "/api/v1/api-keys", json={"name": "k", "scopes": ["stores:read"]}, headers=tenant.headers
+        )
+        client.post(f"/api/v1/api-keys/{key.json()['id']}/revoke", headers=tenant.headers)
+        grant = client.post(
+            "/api/v1/grants",
+            json={"provider_id": provider.provider_id, "scopes": ["stores:read"]},
+            headers=tenant.headers,
+        )
+        client.post(f"/api/v1/grants/{grant.json()['id']}/revoke", headers=tenant.headers)
+        staff = client.post(
+            "/api/v1/staff",
+            json={"login": "au", "role": "analyst", "password": "password-au"},
+            headers=tenant.headers,
+        )
+        client.patch(f"/api/v1/staff/{staff.json()['id']}", json={"role": "operator"}, headers=tenant.headers)
+        # when
+        from siyu.tenancy import repository
+
+        with db.reading() as session:
+            entries = repository.list_audit(session, tenant.merchant_id)
+        # then
+        actions = sorted(e.action for e in entries if e.actor == f"key:{tenant.key_id}")
+        assert actions == [
+            "api_key.created",
+            "api_key.revoked",
+            "grant.created",
+            "grant.revoked",
+            "staff.created",
+            "staff.updated",
+        ]
+        assert all(
+            "password" not in str(e.detail.get("fields", [])) for e in entries if e.action == "staff.created"
+        )

@@ -200,7 +200,6 @@ def list_staff(
 def create_staff(
     body: StaffCreate, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_WRITE))]
 ) -> StaffOut:
-    now = utcnow()
     staff = service.create_staff(
         ctx.session,
         ctx.merchant_id,
@@ -209,16 +208,8 @@ def create_staff(
         role=body.role,
         password=body.password,
         store_ids=body.store_ids,
-        now=now,
-    )
-    service.audit(
-        ctx.session,
-        now=now,
+        now=utcnow(),
         actor=ctx.actor,
-        action="staff.created",
-        merchant_id=ctx.merchant_id,
-        target=staff.id,
-        detail={"role": staff.role, "store_ids": sorted(body.store_ids)},
     )
     return _staff_out(ctx, [staff])[0]
 
@@ -243,19 +234,12 @@ def update_staff(
     body: StaffUpdate,
     ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.STAFF_WRITE))],
 ) -> StaffOut:
-    now = utcnow()
     staff = service.update_staff(
-        ctx.session, _get_staff(ctx, staff_id), now=now, **body.model_dump(exclude_unset=True)
-    )
-    changed = sorted(k for k in body.model_dump(exclude_unset=True) if k != "password")
-    service.audit(
         ctx.session,
-        now=now,
+        _get_staff(ctx, staff_id),
+        now=utcnow(),
         actor=ctx.actor,
-        action="staff.updated",
-        merchant_id=ctx.merchant_id,
-        target=staff.id,
-        detail={"fields": changed, "password_changed": body.password is not None},
+        **body.model_dump(exclude_unset=True),
     )
     return _staff_out(ctx, [staff])[0]
 

@@ -277,7 +277,6 @@ def create_staff(
     store_ids: Sequence[str] = (),
     actor: str = "cli",
 ) -> StaffView:
-    now = utcnow()
     staff = service.create_staff(
         session,
         merchant_id,
@@ -286,16 +285,8 @@ def create_staff(
         role=role,
         password=password,
         store_ids=store_ids,
-        now=now,
-    )
-    service.audit(
-        session,
-        now=now,
+        now=utcnow(),
         actor=actor,
-        action="staff.created",
-        merchant_id=merchant_id,
-        target=staff.id,
-        detail={"role": staff.role, "store_ids": sorted(store_ids)},
     )
     return _staff(session, staff)
 

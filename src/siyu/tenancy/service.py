@@ -206,9 +206,13 @@ def create_staff(
     role: StaffRole,
     password: str,
     now: datetime,
+    actor: str,
     store_ids: Sequence[str] = (),
 ) -> Staff:
-    """A staff account. ``store_ids`` limits it to those stores (franchise staff); owners see all."""
+    """A staff account. ``store_ids`` limits it to those stores (franchise staff); owners see all.
+
+    The creation is audited under ``actor``.
+    """
     login = normalise_login(login)
     if not login:
         raise _invalid("/login", "a login is required")
@@ -234,6 +238,15 @@ def create_staff(
     _flush_unique(session, f"login {login!r} is taken")
     session.add_all(StaffStore(merchant_id=merchant_id, staff_id=staff.id, store_id=s) for s in wanted)
     session.flush()
+    audit(
+        session,
+        now=now,
+        actor=actor,
+        action="staff.created",
+        merchant_id=merchant_id,
+        target=staff.id,
+        detail={"role": staff.role, "store_ids": wanted},
+    )
     return staff
 
 
@@ -242,6 +255,7 @@ def update_staff(
     staff: Staff,
     *,
     now: datetime,
+    actor: str,
     display_name: str | None = None,
     role: StaffRole | None = None,
     password: str | None = None,
@@ -277,6 +291,22 @@ def update_staff(
         )
     staff.updated_at = now
     session.flush()
+    changed = {
+        "display_name": display_name,
+        "role": role,
+        "active": active,
+        "store_ids": store_ids,
+        "password": password,
+    }
+    audit(
+        session,
+        now=now,
+        actor=actor,
+        action="staff.updated",
+        merchant_id=staff.merchant_id,
+        target=staff.id,
+        detail={"fields": sorted(k for k, v in changed.items() if v is not None)},
+    )
     return staff
 
 
