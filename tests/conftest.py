@@ -56,12 +56,12 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 @dataclass
-class TestDatabase:
+class DatabaseUnderTest:
     url: str
     schema: str | None
 
 
-def create_test_database(tmp_dir: Path) -> Iterator[TestDatabase]:
+def create_test_database(tmp_dir: Path) -> Iterator[DatabaseUnderTest]:
     """A migrated, empty database: a new PostgreSQL schema or a new SQLite file."""
     if TEST_DATABASE_URL and is_postgres_run():
         schema = f"siyu_test_{os.getpid()}_{secrets.token_hex(4)}"
@@ -69,24 +69,24 @@ def create_test_database(tmp_dir: Path) -> Iterator[TestDatabase]:
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
         try:
-            yield TestDatabase(with_search_path(TEST_DATABASE_URL, schema), schema)
+            yield DatabaseUnderTest(with_search_path(TEST_DATABASE_URL, schema), schema)
         finally:
             with admin.begin() as connection:
                 connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
     elif TEST_DATABASE_URL:
-        yield TestDatabase(TEST_DATABASE_URL, None)
+        yield DatabaseUnderTest(TEST_DATABASE_URL, None)
     else:
-        yield TestDatabase(f"sqlite:///{tmp_dir / 'siyu-test.db'}", None)
+        yield DatabaseUnderTest(f"sqlite:///{tmp_dir / 'siyu-test.db'}", None)
 
 
 @pytest.fixture(scope="session")
-def test_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+def test_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseUnderTest]:
     yield from create_test_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture(scope="session")
-def db(test_database: TestDatabase) -> Iterator[Database]:
+def db(test_database: DatabaseUnderTest) -> Iterator[Database]:
     database = Database(test_database.url)
     upgrade(database.engine)
     yield database
@@ -105,7 +105,7 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, test_database: TestDatabase) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, test_database: DatabaseUnderTest) -> Settings:
     return load_settings(
         data_dir=tmp_path_factory.mktemp("data"),
         database_url=test_database.url,

@@ -343,6 +343,13 @@ def create_grant(
     )
 
 
+def revoke_grant(session: Session, merchant_id: str, grant_id: str, *, actor: str = "cli") -> GrantView:
+    grant = repo.get_grant(session, merchant_id, grant_id)
+    if grant is None:
+        raise NotFound(f"no grant {grant_id} for merchant {merchant_id}")
+    return _grant(access.revoke_grant(session, grant, now=utcnow(), actor=actor))
+
+
 def bootstrap(
     session: Session, *, password: str | None = None, api_key: str | None = None
 ) -> BootstrapResult | None:
