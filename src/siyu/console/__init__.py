@@ -1,4 +1,9 @@
-"""The web console (NiceGUI), mounted on the API's FastAPI app at ``/console``."""
+"""The web console (NiceGUI), mounted on the API's FastAPI app at ``/console``.
+
+Pages call facades only (never repositories), each in one unit of work. NiceGUI keeps one page
+registry per process, so :func:`mount_console` registers the pages once and points them at this
+instance's database through :mod:`siyu.console.state`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,29 @@ from fastapi import FastAPI
 from siyu.config import Settings
 from siyu.db import Database
 
+MOUNT_PATH = "/console"
+_mounted = False
+
 
 def mount_console(app: FastAPI, *, settings: Settings, db: Database) -> None:
-    """Mount the console pages on ``app`` (filled in by the console shell)."""
-    raise NotImplementedError("the console shell is being built")
+    """Serve the console under ``/console`` of ``app`` (once per process)."""
+    global _mounted
+    from nicegui import ui
+
+    from siyu.console.pages import register_pages
+    from siyu.console.state import STATE
+
+    STATE.db = db
+    if _mounted:
+        return
+    register_pages()
+    ui.run_with(
+        app,
+        mount_path=MOUNT_PATH,
+        storage_secret=settings.resolved_secret_key(),
+        title="Siyu 私域",
+        language="zh-CN",
+        show_welcome_message=False,
+        favicon="🏪",
+    )
+    _mounted = True

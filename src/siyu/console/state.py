@@ -1,0 +1,26 @@
+"""Where console pages find the instance's database and settings.
+
+NiceGUI pages are registered globally (one NiceGUI app per process), while Siyu's FastAPI app is
+built by a factory; :func:`siyu.console.mount_console` (or a test) fills this holder before any
+page runs, and pages read it through :func:`database`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from siyu.db import Database
+
+
+@dataclass
+class ConsoleState:
+    db: Database | None = None
+
+
+STATE = ConsoleState()
+
+
+def database() -> Database:
+    if STATE.db is None:  # pragma: no cover - mount_console always sets it
+        raise RuntimeError("the console is not mounted: no database")
+    return STATE.db
