@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -54,6 +55,47 @@ def health(request: Request, session: Annotated[Session, Depends(request_session
     return Health(status="ok", version=siyu.__version__, database=db.engine.dialect.name)
 
 
+DOCS_ASSETS = "/static/api-docs"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` served from assets inside the installed packages.
+
+    FastAPI's defaults load them from a CDN, which leaves the docs blank on a machine without
+    internet access; the ``fastapi-offline`` package ships Swagger UI 5 (needed for OpenAPI 3.1)
+    and ReDoc, and we serve its files ourselves.
+    """
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="api-docs-assets")
+    openapi_url = app.openapi_url or f"{API_PREFIX}/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} — docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} — ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def create_app(
     settings: Settings | None = None, *, db: Database | None = None, console: bool | None = None
 ) -> FastAPI:
@@ -71,8 +113,8 @@ def create_app(
         title="Siyu API",
         version=siyu.__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.settings = settings
@@ -86,6 +128,8 @@ def create_app(
         read_session_factory=lambda: db.read_sessions,
         max_body_bytes=settings.max_body_bytes,
     )
+
+    install_offline_docs(app)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
