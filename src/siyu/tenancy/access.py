@@ -74,8 +74,24 @@ class IssuedKey:
     secret: str
 
 
-def _scope_problem(pointer: str, exc: ValueError) -> UnprocessableEntity:
-    return UnprocessableEntity(str(exc), extra={"errors": [{"pointer": pointer, "detail": str(exc)}]})
+def _validated_scopes(values: Iterable[str], possible: frozenset[Scope], what: str) -> frozenset[Scope]:
+    """Parse ``values`` for a key or grant (``what``): known, at least one, all in ``possible``.
+
+    Every refusal is a 422 whose error points at ``/scopes``.
+    """
+
+    def invalid(detail: str) -> UnprocessableEntity:
+        return UnprocessableEntity(detail, extra={"errors": [{"pointer": "/scopes", "detail": detail}]})
+
+    try:
+        wanted = parse_scopes(values)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    if not wanted:
+        raise invalid(f"a {what} needs at least one scope")
+    if not wanted <= possible:
+        raise invalid(f"scopes not available to a {what}: {', '.join(sorted_scopes(wanted - possible))}")
+    return wanted
 
 
 def issue_api_key(
@@ -97,21 +113,8 @@ def issue_api_key(
     """
     if (merchant_id is None) == (provider_id is None):
         raise ValueError("a key belongs to exactly one merchant or one provider")
-    try:
-        wanted = parse_scopes(scopes)
-    except ValueError as exc:
-        raise _scope_problem("/scopes", exc) from None
-    if not wanted:
-        raise UnprocessableEntity(
-            "a key needs at least one scope", extra={"errors": [{"pointer": "/scopes", "detail": "empty"}]}
-        )
     possible = MERCHANT_SCOPES if merchant_id is not None else ALL_PROVIDER_SCOPES
-    if not wanted <= possible:
-        extra = ", ".join(sorted_scopes(wanted - possible))
-        raise UnprocessableEntity(
-            f"scopes not available to this kind of key: {extra}",
-            extra={"errors": [{"pointer": "/scopes", "detail": f"not available: {extra}"}]},
-        )
+    wanted = _validated_scopes(scopes, possible, "key of this kind")
     if allowed is not None and not wanted <= allowed:
         raise Forbidden(
             f"a key cannot grant scopes it does not hold: {', '.join(sorted_scopes(wanted - allowed))}"
@@ -224,20 +227,7 @@ def create_grant(
     """代运营授权: let a provider act for this merchant within ``scopes`` until revoked."""
     if repo.get_provider(session, provider_id) is None:
         raise NotFound(f"no provider {provider_id}")
-    try:
-        wanted = parse_scopes(scopes)
-    except ValueError as exc:
-        raise _scope_problem("/scopes", exc) from None
-    if not wanted:
-        raise UnprocessableEntity(
-            "a grant needs at least one scope", extra={"errors": [{"pointer": "/scopes", "detail": "empty"}]}
-        )
-    if not wanted <= GRANTABLE_SCOPES:
-        extra = ", ".join(sorted_scopes(wanted - GRANTABLE_SCOPES))
-        raise UnprocessableEntity(
-            f"these scopes cannot be delegated to a provider: {extra}",
-            extra={"errors": [{"pointer": "/scopes", "detail": f"not delegable: {extra}"}]},
-        )
+    wanted = _validated_scopes(scopes, GRANTABLE_SCOPES, "grant to a provider")
     if repo.active_grant(session, merchant_id, provider_id) is not None:
         raise Conflict("this provider already holds an active grant; revoke it first to change scopes")
     grant = ProviderGrant(
