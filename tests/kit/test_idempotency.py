@@ -6,7 +6,6 @@ import threading
 from collections import Counter
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
 from siyu.db import Database
@@ -102,9 +101,12 @@ def _race(server_url: str, headers: dict[str, str], bodies: list[dict[str, str]]
     return [r for r in results if r is not None]
 
 
-@pytest.mark.postgres_only
 class TestConcurrentIdempotency:
-    """Real threads against a real server on PostgreSQL: never two creations for one key."""
+    """Real threads against a real server, on both engines: never two creations for one key.
+
+    PostgreSQL makes the losers wait on the record's unique key; SQLite on the write lock that
+    ``BEGIN IMMEDIATE`` takes. Either way they then replay the winner's answer or get a 409.
+    """
 
     def test_concurrent_same_key_creates_once(self, live_server: str, tenant: Tenant, db: Database) -> None:
         # given

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -65,6 +66,8 @@ class Merchant(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     onboarded_by_provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"), index=True)
+    store_number_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Last automatic store number handed out (S0001, S0002, …); bumped in one UPDATE."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.pagination import PageRequest, paginate
@@ -66,6 +66,22 @@ def all_stores(
 def count_stores(session: Session, merchant_id: str) -> int:
     statement = select(func.count()).select_from(Store).where(Store.merchant_id == merchant_id)
     return int(session.execute(statement).scalar_one())
+
+
+def next_store_number(session: Session, merchant_id: str) -> int:
+    """Bump and return the merchant's store-number sequence (one statement; a row lock on PostgreSQL)."""
+    statement = (
+        update(Merchant)
+        .where(Merchant.id == merchant_id)
+        .values(store_number_seq=Merchant.store_number_seq + 1)
+        .returning(Merchant.store_number_seq)
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+def store_code_taken(session: Session, merchant_id: str, code: str) -> bool:
+    statement = select(Store.id).where(Store.merchant_id == merchant_id, Store.code == code).limit(1)
+    return session.execute(statement).first() is not None
 
 
 def store_ids_existing(session: Session, merchant_id: str, store_ids: Sequence[str]) -> set[str]:

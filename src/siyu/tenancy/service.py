@@ -137,7 +137,12 @@ class StoreFields:
 
 
 def _next_store_code(session: Session, merchant_id: str) -> str:
-    return f"S{repo.count_stores(session, merchant_id) + 1:04d}"
+    """The next free ``S0001``-style code. The sequence is bumped atomically, so concurrent
+    creations never get the same number; numbers a person already used by hand are skipped."""
+    while True:
+        code = f"S{repo.next_store_number(session, merchant_id):04d}"
+        if not repo.store_code_taken(session, merchant_id, code):
+            return code
 
 
 def create_store(session: Session, merchant_id: str, fields: StoreFields, *, now: datetime) -> Store:

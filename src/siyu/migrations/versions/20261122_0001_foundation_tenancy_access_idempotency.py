@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("timezone", sa.String(length=64), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("onboarded_by_provider_id", sa.String(length=40), nullable=True),
+        sa.Column("store_number_seq", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", siyu.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", siyu.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
