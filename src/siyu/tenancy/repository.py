@@ -63,11 +63,6 @@ def all_stores(
     return session.execute(statement.order_by(Store.code, Store.id)).scalars().all()
 
 
-def count_stores(session: Session, merchant_id: str) -> int:
-    statement = select(func.count()).select_from(Store).where(Store.merchant_id == merchant_id)
-    return int(session.execute(statement).scalar_one())
-
-
 def next_store_number(session: Session, merchant_id: str) -> int:
     """Bump and return the merchant's store-number sequence (one statement; a row lock on PostgreSQL)."""
     statement = (
