@@ -26,6 +26,8 @@ class IdKind(StrEnum):
     API_KEY = "key"
     GRANT = "grt"
     AUDIT = "aud"
+    MEMBER = "mbr"
+    MERGE = "mrg"
 
 
 def _encode(value: int, length: int) -> str:

@@ -1,0 +1,1 @@
+"""Members (one person per merchant) and identity resolution (SPEC §2)."""

@@ -1,0 +1,186 @@
+"""Identity resolution: one member per person per merchant.
+
+:func:`resolve_identities` takes the identities an event or an import row carries and returns
+the member they belong to, creating it when none is known and **merging** members when the
+identities belong to several — the identity graph's connected components are the members.
+
+* The survivor of a merge is the member with the smallest id, which is the oldest (ids are
+  time-ordered): the same links in any order give the same survivor.
+* Identities move to the survivor; merged members stay as rows with ``status = merged`` and
+  ``merged_into_id`` (never a chain), so old ids keep resolving; every fold is in the merge log.
+* Modules that keep per-member data (events, rollups, ledgers) register a *merge listener* with
+  :func:`on_merge`; listeners run in the same transaction, so a merge is all or nothing.
+* Two writers adding the same new identity cannot both win: the identity's primary key is
+  ``(merchant_id, kind, blind_index)``; the loser's insert fails and it resolves again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from siyu.kit.ids import IdKind, new_id
+from siyu.kit.pii import (
+    IdentifierVault,
+    IdentityKind,
+    InvalidIdentifier,
+    mask_identifier,
+    normalise_identifier,
+)
+from siyu.members import repository as repo
+from siyu.members.models import Member, MemberIdentity, MemberMerge, MemberStatus
+
+MergeListener = Callable[[Session, str, str, list[str]], None]
+"""``listener(session, merchant_id, survivor_id, merged_ids)``, called inside the merge."""
+
+_listeners: list[MergeListener] = []
+MAX_ATTEMPTS = 5
+
+
+def on_merge(listener: MergeListener) -> MergeListener:
+    """Register a listener that moves a module's per-member data to the survivor."""
+    _listeners.append(listener)
+    return listener
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    member_id: str
+    created: bool = False
+    merged_ids: list[str] = field(default_factory=list)
+
+
+class IdentityError(ValueError):
+    """An identity that cannot be used; ``pointer`` names it (``/identities/phone``)."""
+
+    def __init__(self, pointer: str, detail: str) -> None:
+        super().__init__(detail)
+        self.pointer = pointer
+        self.detail = detail
+
+
+def normalise_all(identities: Mapping[str, str]) -> dict[IdentityKind, str]:
+    """Validate and normalise every identity; the first bad one raises :class:`IdentityError`."""
+    if not identities:
+        raise IdentityError("/identities", "at least one identity is required")
+    result: dict[IdentityKind, str] = {}
+    for name, raw in identities.items():
+        try:
+            kind = IdentityKind(name)
+        except ValueError:
+            known = ", ".join(k.value for k in IdentityKind)
+            raise IdentityError(f"/identities/{name}", f"unknown identity {name!r}; known: {known}") from None
+        if not isinstance(raw, str):
+            raise IdentityError(f"/identities/{name}", "an identity is a string")
+        try:
+            result[kind] = normalise_identifier(kind, raw)
+        except InvalidIdentifier as exc:
+            raise IdentityError(f"/identities/{name}", str(exc)) from None
+    return result
+
+
+def resolve_identities(
+    session: Session,
+    vault: IdentifierVault,
+    merchant_id: str,
+    identities: Mapping[str, str],
+    *,
+    now: datetime,
+    source: str,
+) -> Resolution:
+    """The member these identities belong to (created or merged as needed)."""
+    normalised = normalise_all(identities)
+    for _attempt in range(MAX_ATTEMPTS):
+        try:
+            with session.begin_nested():
+                return _resolve_once(session, vault, merchant_id, normalised, now=now, source=source)
+        except IntegrityError:
+            continue  # a concurrent writer added one of these identities first: look again
+    raise RuntimeError("identity resolution kept conflicting with concurrent writers")
+
+
+def _resolve_once(
+    session: Session,
+    vault: IdentifierVault,
+    merchant_id: str,
+    normalised: dict[IdentityKind, str],
+    *,
+    now: datetime,
+    source: str,
+) -> Resolution:
+    indexes = {kind: vault.blind_index(merchant_id, kind, value) for kind, value in normalised.items()}
+    known = repo.identities_by_index(session, merchant_id, [(k.value, i) for k, i in indexes.items()])
+    owners = sorted({identity.member_id for identity in known})
+    created = False
+    merged: list[str] = []
+    if not owners:
+        member = Member(
+            merchant_id=merchant_id,
+            id=new_id(IdKind.MEMBER),
+            status=MemberStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(member)
+        session.flush()
+        survivor, created = member.id, True
+    else:
+        survivor, merged = owners[0], owners[1:]
+        if merged:
+            _merge(session, merchant_id, survivor, merged, now=now, reason=source)
+    present = {(identity.kind, identity.blind_index) for identity in known}
+    for kind, value in normalised.items():
+        if (kind.value, indexes[kind]) in present:
+            continue
+        session.add(
+            MemberIdentity(
+                merchant_id=merchant_id,
+                kind=kind.value,
+                blind_index=indexes[kind],
+                member_id=survivor,
+                encrypted_value=vault.encrypt(merchant_id, kind, value),
+                masked_value=mask_identifier(kind, value),
+                source=source[:200],
+                first_seen_at=now,
+            )
+        )
+    session.flush()
+    return Resolution(member_id=survivor, created=created, merged_ids=merged)
+
+
+def _merge(
+    session: Session, merchant_id: str, survivor: str, merged: list[str], *, now: datetime, reason: str
+) -> None:
+    repo.move_identities(session, merchant_id, merged, survivor)
+    repo.redirect_merged(session, merchant_id, merged, survivor)
+    for member_id in merged:
+        member = repo.get_member(session, merchant_id, member_id)
+        assert member is not None
+        member.status = MemberStatus.MERGED
+        member.merged_into_id = survivor
+        member.updated_at = now
+        session.add(
+            MemberMerge(
+                merchant_id=merchant_id,
+                id=new_id(IdKind.MERGE),
+                survivor_id=survivor,
+                merged_id=member_id,
+                reason=reason[:200],
+                at=now,
+            )
+        )
+    for listener in _listeners:
+        listener(session, merchant_id, survivor, merged)
+    session.flush()
+
+
+def current_member_id(session: Session, merchant_id: str, member_id: str) -> str | None:
+    """Follow a merged id to its survivor (``None`` if unknown)."""
+    member = repo.get_member(session, merchant_id, member_id)
+    if member is None:
+        return None
+    return member.merged_into_id or member.id
