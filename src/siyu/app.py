@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 import siyu
 from siyu.config import Settings, load_settings
 from siyu.db import Database
+from siyu.events.endpoints import router as events_router
 from siyu.housekeeping import background_upkeep
 from siyu.kit.http import ApiUnitOfWork
+from siyu.kit.pii import IdentifierVault
 from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
 from siyu.tenancy.auth import request_session
 from siyu.tenancy.endpoints import router as tenancy_router
@@ -119,9 +121,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.vault = IdentifierVault(settings.resolved_secret_key())
     install_problem_handlers(app)
     app.include_router(health_router, prefix=API_PREFIX)
     app.include_router(tenancy_router, prefix=API_PREFIX)
+    app.include_router(events_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

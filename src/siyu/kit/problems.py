@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://siyu.dev/problems/"
@@ -165,6 +166,14 @@ def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc, request)
 
 
+def _integrity_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A unique key taken by a concurrent writer between our check and our insert: retry."""
+    log.info("integrity conflict on %s %s: %s", request.method, request.url.path, exc)
+    problem = Conflict("a concurrent request changed the same data first; retry the request")
+    problem.slug = "write-conflict"
+    return problem_response(problem, request)
+
+
 def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     problem = Problem("an unexpected error occurred; it has been logged")
@@ -177,4 +186,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Problem, _problem_handler)
+    app.add_exception_handler(IntegrityError, _integrity_handler)
     app.add_exception_handler(Exception, _unexpected_handler)

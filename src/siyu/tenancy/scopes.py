@@ -24,6 +24,9 @@ class Scope(StrEnum):
     KEYS_WRITE = "keys:write"
     GRANTS_READ = "grants:read"
     GRANTS_WRITE = "grants:write"
+    EVENTS_WRITE = "events:write"
+    """Send events (and, later, imports) for the merchant's members."""
+    MEMBERS_READ = "members:read"
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 

@@ -1,0 +1,1 @@
+"""Events: idempotent ingestion (one and batch), validated built-in types, member rollups."""

@@ -1,0 +1,66 @@
+"""Events as received (idempotent by the client's ``event_id``) and the rollups kept on members."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from siyu.db import Base, JSONType, UTCDateTime
+
+ID = String(40)
+
+
+class Event(Base):
+    """One behavioural event of a member. ``(merchant_id, event_id)`` makes a retry count once."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
+        Index(None, "merchant_id", "member_id", "occurred_at"),
+        Index(None, "merchant_id", "occurred_at"),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ID)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    channel: Mapped[str | None] = mapped_column(String(64))
+    store_id: Mapped[str | None] = mapped_column(ID)
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger)
+    """Order amount for ``order_paid`` and ``order_refunded`` (fen), so rollups need no JSON."""
+    properties: Mapped[dict[str, object]] = mapped_column(JSONType, default=dict)
+
+
+class MemberRollup(Base):
+    """Aggregates of a member's events, recomputed from the events in the same transaction.
+
+    Recomputing (rather than adding) makes late and out-of-order events give the same result
+    as in-order ones, and makes merges exact.
+    """
+
+    __tablename__ = "member_rollups"
+    __table_args__ = (
+        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    member_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    first_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_order_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_order_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    order_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_spend_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund_count: Mapped[int] = mapped_column(Integer, default=0)
+    refund_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    visit_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_channel: Mapped[str | None] = mapped_column(String(64))
+    last_store_id: Mapped[str | None] = mapped_column(ID)
+    acquisition_channel: Mapped[str | None] = mapped_column(String(64))
+    acquisition_store_id: Mapped[str | None] = mapped_column(ID)
+    acquisition_campaign: Mapped[str | None] = mapped_column(String(64))
+    acquisition_referrer: Mapped[str | None] = mapped_column(String(128))

@@ -1,0 +1,241 @@
+"""Ingestion: validate each event, resolve its member, store it once, recompute rollups.
+
+Every event of a batch gets its own verdict — accepted, duplicate (its ``event_id`` was seen
+before, in this batch or an earlier one), or rejected with the reason and the JSON pointer of the
+bad field — and the accepted ones are written in the caller's transaction (the API commits
+before it answers, so an accepted event is durable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from siyu.events.models import Event, MemberRollup
+from siyu.events.schemas import (
+    BUILT_IN_TYPES,
+    CUSTOM_PREFIX,
+    CUSTOM_TYPE,
+    MAX_FUTURE_SECONDS,
+    EventIn,
+    OrderPaidProps,
+    OrderRefundedProps,
+)
+from siyu.kit.pii import IdentifierVault
+from siyu.kit.problems import json_pointer
+from siyu.members.service import IdentityError, current_member_id, normalise_all, on_merge, resolve_identities
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    index: int
+    event_id: str | None
+    status: str
+    member_id: str | None = None
+    reason: str | None = None
+    pointer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Valid:
+    index: int
+    event: EventIn
+    properties: dict[str, Any]
+    amount_fen: int | None
+
+
+def _reject(index: int, raw: Any, reason: str, pointer: str) -> Verdict:
+    event_id = raw.get("event_id") if isinstance(raw, dict) and isinstance(raw.get("event_id"), str) else None
+    return Verdict(index, event_id, "rejected", reason=reason, pointer=f"/events/{index}{pointer}")
+
+
+def validate(index: int, raw: Any, now: datetime) -> _Valid | Verdict:
+    """Check one raw event; a :class:`Verdict` means it was rejected."""
+    try:
+        event = EventIn.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return _reject(index, raw, first["msg"], json_pointer(list(first["loc"])))
+    props_model = BUILT_IN_TYPES.get(event.type)
+    if props_model is None and not CUSTOM_TYPE.match(event.type):
+        known = ", ".join(sorted(BUILT_IN_TYPES))
+        reason = (
+            f"unknown event type {event.type!r}; built-in types are {known}; "
+            f"custom types start with {CUSTOM_PREFIX!r}"
+        )
+        return _reject(index, raw, reason, "/type")
+    properties = event.properties
+    amount: int | None = None
+    if props_model is not None:
+        try:
+            parsed = props_model.model_validate(event.properties)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return _reject(index, raw, first["msg"], "/properties" + json_pointer(list(first["loc"])))
+        properties = parsed.model_dump(mode="json")
+        if isinstance(parsed, OrderPaidProps | OrderRefundedProps):
+            amount = parsed.amount_fen
+    if event.occurred_at > now + timedelta(seconds=MAX_FUTURE_SECONDS):
+        return _reject(index, raw, "occurred_at is more than a day in the future", "/occurred_at")
+    try:
+        normalise_all(event.identities)
+    except IdentityError as exc:
+        return _reject(index, raw, exc.detail, exc.pointer)
+    return _Valid(index, event, properties, amount)
+
+
+def ingest(
+    session: Session, vault: IdentifierVault, merchant_id: str, raw_events: Sequence[Any], *, now: datetime
+) -> list[Verdict]:
+    """Validate, de-duplicate, resolve and store ``raw_events``; one verdict per event, in order."""
+    verdicts: dict[int, Verdict] = {}
+    valid: list[_Valid] = []
+    for index, raw in enumerate(raw_events):
+        checked = validate(index, raw, now)
+        if isinstance(checked, Verdict):
+            verdicts[index] = checked
+        else:
+            valid.append(checked)
+    ids = [v.event.event_id for v in valid]
+    existing = _existing_event_ids(session, merchant_id, ids)
+    seen: set[str] = set()
+    touched: set[str] = set()
+    for item in valid:
+        event = item.event
+        if event.event_id in existing or event.event_id in seen:
+            verdicts[item.index] = Verdict(item.index, event.event_id, "duplicate")
+            continue
+        seen.add(event.event_id)
+        resolution = resolve_identities(
+            session, vault, merchant_id, event.identities, now=now, source=f"event:{event.event_id}"
+        )
+        session.add(
+            Event(
+                merchant_id=merchant_id,
+                event_id=event.event_id,
+                member_id=resolution.member_id,
+                type=event.type,
+                occurred_at=event.occurred_at,
+                received_at=now,
+                channel=event.channel,
+                store_id=event.store_id,
+                amount_fen=item.amount_fen,
+                properties=item.properties,
+            )
+        )
+        touched.add(resolution.member_id)
+        verdicts[item.index] = Verdict(item.index, event.event_id, "accepted", member_id=resolution.member_id)
+    session.flush()
+    survivors = {current_member_id(session, merchant_id, m) or m for m in touched}
+    for member_id in sorted(survivors):
+        recompute_rollup(session, merchant_id, member_id)
+    return [_final(verdicts[i], session, merchant_id) for i in range(len(raw_events))]
+
+
+def _final(verdict: Verdict, session: Session, merchant_id: str) -> Verdict:
+    """Report the surviving member when a later event of the batch merged the first one away."""
+    if verdict.member_id is None:
+        return verdict
+    current = current_member_id(session, merchant_id, verdict.member_id)
+    if current == verdict.member_id:
+        return verdict
+    return Verdict(verdict.index, verdict.event_id, verdict.status, member_id=current)
+
+
+def _existing_event_ids(session: Session, merchant_id: str, event_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start : start + 500]
+        statement = select(Event.event_id).where(Event.merchant_id == merchant_id, Event.event_id.in_(chunk))
+        found.update(session.execute(statement).scalars().all())
+    return found
+
+
+def recompute_rollup(session: Session, merchant_id: str, member_id: str) -> None:
+    """Rebuild one member's rollup from its events (order-independent by construction)."""
+    mine = and_(Event.merchant_id == merchant_id, Event.member_id == member_id)
+    paid, refunded = Event.type == "order_paid", Event.type == "order_refunded"
+    totals = session.execute(
+        select(
+            func.min(Event.occurred_at),
+            func.max(Event.occurred_at),
+            func.min(case((paid, Event.occurred_at))),
+            func.max(case((paid, Event.occurred_at))),
+            func.count(case((paid, 1))),
+            func.coalesce(func.sum(case((paid, Event.amount_fen), else_=0)), 0),
+            func.count(case((refunded, 1))),
+            func.coalesce(func.sum(case((refunded, Event.amount_fen), else_=0)), 0),
+            func.count(case((Event.type == "visit", 1))),
+        ).where(mine)
+    ).one()
+    last = session.execute(
+        select(Event.channel, Event.store_id)
+        .where(mine, (Event.channel.is_not(None)) | (Event.store_id.is_not(None)))
+        .order_by(Event.occurred_at.desc(), Event.event_id.desc())
+        .limit(1)
+    ).first()
+    first = session.execute(
+        select(Event.channel, Event.store_id, Event.properties)
+        .where(mine)
+        .order_by(Event.occurred_at, Event.event_id)
+        .limit(1)
+    ).first()
+    rollup = session.get(MemberRollup, (merchant_id, member_id)) or MemberRollup(
+        merchant_id=merchant_id, member_id=member_id
+    )
+    (
+        rollup.first_seen_at,
+        rollup.last_seen_at,
+        rollup.first_order_at,
+        rollup.last_order_at,
+        rollup.order_count,
+        rollup.total_spend_fen,
+        rollup.refund_count,
+        rollup.refund_fen,
+        rollup.visit_count,
+    ) = (
+        totals[0],
+        totals[1],
+        totals[2],
+        totals[3],
+        int(totals[4]),
+        int(totals[5]),
+        int(totals[6]),
+        int(totals[7]),
+        int(totals[8]),
+    )
+    rollup.last_channel, rollup.last_store_id = (last[0], last[1]) if last else (None, None)
+    if first is not None:
+        props = first[2] or {}
+        rollup.acquisition_channel = first[0]
+        rollup.acquisition_store_id = first[1]
+        rollup.acquisition_campaign = _str_or_none(props.get("campaign"))
+        rollup.acquisition_referrer = _str_or_none(props.get("referrer"))
+    session.add(rollup)
+    session.flush()
+
+
+def _str_or_none(value: object) -> str | None:
+    return str(value)[:128] if value not in (None, "") else None
+
+
+@on_merge
+def _move_events(session: Session, merchant_id: str, survivor: str, merged: list[str]) -> None:
+    """A merge moves the merged members' events to the survivor and rebuilds its rollup."""
+    session.execute(
+        update(Event)
+        .where(Event.merchant_id == merchant_id, Event.member_id.in_(merged))
+        .values(member_id=survivor)
+    )
+    session.execute(
+        delete(MemberRollup).where(
+            MemberRollup.merchant_id == merchant_id, MemberRollup.member_id.in_(merged)
+        )
+    )
+    recompute_rollup(session, merchant_id, survivor)
