@@ -69,3 +69,18 @@ class MemberMerge(Base):
     merged_id: Mapped[str] = mapped_column(ID)
     reason: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MemberTag(Base):
+    """A merchant's label on a member (``vip``, ``咖啡爱好者``)."""
+
+    __tablename__ = "member_tags"
+    __table_args__ = (
+        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
+        Index(None, "merchant_id", "tag"),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    member_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -32,7 +32,7 @@ from siyu.kit.pii import (
     normalise_identifier,
 )
 from siyu.members import repository as repo
-from siyu.members.models import Member, MemberIdentity, MemberMerge, MemberStatus
+from siyu.members.models import Member, MemberIdentity, MemberMerge, MemberStatus, MemberTag
 
 MergeListener = Callable[[Session, str, str, list[str]], None]
 """``listener(session, merchant_id, survivor_id, merged_ids)``, called inside the merge."""
@@ -156,6 +156,7 @@ def _merge(
     session: Session, merchant_id: str, survivor: str, merged: list[str], *, now: datetime, reason: str
 ) -> None:
     repo.move_identities(session, merchant_id, merged, survivor)
+    repo.move_tags(session, merchant_id, merged, survivor, now)
     repo.redirect_merged(session, merchant_id, merged, survivor)
     for member_id in merged:
         member = repo.get_member(session, merchant_id, member_id)
@@ -184,3 +185,30 @@ def current_member_id(session: Session, merchant_id: str, member_id: str) -> str
     if member is None:
         return None
     return member.merged_into_id or member.id
+
+
+def find_by_identity(
+    session: Session, vault: IdentifierVault, merchant_id: str, kind: str, value: str
+) -> str | None:
+    """The (surviving) member holding this identity, or ``None``."""
+    normalised = normalise_all({kind: value})
+    ((identity_kind, canonical),) = normalised.items()
+    index = vault.blind_index(merchant_id, identity_kind, canonical)
+    found = repo.identities_by_index(session, merchant_id, [(identity_kind.value, index)])
+    return found[0].member_id if found else None
+
+
+MAX_TAG_LENGTH = 64
+
+
+def add_tags(
+    session: Session, merchant_id: str, member_id: str, tags: list[str], *, now: datetime
+) -> list[str]:
+    """Add tags (idempotent); returns the member's tags."""
+    have = set(repo.tags_of(session, merchant_id, member_id))
+    for tag in sorted({t.strip() for t in tags if t.strip()} - have):
+        session.add(
+            MemberTag(merchant_id=merchant_id, member_id=member_id, tag=tag[:MAX_TAG_LENGTH], created_at=now)
+        )
+    session.flush()
+    return repo.tags_of(session, merchant_id, member_id)

@@ -1,0 +1,92 @@
+"""Member API: the 360° view (so far: profile, masked identities, rollups, tags), lookup, list, tags."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from siyu.events import facade as events
+from siyu.kit.clock import utcnow
+from siyu.kit.pagination import Page, PageRequest, make_page, page_params
+from siyu.kit.pii import IdentifierVault, IdentityKind
+from siyu.kit.problems import NotFound, UnprocessableEntity
+from siyu.members import repository as repo
+from siyu.members import service
+from siyu.members.schemas import IdentityOut, LookupIn, MemberOut, MemberSummary, RollupOut, TagsIn
+from siyu.tenancy.auth import MerchantCtx, merchant_context
+from siyu.tenancy.scopes import Scope
+
+router = APIRouter(tags=["members"])
+Reader = Annotated[MerchantCtx, Depends(merchant_context(Scope.MEMBERS_READ))]
+Writer = Annotated[MerchantCtx, Depends(merchant_context(Scope.EVENTS_WRITE))]
+
+
+def member_view(session: Session, merchant_id: str, member_id: str) -> MemberOut:
+    """The member (following a merged id to its survivor), or 404."""
+    current = service.current_member_id(session, merchant_id, member_id)
+    member = repo.get_member(session, merchant_id, current) if current else None
+    if member is None:
+        raise NotFound(f"no member {member_id}")
+    rollup = events.rollup_of(session, merchant_id, member.id)
+    return MemberOut(
+        id=member.id,
+        status=member.status,
+        created_at=member.created_at,
+        identities=[
+            IdentityOut(
+                kind=IdentityKind(i.kind),
+                masked=i.masked_value,
+                source=i.source,
+                first_seen_at=i.first_seen_at,
+            )
+            for i in repo.identities_of(session, merchant_id, member.id)
+        ],
+        tags=repo.tags_of(session, merchant_id, member.id),
+        rollup=RollupOut.model_validate(rollup) if rollup else None,
+    )
+
+
+@router.get("/members", summary="Members (active), optionally with a tag")
+def list_members(
+    ctx: Reader,
+    page: Annotated[PageRequest, Depends(page_params)],
+    tag: Annotated[str | None, Query()] = None,
+) -> Page[MemberSummary]:
+    rows = repo.list_members(ctx.session, ctx.merchant_id, page, tag=tag)
+    items, cursor = make_page(rows, page, lambda m: m.id)
+    return Page(items=[MemberSummary.model_validate(m) for m in items], next_cursor=cursor)
+
+
+@router.get("/members/{member_id}", summary="A member's 360° view (a merged id answers with its survivor)")
+def get_member(member_id: str, ctx: Reader) -> MemberOut:
+    return member_view(ctx.session, ctx.merchant_id, member_id)
+
+
+@router.post("/members/lookup", summary="Find a member by one identity")
+def lookup_member(body: LookupIn, request: Request, ctx: Reader) -> MemberOut:
+    vault: IdentifierVault = request.app.state.vault
+    try:
+        member_id = service.find_by_identity(ctx.session, vault, ctx.merchant_id, body.kind.value, body.value)
+    except service.IdentityError as exc:
+        raise UnprocessableEntity(
+            exc.detail, extra={"errors": [{"pointer": "/value", "detail": exc.detail}]}
+        ) from None
+    if member_id is None:
+        raise NotFound("no member has this identity")
+    return member_view(ctx.session, ctx.merchant_id, member_id)
+
+
+@router.post("/members/{member_id}/tags", summary="Add tags (idempotent)")
+def add_tags(member_id: str, body: TagsIn, ctx: Writer) -> MemberOut:
+    view = member_view(ctx.session, ctx.merchant_id, member_id)
+    service.add_tags(ctx.session, ctx.merchant_id, view.id, body.tags, now=utcnow())
+    return member_view(ctx.session, ctx.merchant_id, view.id)
+
+
+@router.delete("/members/{member_id}/tags/{tag}", summary="Remove a tag")
+def remove_tag(member_id: str, tag: str, ctx: Writer) -> MemberOut:
+    view = member_view(ctx.session, ctx.merchant_id, member_id)
+    repo.remove_tag(ctx.session, ctx.merchant_id, view.id, tag)
+    return member_view(ctx.session, ctx.merchant_id, view.id)
