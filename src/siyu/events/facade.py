@@ -1,13 +1,16 @@
-"""What other modules may read of events: a member's rollup as a frozen view."""
+"""What other modules may use of events: a member's rollup as a frozen view; export and erasure hooks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from siyu.events.models import MemberRollup
+from siyu.events.models import Event, MemberRollup
+from siyu.members.rights import on_erase, on_export
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +53,42 @@ def rollup_of(session: Session, merchant_id: str, member_id: str) -> RollupView 
         acquisition_campaign=row.acquisition_campaign,
         acquisition_referrer=row.acquisition_referrer,
     )
+
+
+def _events_export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any]:
+    rows = session.execute(
+        select(Event)
+        .where(Event.merchant_id == merchant_id, Event.member_id == member_id)
+        .order_by(Event.occurred_at, Event.event_id)
+    ).scalars()
+    rollup = rollup_of(session, merchant_id, member_id)
+    return {
+        "events": [
+            {
+                "event_id": e.event_id,
+                "type": e.type,
+                "occurred_at": e.occurred_at.isoformat(),
+                "channel": e.channel,
+                "store_id": e.store_id,
+                "amount_fen": e.amount_fen,
+                "properties": e.properties,
+            }
+            for e in rows
+        ],
+        "rollup": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(rollup).items()}
+        if rollup
+        else None,
+    }
+
+
+def _events_erase(session: Session, merchant_id: str, member_id: str) -> None:
+    """Events keep type, time, store, channel and amount; free-form properties may identify."""
+    session.execute(
+        update(Event)
+        .where(Event.merchant_id == merchant_id, Event.member_id == member_id)
+        .values(properties={})
+    )
+
+
+on_export(_events_export)
+on_erase(_events_erase)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
@@ -13,8 +13,9 @@ from siyu.kit.pagination import Page, PageRequest, make_page, page_params
 from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import NotFound, UnprocessableEntity
 from siyu.members import repository as repo
-from siyu.members import service
+from siyu.members import rights, service
 from siyu.members.schemas import IdentityOut, LookupIn, MemberOut, MemberSummary, RollupOut, TagsIn
+from siyu.tenancy import facade as tenancy
 from siyu.tenancy.auth import MerchantCtx, merchant_context
 from siyu.tenancy.scopes import Scope
 
@@ -90,3 +91,37 @@ def remove_tag(member_id: str, tag: str, ctx: Writer) -> MemberOut:
     view = member_view(ctx.session, ctx.merchant_id, member_id)
     repo.remove_tag(ctx.session, ctx.merchant_id, view.id, tag)
     return member_view(ctx.session, ctx.merchant_id, view.id)
+
+
+@router.get(
+    "/members/{member_id}/export", summary="Everything held on a member, identifiers decrypted (PIPL)"
+)
+def export_member(
+    member_id: str,
+    request: Request,
+    ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.MEMBERS_EXPORT))],
+) -> dict[str, Any]:
+    vault: IdentifierVault = request.app.state.vault
+    data = rights.export_member(ctx.session, vault, ctx.merchant_id, member_id)
+    _record_in_read_request(request, ctx, member_id)
+    return data
+
+
+def _record_in_read_request(request: Request, ctx: MerchantCtx, member_id: str) -> None:
+    """GET requests roll back: write the export's audit entry in a transaction of its own."""
+    db = request.app.state.db
+    with db.unit_of_work() as session:
+        tenancy.record_audit(
+            session, ctx.merchant_id, actor=ctx.actor, action="member.exported", target=member_id
+        )
+
+
+@router.post("/members/{member_id}/erase", summary="Erase a member (PIPL): identifiers and profile removed")
+def erase_member(
+    member_id: str, ctx: Annotated[MerchantCtx, Depends(merchant_context(Scope.MEMBERS_ERASE))]
+) -> dict[str, str]:
+    rights.erase_member(ctx.session, ctx.merchant_id, member_id, now=utcnow())
+    tenancy.record_audit(
+        ctx.session, ctx.merchant_id, actor=ctx.actor, action="member.erased", target=member_id
+    )
+    return {"id": member_id, "status": "erased"}

@@ -350,6 +350,27 @@ def revoke_grant(session: Session, merchant_id: str, grant_id: str, *, actor: st
     return _grant(access.revoke_grant(session, grant, now=utcnow(), actor=actor))
 
 
+def record_audit(
+    session: Session,
+    merchant_id: str,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    detail: dict[str, object] | None = None,
+) -> None:
+    """Append to the merchant's audit log (erasures, exports, access changes)."""
+    service.audit(
+        session,
+        now=utcnow(),
+        actor=actor,
+        action=action,
+        merchant_id=merchant_id,
+        target=target,
+        detail=detail,
+    )
+
+
 def bootstrap(
     session: Session, *, password: str | None = None, api_key: str | None = None
 ) -> BootstrapResult | None:

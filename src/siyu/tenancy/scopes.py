@@ -27,6 +27,10 @@ class Scope(StrEnum):
     EVENTS_WRITE = "events:write"
     """Send events (and, later, imports) for the merchant's members."""
     MEMBERS_READ = "members:read"
+    MEMBERS_EXPORT = "members:export"
+    """Export one member's full data, identifiers decrypted (PIPL access/portability)."""
+    MEMBERS_ERASE = "members:erase"
+    """Erase a member (PIPL deletion)."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
