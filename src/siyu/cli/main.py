@@ -1,6 +1,11 @@
-"""Entry point of the ``siyu`` command. Every command honours ``SIYU_DATA_DIR`` and
-``SIYU_DATABASE_URL``; commands that create something accept ``--json`` and then print only the
-created object (an API key's secret included, once) so that scripts can drive them."""
+"""Entry point of the ``siyu`` command.
+
+Every command honours ``SIYU_DATA_DIR`` and ``SIYU_DATABASE_URL``, runs in one unit of work and
+calls tenancy facades only. Commands that create something accept ``--json`` and then print only
+the created object (an API key's secret, or a generated password, included once) so that scripts
+can drive them. Errors are one ``error: …`` line on stderr: exit code 2 for bad configuration or
+input, a refused operation or an unreachable database; 1 for anything unexpected (a bug).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,33 @@ import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from siyu.cli.common import console, emit, err_console, fail, render_fields, unit_of_work
+from siyu.cli.common import (
+    EXIT_UNEXPECTED,
+    console,
+    emit,
+    fail,
+    print_error,
+    render_fields,
+    unit_of_work,
+)
 from siyu.cli.serve import db_app, serve
 from siyu.kit.crypto import generate_password
+from siyu.kit.problems import NotFound
 from siyu.tenancy import facade
 from siyu.tenancy.models import StaffRole, StoreKind
-from siyu.tenancy.scopes import ALL_PROVIDER_SCOPES, MERCHANT_SCOPES, sorted_scopes
+from siyu.tenancy.scopes import ALL_PROVIDER_SCOPES, MERCHANT_SCOPES, Scope, sorted_scopes
 
 app = typer.Typer(
     name="siyu",
-    help="Siyu (私域): the operating system for a merchant's user assets.",
+    help=(
+        "Siyu (私域): the operating system for a merchant's user assets.\n\n"
+        "Data lives in SIYU_DATA_DIR (default ./siyu-data, SQLite) unless SIYU_DATABASE_URL names a "
+        "PostgreSQL database; every command brings the schema up to date first. "
+        "Errors are one line on stderr; exit code 2 means: fix the input or the configuration."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -41,6 +62,7 @@ for sub, name in [
 ]:
     app.add_typer(sub, name=name)
 
+KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the created object as JSON only")]
 MerchantOpt = Annotated[str, typer.Option("--merchant", "-m", help="merchant id (mch_…)")]
 
@@ -49,7 +71,10 @@ MerchantOpt = Annotated[str, typer.Option("--merchant", "-m", help="merchant id 
 def provider_create(
     name: Annotated[str, typer.Option(help="display name")], as_json: JsonFlag = False
 ) -> None:
-    """Create a service provider. Example: siyu provider create --name 杭州某代运营"""
+    """Create a service provider (服务商), who can then be granted access to merchants.
+
+    Example: siyu provider create --name 杭州某代运营 --json
+    """
     with unit_of_work() as session:
         view = facade.create_provider(session, name=name)
     emit(view, as_json, render_fields("provider created"))
@@ -62,7 +87,10 @@ def merchant_create(
     currency: Annotated[str, typer.Option(help="ISO 4217 currency")] = "CNY",
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a merchant. Example: siyu merchant create --name 一杯咖啡 --json"""
+    """Create a merchant (商家).
+
+    Example: siyu merchant create --name 一杯咖啡 --json
+    """
     with unit_of_work() as session:
         view = facade.create_merchant(session, name=name, timezone=timezone, currency=currency)
     emit(view, as_json, render_fields("merchant created"))
@@ -76,11 +104,14 @@ def store_create(
     kind: Annotated[StoreKind, typer.Option(help="direct (直营) or franchise (加盟)")] = StoreKind.DIRECT,
     city: Annotated[str | None, typer.Option()] = None,
     address: Annotated[str | None, typer.Option()] = None,
-    lat: Annotated[float | None, typer.Option(min=-90, max=90, help="latitude")] = None,
-    lng: Annotated[float | None, typer.Option(min=-180, max=180, help="longitude")] = None,
+    lat: Annotated[float | None, typer.Option(min=-90, max=90, help="latitude (with --lng)")] = None,
+    lng: Annotated[float | None, typer.Option(min=-180, max=180, help="longitude (with --lat)")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a store. Example: siyu store create -m mch_… --name 徐汇店 --lat 31.19 --lng 121.44"""
+    """Create a store (门店) of a merchant.
+
+    Example: siyu store create -m mch_… --name 徐汇店 --city 上海 --lat 31.19 --lng 121.44
+    """
     with unit_of_work() as session:
         _require_merchant(session, merchant)
         view = facade.create_store(
@@ -97,24 +128,33 @@ def store_create(
     emit(view, as_json, render_fields("store created"))
 
 
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a prompt (tests replace this)."""
+    return sys.stdin.isatty()
+
+
 @staff_app.command("create")
 def staff_create(
     merchant: MerchantOpt,
     login: Annotated[str, typer.Option(help="console login")],
     role: Annotated[StaffRole, typer.Option(help="owner, operator, analyst or guide")],
-    name: Annotated[str, typer.Option(help="display name")] = "",
+    name: Annotated[str, typer.Option(help="display name (default: the login)")] = "",
     password: Annotated[
-        str | None, typer.Option(help="asked for when omitted on a terminal; generated otherwise")
+        str | None,
+        typer.Option(help="asked for (hidden) when omitted on a terminal; else generated and shown once"),
     ] = None,
     store: Annotated[
-        list[str] | None, typer.Option(help="limit to this store (repeat); franchise staff")
+        list[str] | None, typer.Option(help="limit the account to this store (repeat); franchise staff")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a console account. Example: siyu staff create -m mch_… --login li --role guide --store str_…"""
+    """Create a console account for a merchant's staff.
+
+    Example: siyu staff create -m mch_… --login li --role guide --store str_…
+    """
     generated = None
     if password is None:
-        if sys.stdin.isatty():
+        if stdin_is_terminal():
             password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
         else:
             password = generated = generate_password()
@@ -129,9 +169,9 @@ def staff_create(
             display_name=name,
             store_ids=store or (),
         )
-    emit(view, as_json, render_fields("staff created"))
-    if generated:
-        err_console.print(f"generated password (shown once): [bold]{generated}[/]", highlight=False)
+    emit(view, as_json, render_fields("staff created"), extra={"password": generated} if generated else None)
+    if generated and not as_json:
+        console.print("[yellow]The generated password is shown this once: keep it now.[/]")
 
 
 @key_app.command("create")
@@ -140,13 +180,14 @@ def key_create(
     merchant: Annotated[str | None, typer.Option("--merchant", "-m", help="a merchant's key")] = None,
     provider: Annotated[str | None, typer.Option("--provider", "-p", help="a provider's key")] = None,
     scope: Annotated[
-        list[str] | None, typer.Option(help="scope (repeat); default: all for the owner")
+        list[str] | None,
+        typer.Option(help=f"scope (repeat); default: all the owner can hold. Known: {KNOWN_SCOPES}"),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create an API key and print its secret once.
+    """Create an API key for a merchant or a provider and print its secret once.
 
-    Example: siyu key create -m mch_… --name pos --scope stores:read
+    Example: siyu key create -m mch_… --name pos --scope events:write --scope members:read
     """
     if (merchant is None) == (provider is None):
         fail("give exactly one of --merchant or --provider")
@@ -154,13 +195,19 @@ def key_create(
     with unit_of_work() as session:
         if merchant:
             _require_merchant(session, merchant)
-        view = facade.issue_key(
-            session,
-            name=name,
-            scopes=scope or sorted_scopes(default),
-            merchant_id=merchant,
-            provider_id=provider,
-        )
+        try:
+            view = facade.issue_key(
+                session,
+                name=name,
+                scopes=scope or sorted_scopes(default),
+                merchant_id=merchant,
+                provider_id=provider,
+            )
+        except IntegrityError:
+            # The facade does not check that the provider exists; its foreign key does.
+            if provider is None:
+                raise
+            raise NotFound(f"no provider {provider}") from None
     emit(view, as_json, render_fields("API key created"))
     if not as_json:
         console.print("[yellow]The secret is shown this once and cannot be shown again.[/]")
@@ -170,7 +217,10 @@ def key_create(
 def key_revoke(
     key_id: Annotated[str, typer.Argument(help="key id (key_…)")], as_json: JsonFlag = False
 ) -> None:
-    """Revoke an API key; its next request is refused. Example: siyu key revoke key_…"""
+    """Revoke an API key; its next request is refused (idempotent).
+
+    Example: siyu key revoke key_…
+    """
     with unit_of_work() as session:
         view = facade.revoke_key(session, key_id)
     emit(view, as_json, render_fields("API key revoked"))
@@ -183,7 +233,10 @@ def grant_create(
     scope: Annotated[list[str], typer.Option(help="scope the provider may use (repeat)")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Let a provider act for a merchant. Example: siyu grant create -m mch_… -p prv_… --scope stores:read"""
+    """Let a provider act for a merchant (代运营授权) within the given scopes, until revoked.
+
+    Example: siyu grant create -m mch_… -p prv_… --scope stores:read --scope members:read
+    """
     with unit_of_work() as session:
         _require_merchant(session, merchant)
         view = facade.create_grant(session, merchant, provider_id=provider, scopes=scope)
@@ -196,20 +249,24 @@ def grant_revoke(
     grant_id: Annotated[str, typer.Argument(help="grant id (grt_…)")],
     as_json: JsonFlag = False,
 ) -> None:
-    """End a provider grant at once. Example: siyu grant revoke -m mch_… grt_…"""
+    """End a provider grant at once; the provider's next request for the merchant is refused.
+
+    Example: siyu grant revoke -m mch_… grt_…
+    """
     with unit_of_work() as session:
         view = facade.revoke_grant(session, merchant, grant_id)
     emit(view, as_json, render_fields("grant revoked"))
 
 
-def _require_merchant(session: object, merchant_id: str) -> None:
-    from sqlalchemy.orm import Session
-
-    assert isinstance(session, Session)
+def _require_merchant(session: Session, merchant_id: str) -> None:
     if facade.get_merchant(session, merchant_id) is None:
-        fail(f"no merchant {merchant_id}")
+        raise NotFound(f"no merchant {merchant_id}")
 
 
 def run() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: anything unexpected is still one line (exit code 1)."""
+    try:
+        app()
+    except Exception as exc:  # expected errors have already ended the command with their message
+        print_error(f"unexpected {type(exc).__name__}: {exc} (this is a bug in Siyu; please report it)")
+        sys.exit(EXIT_UNEXPECTED)

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.panel import Panel
+from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from siyu.cli.common import console, fail, open_database, safe_url, settings_or_exit
+from siyu.cli.common import (
+    connect,
+    console,
+    domain_errors,
+    fail,
+    first_line,
+    migrate,
+    safe_url,
+    say,
+    settings_or_exit,
+)
 from siyu.config import Settings
 from siyu.db import Database
-from siyu.migrate import current_revision, head_revision, upgrade
+from siyu.migrate import current_revision, head_revision
 from siyu.tenancy import facade
 from siyu.tenancy.facade import BootstrapResult
 
 db_app = typer.Typer(help="The state store's schema (Alembic migrations).", no_args_is_help=True)
+
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def base_url(settings: Settings) -> str:
+    """Where a browser on this machine reaches the instance (a wildcard bind shows loopback)."""
+    host = WILDCARD_HOSTS.get(settings.host, settings.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 def first_start(settings: Settings, database: Database) -> BootstrapResult | None:
@@ -26,9 +50,16 @@ def first_start(settings: Settings, database: Database) -> BootstrapResult | Non
 
 
 def describe_start(settings: Settings, created: BootstrapResult | None) -> str:
-    """The text printed on start: URLs always; credentials once, on the first start."""
-    base = f"http://{settings.host}:{settings.port}"
-    lines = [f"Console   {base}/console", f"API docs  {base}/docs"]
+    """The text printed on start: URLs always; credentials once, on the first start.
+
+    Secrets the deployment supplied (``SIYU_BOOTSTRAP_*``) are never echoed: only the generated
+    ones are shown, because nobody knows them otherwise.
+    """
+    base = base_url(settings)
+    console_line = f"{base}/console" if settings.console else "off (SIYU_CONSOLE=false)"
+    lines = [f"Console   {console_line}", f"API docs  {base}/docs"]
+    if settings.host in WILDCARD_HOSTS:
+        lines.append(f"Listening on every interface ({settings.host or '0.0.0.0'}), port {settings.port}")
     if created is not None:
         password = created.password if created.password_generated else "(from SIYU_BOOTSTRAP_PASSWORD)"
         key = created.key.secret if created.key_generated else "(from SIYU_BOOTSTRAP_API_KEY)"
@@ -37,19 +68,36 @@ def describe_start(settings: Settings, created: BootstrapResult | None) -> str:
             f"Merchant  {created.merchant.name} ({created.merchant.id})",
             f"Login     {created.owner.login} / {password}",
             f"API key   {key}",
-            "",
-            "The password and the API key are shown this once: keep them now.",
         ]
+        if created.password_generated and created.key_generated:
+            lines += ["", "The password and the API key are shown this once: keep them now."]
+        elif created.password_generated or created.key_generated:
+            what = "password" if created.password_generated else "API key"
+            lines += ["", f"The {what} is shown this once: keep it now."]
     return "\n".join(lines)
+
+
+def announce(settings: Settings, database: Database) -> BootstrapResult | None:
+    """Bootstrap an empty instance and print how to reach it; what was created, or ``None``."""
+    with domain_errors(settings):
+        created = first_start(settings, database)
+    title = "Siyu is ready — first start" if created else "Siyu is ready"
+    console.print(Panel(Text(describe_start(settings, created)), title=title, expand=False))
+    return created
 
 
 def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default SIYU_HOST or 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port to bind (default SIYU_PORT or 8000)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port to bind (default SIYU_PORT or 8000)")
+    ] = None,
 ) -> None:
     """Run Siyu: migrate the database, create the first merchant if there is none, serve API and console.
 
-    Example: siyu serve --port 8080
+    The first start prints the owner's login, password and an API key once. Data lives in
+    SIYU_DATA_DIR (SQLite) unless SIYU_DATABASE_URL names a PostgreSQL database.
+
+    Example: SIYU_DATA_DIR=/var/lib/siyu siyu serve --host 0.0.0.0 --port 8080
     """
     overrides: dict[str, object] = {}
     if host is not None:
@@ -57,46 +105,75 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = settings_or_exit(**overrides)
-    with console.status(f"Migrating {safe_url(settings.resolved_database_url)} …"):
-        database = open_database(settings)
-    created = first_start(settings, database)
-    title = "Siyu is ready — first start" if created else "Siyu is ready"
-    console.print(Panel(describe_start(settings, created), title=title, expand=False), highlight=False)
+    database = connect(settings)
+    before, after = migrate(settings, database)
+    change = f"migrated from {before or 'an empty database'}" if before != after else "up to date"
+    say(f"Database {safe_url(settings.resolved_database_url)}: revision {after} ({change})", style="dim")
+    announce(settings, database)
 
     import uvicorn
 
     from siyu.app import create_app
 
-    app = create_app(settings, db=database)
+    with domain_errors(settings):
+        app = create_app(settings, db=database)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply every pending migration (idempotent). `siyu serve` does this on start too.
+    """Apply every pending migration (idempotent). `siyu serve` and every other command do this too.
 
     Example: SIYU_DATABASE_URL=postgresql+psycopg://siyu@db/siyu siyu db upgrade
     """
     settings = settings_or_exit()
-    database = open_database(settings)
-    upgrade(database.engine)
-    console.print(
-        f"{safe_url(settings.resolved_database_url)} is at revision {current_revision(database.engine)}"
-    )
-    database.dispose()
+    database = connect(settings)
+    try:
+        before, after = migrate(settings, database)
+    finally:
+        database.dispose()
+    url = safe_url(settings.resolved_database_url)
+    if before == after:
+        say(f"{url} is already at the newest revision, {after}")
+    else:
+        say(f"{url} migrated from {before or 'an empty database'} to revision {after}")
+
+
+def _is_known(database: Database, revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    from siyu.migrate import alembic_config
+
+    try:
+        return ScriptDirectory.from_config(alembic_config(database.engine)).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 @db_app.command("current")
 def db_current() -> None:
-    """Show the schema revision and whether it is the newest (does not migrate)."""
-    from siyu.db import Database as _Database
+    """Show the schema revision and whether it is the newest (changes nothing).
 
+    Example: siyu db current
+    """
     settings = settings_or_exit()
-    database = _Database(settings.resolved_database_url)
+    url = settings.resolved_database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        say(f"no database yet at {parsed.database}: `siyu db upgrade` creates it")
+        return
+    database = connect(settings)
     try:
         current, head = current_revision(database.engine), head_revision(database.engine)
-    except Exception as exc:  # one line for an unreachable database
-        fail(f"cannot read the schema revision: {str(exc).splitlines()[0]}")
-    state = "up to date" if current == head else f"behind (newest is {head}): run `siyu db upgrade`"
-    console.print(f"revision {current or 'none'} — {state}")
-    database.dispose()
+    except SQLAlchemyError as exc:
+        fail(f"cannot read the schema revision of {safe_url(url)}: {first_line(exc)}")
+    finally:
+        database.dispose()
+    if current == head:
+        state = "up to date"
+    elif current is not None and not _is_known(database, current):
+        state = f"unknown to this version of Siyu (its newest is {head}); is a newer Siyu using it?"
+    else:
+        state = f"behind (newest is {head}): run `siyu db upgrade`"
+    say(f"revision {current or 'none'} — {state}")
