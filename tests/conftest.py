@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
 
+import siyu.wiring  # noqa: F401  (listeners of every module)
 from siyu.all_models import metadata
 from siyu.app import create_app
 from siyu.config import Settings, load_settings

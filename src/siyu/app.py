@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import siyu
+import siyu.wiring  # listeners of every module
 from siyu.config import Settings, load_settings
 from siyu.db import Database
 from siyu.events.endpoints import router as events_router

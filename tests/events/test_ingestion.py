@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from siyu.db import Database
 from siyu.events.models import Event, MemberRollup
+from siyu.events.service import _ingest_listeners, on_ingest
 from tests.conftest import Tenant
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
@@ -272,3 +273,31 @@ class TestIsolation:
         b = batch(client, other_tenant, [event("shared-id")])
         assert a["accepted"] == b["accepted"] == 1
         assert a["results"][0]["member_id"] != b["results"][0]["member_id"]
+
+
+class TestIngestListeners:
+    def test_listeners_see_each_new_event_once_with_the_surviving_member(
+        self, client: TestClient, tenant: Tenant
+    ) -> None:
+        # given
+        seen: list[tuple[str, str, str]] = []
+
+        def listener(session, merchant_id, accepted, now):  # type: ignore[no-untyped-def]
+            seen.extend((merchant_id, a.event_id, a.member_id) for a in accepted)
+
+        on_ingest(listener)
+        try:
+            # when: the second event links the phone to a new member number (no merge needed),
+            # the third merges two members; the batch is then sent again
+            events = [
+                event("l1", identities={"phone": "13800138000"}),
+                event("l2", identities={"member_no": "M1"}),
+                event("l3", identities={"phone": "13800138000", "member_no": "M1"}),
+            ]
+            first = batch(client, tenant, events)
+            batch(client, tenant, events)
+        finally:
+            _ingest_listeners.remove(listener)
+        # then: three events, once each, all reported under the survivor of the merge
+        survivor = first["results"][2]["member_id"]
+        assert seen == [(tenant.merchant_id, f"l{n}", survivor) for n in (1, 2, 3)]

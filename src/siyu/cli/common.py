@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+import siyu.wiring  # noqa: F401  (listeners of every module)
 from siyu.config import ConfigError, Settings, load_settings
 from siyu.db import Database
 from siyu.kit.problems import Problem

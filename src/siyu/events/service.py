@@ -8,9 +8,9 @@ before it answers, so an accepted event is durable).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,6 +48,36 @@ class _Valid:
     event: EventIn
     properties: dict[str, Any]
     amount_fen: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEvent:
+    """An event newly stored by a batch, as ingest listeners see it."""
+
+    event_id: str
+    member_id: str
+    """The surviving member once the whole batch is resolved (merges included)."""
+    type: str
+    occurred_at: datetime
+    channel: str | None
+    store_id: str | None
+    amount_fen: int | None
+    properties: dict[str, Any]
+
+
+IngestListener = Callable[[Session, str, Sequence[AcceptedEvent], datetime], None]
+"""``listener(session, merchant_id, accepted, now)``: once per batch, after events and rollups
+are written, in the same transaction. Duplicates and rejected events are not passed. Listeners
+must work on the whole batch at once (a handful of statements, not a few per event): ingestion
+speed depends on it."""
+
+_ingest_listeners: list[IngestListener] = []
+
+
+def on_ingest(listener: IngestListener) -> IngestListener:
+    """Register a module's reaction to newly accepted events (stages, reachability…)."""
+    _ingest_listeners.append(listener)
+    return listener
 
 
 def _reject(index: int, raw: Any, reason: str, pointer: str) -> Verdict:
@@ -135,7 +165,25 @@ def ingest(
     survivors = {current_member_id(session, merchant_id, m) or m for m in touched}
     for member_id in sorted(survivors):
         recompute_rollup(session, merchant_id, member_id)
-    return [_final(verdicts[i], session, merchant_id) for i in range(len(raw_events))]
+    final = [_final(verdicts[i], session, merchant_id) for i in range(len(raw_events))]
+    accepted = [
+        AcceptedEvent(
+            event_id=item.event.event_id,
+            member_id=final[item.index].member_id or "",
+            type=item.event.type,
+            occurred_at=item.event.occurred_at.astimezone(UTC),
+            channel=item.event.channel,
+            store_id=item.event.store_id,
+            amount_fen=item.amount_fen,
+            properties=item.properties,
+        )
+        for item in valid
+        if final[item.index].status == "accepted"
+    ]
+    if accepted:
+        for listener in _ingest_listeners:
+            listener(session, merchant_id, accepted, now)
+    return final
 
 
 def _final(verdict: Verdict, session: Session, merchant_id: str) -> Verdict:
