@@ -65,6 +65,18 @@ class OrderRefundedProps(Props):
     amount_fen: int = Field(ge=0, description="refunded amount in fen (分)")
 
 
+class FollowProps(Props):
+    """Life-account (生活号) follow or unfollow; ``account_id`` names the account if a merchant has several."""
+
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class MemberJoinedProps(Props):
+    """The person became a member (registered, or arrived by import); ``source`` says how."""
+
+    source: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
 class MessageProps(Props):
     message_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -74,6 +86,10 @@ BUILT_IN_TYPES: dict[str, type[Props]] = {
     "scan": ScanProps,
     "search_direct": Props,
     "favorite": Props,
+    "unfavorite": Props,
+    "follow": FollowProps,
+    "unfollow": FollowProps,
+    "member_joined": MemberJoinedProps,
     "subscribe": SubscribeProps,
     "unsubscribe": SubscribeProps,
     "order_paid": OrderPaidProps,
