@@ -10,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from siyu.db import Base, JSONType, UTCDateTime
 
 ID = String(40)
+EVENT_ID = String(128).with_variant(String(128, collation="C"), "postgresql")
+"""Event ids compare byte-wise on both engines (SQLite's default; ``COLLATE "C"`` on PostgreSQL),
+so "the first event" is the same whether SQL or Python picks it."""
 
 
 class Event(Base):
@@ -23,7 +26,7 @@ class Event(Base):
     )
 
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID, primary_key=True)
     member_id: Mapped[str] = mapped_column(ID)
     type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -36,10 +39,14 @@ class Event(Base):
 
 
 class MemberRollup(Base):
-    """Aggregates of a member's events, recomputed from the events in the same transaction.
+    """Aggregates of a member's events, kept in the same transaction as the events.
 
-    Recomputing (rather than adding) makes late and out-of-order events give the same result
-    as in-order ones, and makes merges exact.
+    Ingestion folds each batch in with one upsert per member whose every column is
+    order-independent — counts and sums add, first/last are minimum/maximum of
+    ``(occurred_at, event_id)`` (hence ``first_event_id`` and ``last_touch_*``) — so late and
+    out-of-order events give the same result as in-order ones. Merges and erasure recompute from
+    the events (:func:`siyu.events.service.recompute_rollup`), which is the definition the
+    upsert is tested against.
     """
 
     __tablename__ = "member_rollups"
@@ -64,3 +71,8 @@ class MemberRollup(Base):
     acquisition_store_id: Mapped[str | None] = mapped_column(ID)
     acquisition_campaign: Mapped[str | None] = mapped_column(String(64))
     acquisition_referrer: Mapped[str | None] = mapped_column(String(128))
+    first_event_id: Mapped[str | None] = mapped_column(EVENT_ID)
+    """Tie-break for the first event (acquisition) when two share ``first_seen_at``."""
+    last_touch_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Time of the latest event with a channel or store (the source of ``last_channel``)."""
+    last_touch_event_id: Mapped[str | None] = mapped_column(EVENT_ID)

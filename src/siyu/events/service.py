@@ -17,7 +17,9 @@ from pydantic import ValidationError
 from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from siyu.events import repository as repo
 from siyu.events.models import Event, MemberRollup
+from siyu.events.repository import RollupDelta, str_or_none
 from siyu.events.schemas import (
     BUILT_IN_TYPES,
     CUSTOM_PREFIX,
@@ -27,9 +29,9 @@ from siyu.events.schemas import (
     OrderPaidProps,
     OrderRefundedProps,
 )
-from siyu.kit.pii import IdentifierVault
+from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import json_pointer
-from siyu.members.service import IdentityError, current_member_id, normalise_all, on_merge, resolve_identities
+from siyu.members.service import IdentityError, normalise_all, on_merge, resolve_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,9 @@ class _Valid:
     event: EventIn
     properties: dict[str, Any]
     amount_fen: int | None
+    identities: dict[IdentityKind, str]
+    occurred_at: datetime
+    """``event.occurred_at`` in UTC."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +119,22 @@ def validate(index: int, raw: Any, now: datetime) -> _Valid | Verdict:
     if event.occurred_at > now + timedelta(seconds=MAX_FUTURE_SECONDS):
         return _reject(index, raw, "occurred_at is more than a day in the future", "/occurred_at")
     try:
-        normalise_all(event.identities)
+        identities = normalise_all(event.identities)
     except IdentityError as exc:
         return _reject(index, raw, exc.detail, exc.pointer)
-    return _Valid(index, event, properties, amount)
+    return _Valid(index, event, properties, amount, identities, event.occurred_at.astimezone(UTC))
 
 
 def ingest(
     session: Session, vault: IdentifierVault, merchant_id: str, raw_events: Sequence[Any], *, now: datetime
 ) -> list[Verdict]:
-    """Validate, de-duplicate, resolve and store ``raw_events``; one verdict per event, in order."""
-    verdicts: dict[int, Verdict] = {}
+    """Validate, de-duplicate, resolve and store ``raw_events``; one verdict per event, in order.
+
+    The whole batch is handled set-wise: one query for known event ids, one identity
+    resolution (:func:`siyu.members.service.resolve_batch`), one multi-row insert of the events,
+    one upsert of the touched members' rollups, then the ingest listeners.
+    """
+    verdicts: list[Verdict | None] = [None] * len(raw_events)
     valid: list[_Valid] = []
     for index, raw in enumerate(raw_events):
         checked = validate(index, raw, now)
@@ -132,68 +142,63 @@ def ingest(
             verdicts[index] = checked
         else:
             valid.append(checked)
-    ids = [v.event.event_id for v in valid]
-    existing = _existing_event_ids(session, merchant_id, ids)
+    existing = _existing_event_ids(session, merchant_id, [v.event.event_id for v in valid])
+    fresh: list[_Valid] = []
     seen: set[str] = set()
-    touched: set[str] = set()
     for item in valid:
-        event = item.event
-        if event.event_id in existing or event.event_id in seen:
-            verdicts[item.index] = Verdict(item.index, event.event_id, "duplicate")
-            continue
-        seen.add(event.event_id)
-        resolution = resolve_identities(
-            session, vault, merchant_id, event.identities, now=now, source=f"event:{event.event_id}"
+        event_id = item.event.event_id
+        if event_id in existing or event_id in seen:
+            verdicts[item.index] = Verdict(item.index, event_id, "duplicate")
+        else:
+            seen.add(event_id)
+            fresh.append(item)
+    if fresh:
+        resolutions = resolve_batch(
+            session,
+            vault,
+            merchant_id,
+            [item.identities for item in fresh],
+            [f"event:{item.event.event_id}" for item in fresh],
+            now=now,
         )
-        session.add(
-            Event(
-                merchant_id=merchant_id,
-                event_id=event.event_id,
+        accepted = [
+            AcceptedEvent(
+                event_id=item.event.event_id,
                 member_id=resolution.member_id,
-                type=event.type,
-                occurred_at=event.occurred_at,
-                received_at=now,
-                channel=event.channel,
-                store_id=event.store_id,
+                type=item.event.type,
+                occurred_at=item.occurred_at,
+                channel=item.event.channel,
+                store_id=item.event.store_id,
                 amount_fen=item.amount_fen,
                 properties=item.properties,
             )
-        )
-        touched.add(resolution.member_id)
-        verdicts[item.index] = Verdict(item.index, event.event_id, "accepted", member_id=resolution.member_id)
-    session.flush()
-    survivors = {current_member_id(session, merchant_id, m) or m for m in touched}
-    for member_id in sorted(survivors):
-        recompute_rollup(session, merchant_id, member_id)
-    final = [_final(verdicts[i], session, merchant_id) for i in range(len(raw_events))]
-    accepted = [
-        AcceptedEvent(
-            event_id=item.event.event_id,
-            member_id=final[item.index].member_id or "",
-            type=item.event.type,
-            occurred_at=item.event.occurred_at.astimezone(UTC),
-            channel=item.event.channel,
-            store_id=item.event.store_id,
-            amount_fen=item.amount_fen,
-            properties=item.properties,
-        )
-        for item in valid
-        if final[item.index].status == "accepted"
-    ]
-    if accepted:
-        for listener in _ingest_listeners:
-            listener(session, merchant_id, accepted, now)
-    return final
+            for item, resolution in zip(fresh, resolutions, strict=True)
+        ]
+        stored = repo.insert_events(session, merchant_id, accepted, received_at=now)
+        accepted = [a for a in accepted if a.event_id in stored]
+        for item, resolution in zip(fresh, resolutions, strict=True):
+            if item.event.event_id in stored:
+                verdicts[item.index] = Verdict(
+                    item.index, item.event.event_id, "accepted", member_id=resolution.member_id
+                )
+            else:  # a concurrent batch stored the same event id first
+                verdicts[item.index] = Verdict(item.index, item.event.event_id, "duplicate")
+        if accepted:
+            repo.fold_rollups(session, merchant_id, fold(accepted))
+            for listener in _ingest_listeners:
+                listener(session, merchant_id, accepted, now)
+    return [v for v in verdicts if v is not None]
 
 
-def _final(verdict: Verdict, session: Session, merchant_id: str) -> Verdict:
-    """Report the surviving member when a later event of the batch merged the first one away."""
-    if verdict.member_id is None:
-        return verdict
-    current = current_member_id(session, merchant_id, verdict.member_id)
-    if current == verdict.member_id:
-        return verdict
-    return Verdict(verdict.index, verdict.event_id, verdict.status, member_id=current)
+def fold(events: Sequence[AcceptedEvent]) -> list[RollupDelta]:
+    """Each member's aggregates over ``events``, in the shape the rollup upsert adds in."""
+    deltas: dict[str, RollupDelta] = {}
+    for e in events:
+        d = deltas.get(e.member_id)
+        if d is None:
+            d = deltas[e.member_id] = RollupDelta(member_id=e.member_id)
+        d.add(e.event_id, e.type, e.occurred_at, e.channel, e.store_id, e.amount_fen, e.properties)
+    return list(deltas.values())
 
 
 def _existing_event_ids(session: Session, merchant_id: str, event_ids: Sequence[str]) -> set[str]:
@@ -223,13 +228,13 @@ def recompute_rollup(session: Session, merchant_id: str, member_id: str) -> None
         ).where(mine)
     ).one()
     last = session.execute(
-        select(Event.channel, Event.store_id)
+        select(Event.channel, Event.store_id, Event.occurred_at, Event.event_id)
         .where(mine, (Event.channel.is_not(None)) | (Event.store_id.is_not(None)))
         .order_by(Event.occurred_at.desc(), Event.event_id.desc())
         .limit(1)
     ).first()
     first = session.execute(
-        select(Event.channel, Event.store_id, Event.properties)
+        select(Event.channel, Event.store_id, Event.properties, Event.event_id)
         .where(mine)
         .order_by(Event.occurred_at, Event.event_id)
         .limit(1)
@@ -259,18 +264,16 @@ def recompute_rollup(session: Session, merchant_id: str, member_id: str) -> None
         int(totals[8]),
     )
     rollup.last_channel, rollup.last_store_id = (last[0], last[1]) if last else (None, None)
+    rollup.last_touch_at, rollup.last_touch_event_id = (last[2], last[3]) if last else (None, None)
+    rollup.first_event_id = first[3] if first is not None else None
     if first is not None:
         props = first[2] or {}
         rollup.acquisition_channel = first[0]
         rollup.acquisition_store_id = first[1]
-        rollup.acquisition_campaign = _str_or_none(props.get("campaign"))
-        rollup.acquisition_referrer = _str_or_none(props.get("referrer"))
+        rollup.acquisition_campaign = str_or_none(props.get("campaign"), 64)
+        rollup.acquisition_referrer = str_or_none(props.get("referrer"), 128)
     session.add(rollup)
     session.flush()
-
-
-def _str_or_none(value: object) -> str | None:
-    return str(value)[:128] if value not in (None, "") else None
 
 
 @on_merge

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Table, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.pagination import PageRequest, paginate
@@ -28,6 +29,39 @@ def identities_by_index(
         tuple_(MemberIdentity.kind, MemberIdentity.blind_index).in_(wanted),
     )
     return session.execute(statement).scalars().all()
+
+
+LOOKUP_CHUNK = 500
+
+
+def owners_by_index(
+    session: Session, merchant_id: str, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """``(kind, blind_index) -> member_id`` for the identities that exist (one query per kind
+    and 500 keys, each an index range on the primary key)."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, blind in keys:
+        by_kind.setdefault(kind, []).append(blind)
+    found: dict[tuple[str, str], str] = {}
+    table = MemberIdentity.__table__
+    for kind, blinds in by_kind.items():
+        for start in range(0, len(blinds), LOOKUP_CHUNK):
+            statement = select(table.c.blind_index, table.c.member_id).where(
+                table.c.merchant_id == merchant_id,
+                table.c.kind == kind,
+                table.c.blind_index.in_(blinds[start : start + LOOKUP_CHUNK]),
+            )
+            for blind, member_id in session.execute(statement):
+                found[(kind, blind)] = member_id
+    return found
+
+
+def insert_members(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    session.execute(insert(cast(Table, Member.__table__)), rows)
+
+
+def insert_identities(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    session.execute(insert(cast(Table, MemberIdentity.__table__)), rows)
 
 
 def identities_of(session: Session, merchant_id: str, member_id: str) -> Sequence[MemberIdentity]:

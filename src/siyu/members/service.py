@@ -16,7 +16,7 @@ identities belong to several — the identity graph's connected components are t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,7 +32,7 @@ from siyu.kit.pii import (
     normalise_identifier,
 )
 from siyu.members import repository as repo
-from siyu.members.models import Member, MemberIdentity, MemberMerge, MemberStatus, MemberTag
+from siyu.members.models import MemberMerge, MemberStatus, MemberTag
 
 MergeListener = Callable[[Session, str, str, list[str]], None]
 """``listener(session, merchant_id, survivor_id, merged_ids)``, called inside the merge."""
@@ -93,63 +93,137 @@ def resolve_identities(
     source: str,
 ) -> Resolution:
     """The member these identities belong to (created or merged as needed)."""
-    normalised = normalise_all(identities)
+    (resolution,) = resolve_batch(session, vault, merchant_id, [normalise_all(identities)], [source], now=now)
+    return resolution
+
+
+def resolve_batch(
+    session: Session,
+    vault: IdentifierVault,
+    merchant_id: str,
+    items: Sequence[Mapping[IdentityKind, str]],
+    sources: Sequence[str],
+    *,
+    now: datetime,
+) -> list[Resolution]:
+    """Resolve many sets of normalised identities at once: one :class:`Resolution` per item.
+
+    Set-based, for ingestion speed: one lookup per identity kind, union–find over the batch's
+    links and the members already holding them, then bulk inserts of new members and identities.
+    Items linked through shared identities — directly or through existing members — end up with
+    the same member, exactly as if they had been resolved one after another. Runs in a savepoint
+    and starts again when a concurrent writer added one of the identities first.
+    """
+    if not items:
+        return []
     for _attempt in range(MAX_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _resolve_once(session, vault, merchant_id, normalised, now=now, source=source)
+                return _resolve_batch_once(session, vault, merchant_id, items, sources, now=now)
         except IntegrityError:
             continue  # a concurrent writer added one of these identities first: look again
     raise RuntimeError("identity resolution kept conflicting with concurrent writers")
 
 
-def _resolve_once(
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[object, object] = {}
+
+    def find(self, node: object) -> object:
+        parent = self.parent.setdefault(node, node)
+        if parent == node:
+            return node
+        root = self.find(parent)
+        self.parent[node] = root
+        return root
+
+    def union(self, a: object, b: object) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+def _resolve_batch_once(
     session: Session,
     vault: IdentifierVault,
     merchant_id: str,
-    normalised: dict[IdentityKind, str],
+    items: Sequence[Mapping[IdentityKind, str]],
+    sources: Sequence[str],
     *,
     now: datetime,
-    source: str,
-) -> Resolution:
-    indexes = {kind: vault.blind_index(merchant_id, kind, value) for kind, value in normalised.items()}
-    known = repo.identities_by_index(session, merchant_id, [(k.value, i) for k, i in indexes.items()])
-    owners = sorted({identity.member_id for identity in known})
-    created = False
-    merged: list[str] = []
-    if not owners:
-        member = Member(
-            merchant_id=merchant_id,
-            id=new_id(IdKind.MEMBER),
-            status=MemberStatus.ACTIVE,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(member)
-        session.flush()
-        survivor, created = member.id, True
-    else:
-        survivor, merged = owners[0], owners[1:]
-        if merged:
-            _merge(session, merchant_id, survivor, merged, now=now, reason=source)
-    present = {(identity.kind, identity.blind_index) for identity in known}
-    for kind, value in normalised.items():
-        if (kind.value, indexes[kind]) in present:
+) -> list[Resolution]:
+    index_of: dict[tuple[IdentityKind, str], str] = {}
+    item_keys: list[list[tuple[str, str]]] = []
+    for identities in items:
+        keys = []
+        for kind, value in identities.items():
+            blind = index_of.get((kind, value))
+            if blind is None:
+                blind = index_of[(kind, value)] = vault.blind_index(merchant_id, kind, value)
+            keys.append((kind.value, blind))
+        item_keys.append(keys)
+    owner_of = repo.owners_by_index(session, merchant_id, {key for keys in item_keys for key in keys})
+    links = _UnionFind()
+    for keys in item_keys:
+        first = keys[0]
+        for key in keys:
+            links.union(first, key)
+            owner = owner_of.get(key)
+            if owner is not None:
+                links.union(key, ("member", owner))
+    owners: dict[object, set[str]] = {}
+    for key, owner in owner_of.items():
+        owners.setdefault(links.find(key), set()).add(owner)
+    member_of_root: dict[object, Resolution] = {}
+    new_members: list[dict[str, object]] = []
+    for n, keys in enumerate(item_keys):
+        root = links.find(keys[0])
+        if root in member_of_root:
             continue
-        session.add(
-            MemberIdentity(
-                merchant_id=merchant_id,
-                kind=kind.value,
-                blind_index=indexes[kind],
-                member_id=survivor,
-                encrypted_value=vault.encrypt(merchant_id, kind, value),
-                masked_value=mask_identifier(kind, value),
-                source=source[:200],
-                first_seen_at=now,
+        found = sorted(owners.get(root, ()))
+        if not found:
+            member_id = new_id(IdKind.MEMBER)
+            new_members.append(
+                {
+                    "merchant_id": merchant_id,
+                    "id": member_id,
+                    "status": MemberStatus.ACTIVE.value,
+                    "merged_into_id": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
-        )
-    session.flush()
-    return Resolution(member_id=survivor, created=created, merged_ids=merged)
+            member_of_root[root] = Resolution(member_id=member_id, created=True)
+        else:
+            survivor, merged = found[0], found[1:]
+            if merged:
+                _merge(session, merchant_id, survivor, merged, now=now, reason=sources[n])
+            member_of_root[root] = Resolution(member_id=survivor, merged_ids=merged)
+    if new_members:
+        repo.insert_members(session, new_members)
+    new_identities: list[dict[str, object]] = []
+    added: set[tuple[str, str]] = set()
+    for n, (identities, keys) in enumerate(zip(items, item_keys, strict=True)):
+        member_id = member_of_root[links.find(keys[0])].member_id
+        for (kind, value), key in zip(identities.items(), keys, strict=True):
+            if key in owner_of or key in added:
+                continue
+            added.add(key)
+            new_identities.append(
+                {
+                    "merchant_id": merchant_id,
+                    "kind": key[0],
+                    "blind_index": key[1],
+                    "member_id": member_id,
+                    "encrypted_value": vault.encrypt(merchant_id, kind, value),
+                    "masked_value": mask_identifier(kind, value),
+                    "source": sources[n][:200],
+                    "first_seen_at": now,
+                }
+            )
+    if new_identities:
+        repo.insert_identities(session, new_identities)
+    return [member_of_root[links.find(keys[0])] for keys in item_keys]
 
 
 def _merge(
