@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from siyu.db import Database
 from siyu.events.models import Event, MemberRollup
+from siyu.events.schemas import BatchOut
 from siyu.events.service import _ingest_listeners, on_ingest
 from tests.conftest import Tenant
 
@@ -301,3 +302,12 @@ class TestIngestListeners:
         # then: three events, once each, all reported under the survivor of the merge
         survivor = first["results"][2]["member_id"]
         assert seen == [(tenant.merchant_id, f"l{n}", survivor) for n in (1, 2, 3)]
+
+
+class TestBatchResponse:
+    def test_the_hand_serialised_answer_is_a_batch_out(self, client: TestClient, tenant: Tenant) -> None:
+        # given: one accepted, one duplicate, one rejected
+        body = batch(client, tenant, [event("r1"), event("r1"), event("r2", "nope")])
+        # then: the documented model parses it unchanged
+        assert BatchOut.model_validate(body).model_dump(mode="json") == body
+        assert [r["status"] for r in body["results"]] == ["accepted", "duplicate", "rejected"]

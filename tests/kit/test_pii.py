@@ -12,6 +12,7 @@ from siyu.kit.pii import (
     InvalidIdentifier,
     mask_identifier,
     normalise_identifier,
+    normalise_phone,
 )
 
 VAULT = IdentifierVault("s" * 48)
@@ -23,6 +24,13 @@ class TestNormalise:
     )
     def test_chinese_mobile_numbers_become_e164(self, raw: str) -> None:
         assert normalise_identifier(IdentityKind.PHONE, raw) == "+8613800138000"
+
+    @given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))
+    def test_the_mainland_mobile_fast_path_agrees_with_the_parser(self, raw: str) -> None:
+        import phonenumbers
+
+        parsed = phonenumbers.parse(raw, "CN")
+        assert normalise_phone(raw) == phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
     def test_foreign_numbers_keep_their_country(self) -> None:
         assert normalise_identifier(IdentityKind.PHONE, "+1 650 253 0000") == "+16502530000"

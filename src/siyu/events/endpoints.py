@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request, Response
 
 from siyu.events import service
 from siyu.events.schemas import MAX_BATCH, BatchIn, BatchOut, EventResult
@@ -47,13 +48,31 @@ def post_event(request: Request, ctx: Writer, event: Annotated[dict[str, Any], B
     return _result(verdict)
 
 
-@router.post("/events/batch", summary=f"Record up to {MAX_BATCH} events; a verdict for each")
-def post_batch(request: Request, ctx: Writer, batch: BatchIn) -> BatchOut:
+@router.post(
+    "/events/batch",
+    summary=f"Record up to {MAX_BATCH} events; a verdict for each",
+    response_model=BatchOut,
+)
+def post_batch(request: Request, ctx: Writer, batch: BatchIn) -> Response:
     """Valid events are accepted even when others in the batch are rejected."""
     verdicts = service.ingest(ctx.session, _vault(request), ctx.merchant_id, batch.events, now=utcnow())
-    return BatchOut(
-        accepted=sum(v.status == "accepted" for v in verdicts),
-        duplicates=sum(v.status == "duplicate" for v in verdicts),
-        rejected=sum(v.status == "rejected" for v in verdicts),
-        results=[_result(v) for v in verdicts],
-    )
+    # Serialised by hand: building and re-validating 5,000 response models costs more than
+    # storing the events. The shape is BatchOut's (a test compares it with the model).
+    body = {
+        "accepted": sum(v.status == "accepted" for v in verdicts),
+        "duplicates": sum(v.status == "duplicate" for v in verdicts),
+        "rejected": sum(v.status == "rejected" for v in verdicts),
+        "results": [
+            {
+                "index": v.index,
+                "event_id": v.event_id,
+                "status": v.status,
+                "member_id": v.member_id,
+                "reason": v.reason,
+                "pointer": v.pointer,
+            }
+            for v in verdicts
+        ],
+    }
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return Response(content, media_type="application/json")

@@ -9,25 +9,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import and_, case, or_
+from sqlalchemy import Table, and_, case, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from siyu.events.models import Event, MemberRollup
+from siyu.kit.bulk import execute_many
 
 if TYPE_CHECKING:
     from siyu.events.service import AcceptedEvent
 
-_events = Event.__table__
-_rollups = MemberRollup.__table__
+_events = cast(Table, Event.__table__)
+_rollups = cast(Table, MemberRollup.__table__)
 
 
-def _insert_for(session: Session, table: Any) -> Any:
-    """``INSERT`` with ``ON CONFLICT`` support for the session's engine."""
-    dialect = session.get_bind().dialect.name
+def _insert_for(dialect: str, table: Any) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` support for the engine."""
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":
@@ -55,12 +55,19 @@ def insert_events(
         }
         for e in events
     ]
-    statement = (
-        _insert_for(session, _events)
-        .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
-        .returning(_events.c.event_id)
-    )
+    savepoint = session.begin_nested()
+    if execute_many(session, _events, "events.insert", _insert_events, rows) == len(rows):
+        savepoint.commit()
+        return {e.event_id for e in events}
+    # A concurrent batch stored some of these ids first (PostgreSQL; SQLite writers queue):
+    # insert again, asking which rows were ours.
+    savepoint.rollback()
+    statement = _insert_events(session.get_bind().dialect.name).returning(_events.c.event_id)
     return set(session.execute(statement, rows).scalars())
+
+
+def _insert_events(dialect: str) -> Any:
+    return _insert_for(dialect, _events).on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
 
 
 @dataclass(slots=True)
@@ -136,10 +143,8 @@ def _later(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[An
     return case((old.is_(None), new), (new.is_(None), old), (new > old, new), else_=old)
 
 
-def fold_rollups(session: Session, merchant_id: str, deltas: Sequence[RollupDelta]) -> None:
-    """Add each member's batch aggregates into its rollup in one upsert (rule 4: the database
-    does the arithmetic, so concurrent batches for the same member cannot lose an update)."""
-    statement = _insert_for(session, _rollups)
+def _upsert_rollups(dialect: str) -> Any:
+    statement = _insert_for(dialect, _rollups)
     new, old = statement.excluded, _rollups.c
     first_wins = or_(
         old.first_seen_at.is_(None),
@@ -183,6 +188,12 @@ def fold_rollups(session: Session, merchant_id: str, deltas: Sequence[RollupDelt
             for column in ("last_touch_at", "last_touch_event_id", "last_channel", "last_store_id")
         },
     }
+    return statement.on_conflict_do_update(index_elements=["merchant_id", "member_id"], set_=update)
+
+
+def fold_rollups(session: Session, merchant_id: str, deltas: Sequence[RollupDelta]) -> None:
+    """Add each member's batch aggregates into its rollup in one upsert (rule 4: the database
+    does the arithmetic, so concurrent batches for the same member cannot lose an update)."""
     rows = [
         {
             "merchant_id": merchant_id,
@@ -208,5 +219,4 @@ def fold_rollups(session: Session, merchant_id: str, deltas: Sequence[RollupDelt
         }
         for d in deltas
     ]
-    upsert = statement.on_conflict_do_update(index_elements=["merchant_id", "member_id"], set_=update)
-    session.execute(upsert, rows)
+    execute_many(session, _rollups, "member_rollups.fold", _upsert_rollups, rows)

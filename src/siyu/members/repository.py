@@ -9,6 +9,7 @@ from typing import cast
 from sqlalchemy import Table, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from siyu.kit.bulk import execute_many
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.members.models import Member, MemberIdentity, MemberStatus, MemberTag
 
@@ -56,12 +57,16 @@ def owners_by_index(
     return found
 
 
+_members = cast(Table, Member.__table__)
+_identities = cast(Table, MemberIdentity.__table__)
+
+
 def insert_members(session: Session, rows: Sequence[dict[str, object]]) -> None:
-    session.execute(insert(cast(Table, Member.__table__)), rows)
+    execute_many(session, _members, "members.insert", lambda _: insert(_members), rows)
 
 
 def insert_identities(session: Session, rows: Sequence[dict[str, object]]) -> None:
-    session.execute(insert(cast(Table, MemberIdentity.__table__)), rows)
+    execute_many(session, _identities, "member_identities.insert", lambda _: insert(_identities), rows)
 
 
 def identities_of(session: Session, merchant_id: str, member_id: str) -> Sequence[MemberIdentity]:

@@ -1,6 +1,7 @@
 """rollup order keys and byte-wise event ids
 
-Rollups are now folded in per batch (see ``MemberRollup``), which needs the tie-break keys of
+The events index on ``(merchant_id, occurred_at)`` becomes one on ``received_at``, which only
+grows (cheap to maintain at ingestion speed; the mirror's watermark). Rollups are now folded in per batch (see ``MemberRollup``), which needs the tie-break keys of
 the first event and of the latest event with a channel or store, and event ids that compare the
 same in SQL and in Python (``COLLATE "C"`` on PostgreSQL; SQLite already compares bytes).
 
@@ -46,6 +47,11 @@ UPDATE member_rollups SET
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("events", "event_id", type_=sa.String(length=128, collation="C"))
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_merchant_id_occurred_at")
+        batch_op.create_index(
+            "ix_events_merchant_id_received_at", ["merchant_id", "received_at"], unique=False
+        )
     with op.batch_alter_table("member_rollups", schema=None) as batch_op:
         batch_op.add_column(sa.Column("first_event_id", EVENT_ID, nullable=True))
         batch_op.add_column(sa.Column("last_touch_at", siyu.db.UTCDateTime(timezone=True), nullable=True))
@@ -58,5 +64,10 @@ def downgrade() -> None:
         batch_op.drop_column("last_touch_event_id")
         batch_op.drop_column("last_touch_at")
         batch_op.drop_column("first_event_id")
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_merchant_id_received_at")
+        batch_op.create_index(
+            "ix_events_merchant_id_occurred_at", ["merchant_id", "occurred_at"], unique=False
+        )
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("events", "event_id", type_=sa.String(length=128))

@@ -1,0 +1,93 @@
+"""Driver-level many-row writes store exactly what the ORM would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
+
+import pytest
+from sqlalchemy import Table, insert, select
+
+from siyu.db import Database
+from siyu.events.models import Event
+from siyu.kit.bulk import execute_many
+from siyu.members.models import Member
+from siyu.tenancy import facade
+
+EVENTS = cast(Table, Event.__table__)
+T0 = datetime(2026, 11, 1, 2, 0, 0, 123456, tzinfo=UTC)
+
+
+def row(merchant_id: str, event_id: str, at: datetime, properties: dict[str, object]) -> dict[str, object]:
+    return {
+        "merchant_id": merchant_id,
+        "event_id": event_id,
+        "member_id": "mbr_1",
+        "type": "visit",
+        "occurred_at": at,
+        "received_at": at,
+        "channel": None,
+        "store_id": None,
+        "amount_fen": None,
+        "properties": properties,
+    }
+
+
+class TestExecuteMany:
+    def test_rows_read_back_and_compare_like_orm_rows(self, db: Database) -> None:
+        # given: a member, one event written by the ORM and two by execute_many (one in +08:00)
+        with db.unit_of_work() as session:
+            merchant_id = facade.create_merchant(session, name="批量").id
+            session.add(
+                Member(merchant_id=merchant_id, id="mbr_1", status="active", created_at=T0, updated_at=T0)
+            )
+            session.flush()
+            session.add(Event(**row(merchant_id, "orm", T0 + timedelta(seconds=1), {"a": 1})))
+        shanghai = timezone(timedelta(hours=8))
+        # when
+        with db.unit_of_work() as session:
+            affected = execute_many(
+                session,
+                EVENTS,
+                "test.events",
+                lambda _: insert(EVENTS),
+                [
+                    row(merchant_id, "bulk-early", T0, {"城市": "上海", "n": [1, 2]}),
+                    row(merchant_id, "bulk-late", (T0 + timedelta(seconds=2)).astimezone(shanghai), {}),
+                ],
+            )
+        # then: same values back, aware UTC, and SQL orders them with the ORM's row by time
+        assert affected == 2
+        with db.reading() as session:
+            ordered = session.execute(
+                select(Event.event_id, Event.occurred_at, Event.properties)
+                .where(Event.merchant_id == merchant_id)
+                .order_by(Event.occurred_at)
+            ).all()
+            later = (
+                session.execute(
+                    select(Event.event_id).where(
+                        Event.merchant_id == merchant_id, Event.occurred_at > T0 + timedelta(seconds=1)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert [r.event_id for r in ordered] == ["bulk-early", "orm", "bulk-late"]
+        assert ordered[0].occurred_at == T0
+        assert ordered[0].occurred_at.tzinfo is not None
+        assert ordered[2].occurred_at == T0 + timedelta(seconds=2)
+        assert ordered[0].properties == {"城市": "上海", "n": [1, 2]}
+        assert later == ["bulk-late"]
+
+    def test_naive_times_are_refused(self, db: Database) -> None:
+        with db.unit_of_work() as session:
+            merchant_id = facade.create_merchant(session, name="批量").id
+        with pytest.raises(ValueError, match="naive"), db.unit_of_work() as session:
+            execute_many(
+                session,
+                EVENTS,
+                "test.events",
+                lambda _: insert(EVENTS),
+                [row(merchant_id, "x", datetime(2026, 1, 1), {})],  # noqa: DTZ001
+            )
