@@ -32,6 +32,7 @@ from siyu.config import load_settings
 from siyu.db import Database
 from siyu.events.models import Event
 from siyu.kit.bulk import execute_many
+from siyu.kit.runtime import tune_gc
 from siyu.members.models import Member
 from siyu.migrate import upgrade
 from siyu.tenancy import facade
@@ -99,6 +100,7 @@ def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float
         data_dir=tmp, database_url=url, secret_key="b" * 48, console=False, max_body_bytes=64 << 20
     )
     client = TestClient(create_app(settings, db=db, console=False))
+    tune_gc()  # what the app's lifespan does in `siyu serve`
     headers = {"Authorization": f"Bearer {key.secret}"}
     tail_from = (args.events - args.events // 10) // args.batch * args.batch
     spent = tail_spent = 0.0

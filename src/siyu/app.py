@@ -23,6 +23,7 @@ from siyu.housekeeping import background_upkeep
 from siyu.kit.http import ApiUnitOfWork
 from siyu.kit.pii import IdentifierVault
 from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
+from siyu.kit.runtime import tune_gc
 from siyu.members.endpoints import router as members_router
 from siyu.tenancy.auth import request_session
 from siyu.tenancy.endpoints import router as tenancy_router
@@ -109,6 +110,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tune_gc()
         async with background_upkeep(db):
             yield
 
