@@ -15,6 +15,7 @@ back the same; the tests check it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -95,8 +96,28 @@ def execute_many(
         [row[key] for row in rows] if convert is _same else [convert(row[key]) for row in rows]
         for key, convert in zip(order, converters, strict=True)
     ]
-    result = connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
-    return int(result.rowcount)
+    params = list(zip(*columns, strict=True))
+    if dialect.name != "postgresql":  # SQLite re-runs one prepared statement: already fast
+        return int(connection.exec_driver_sql(sql, params).rowcount)
+    # PostgreSQL pays per statement: send multi-row VALUES lists of up to ROWS_PER_STATEMENT.
+    affected = 0
+    for start in range(0, len(params), ROWS_PER_STATEMENT):
+        chunk = params[start : start + ROWS_PER_STATEMENT]
+        flat = [value for row in chunk for value in row]
+        affected += int(connection.exec_driver_sql(_multi_row(sql, len(chunk)), (*flat,)).rowcount)
+    return affected
+
+
+ROWS_PER_STATEMENT = 1_000
+"""Rows per PostgreSQL statement (its limit is 65,535 parameters; our widest row has 20)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row(sql: str, rows: int) -> str:
+    """``INSERT … VALUES (%s, …) …`` with the VALUES group repeated ``rows`` times."""
+    start = sql.index("VALUES (") + len("VALUES ")
+    end = sql.index(")", start) + 1
+    return sql[:start] + ", ".join([sql[start:end]] * rows) + sql[end:]
 
 
 def _compile(
