@@ -66,7 +66,7 @@ class OrderRefundedProps(Props):
 
 
 class FollowProps(Props):
-    """Life-account (生活号) follow or unfollow; ``account_id`` names the account if a merchant has several."""
+    """Life-account (生活号) follow or unfollow; ``account_id`` names one of several accounts."""
 
     account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
 
