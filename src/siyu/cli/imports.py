@@ -69,6 +69,8 @@ def _fields_help(kind: ImportKind) -> str:
     return "\n\n".join(lines)
 
 
+FIELDS_INTRO = "Fields and some of the headers that name them (Chinese or English, any case):\n\n"
+
 FileArg = Annotated[
     Path,
     typer.Argument(
@@ -110,7 +112,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print only the summary, 
 
 @import_app.command(
     "members",
-    epilog="Fields (header aliases): " + _fields_help(ImportKind.MEMBERS),
+    epilog=FIELDS_INTRO + _fields_help(ImportKind.MEMBERS),
 )
 def import_members(
     file: FileArg,
@@ -136,7 +138,7 @@ def import_members(
 
 @import_app.command(
     "orders",
-    epilog="Fields (header aliases): " + _fields_help(ImportKind.ORDERS),
+    epilog=FIELDS_INTRO + _fields_help(ImportKind.ORDERS),
 )
 def import_orders(
     file: FileArg,
