@@ -251,6 +251,8 @@ def finish_run(
     session.refresh(run)
     run.status = status
     run.error = error[:1000] if error else None
+    if run.rejected == 0:
+        run.rejected_file = None  # nothing was written there
     run.finished_at = now
     run.updated_at = now
     session.flush()
