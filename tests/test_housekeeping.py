@@ -22,7 +22,7 @@ class TestHousekeeping:
         # when
         result = run_once(db)
         # then
-        assert result == {"idempotency_records_purged": 1}
+        assert result["idempotency_records_purged"] == 1
         with db.reading() as session:
             keys = session.execute(select(idempotency.IdempotencyRecord.key)).scalars().all()
         assert keys == ["new"]

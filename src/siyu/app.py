@@ -20,6 +20,7 @@ from siyu.config import Settings, load_settings
 from siyu.db import Database
 from siyu.events.endpoints import router as events_router
 from siyu.housekeeping import background_upkeep
+from siyu.imports.endpoints import router as imports_router
 from siyu.kit.http import ApiUnitOfWork
 from siyu.kit.pii import IdentifierVault
 from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
@@ -131,11 +132,14 @@ def create_app(
     app.include_router(tenancy_router, prefix=API_PREFIX)
     app.include_router(events_router, prefix=API_PREFIX)
     app.include_router(members_router, prefix=API_PREFIX)
+    app.include_router(imports_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,
         read_session_factory=lambda: db.read_sessions,
         max_body_bytes=settings.max_body_bytes,
+        upload_prefixes=(f"{API_PREFIX}/imports",),
+        max_upload_bytes=settings.max_upload_bytes,
     )
 
     install_offline_docs(app)

@@ -1,17 +1,19 @@
 """Settings, read from ``SIYU_*`` environment variables (and a ``.env`` file if present).
 
-=======================  ==============================================  =========================
-variable                 meaning                                         default
-=======================  ==============================================  =========================
-``SIYU_DATA_DIR``        where the embedded database and secrets live    ``./siyu-data``
-``SIYU_DATABASE_URL``    SQLAlchemy URL; ``postgresql+psycopg://…`` in   SQLite file in the data
-                         production                                      directory
-``SIYU_SECRET_KEY``      instance secret (sessions, derived keys)        generated once, kept in
+=========================  ============================================  =========================
+variable                   meaning                                       default
+=========================  ============================================  =========================
+``SIYU_DATA_DIR``          where the embedded database and secrets live  ``./siyu-data``
+``SIYU_DATABASE_URL``      SQLAlchemy URL; ``postgresql+psycopg://…`` in SQLite file in the data
+                           production                                    directory
+``SIYU_SECRET_KEY``        instance secret (sessions, derived keys)      generated once, kept in
                                                                          ``DATA_DIR/secret_key``
-``SIYU_HOST``            address ``siyu serve`` binds                    ``127.0.0.1``
-``SIYU_PORT``            port ``siyu serve`` binds                       ``8000``
-``SIYU_MAX_BODY_BYTES``  largest request body accepted (413 beyond)      10 MiB
-=======================  ==============================================  =========================
+``SIYU_HOST``              address ``siyu serve`` binds                  ``127.0.0.1``
+``SIYU_PORT``              port ``siyu serve`` binds                     ``8000``
+``SIYU_MAX_BODY_BYTES``    largest request body accepted (413 beyond)    10 MiB
+``SIYU_MAX_UPLOAD_BYTES``  largest file upload (``/api/v1/imports/…``),  1 GiB
+                           streamed to a temporary file, not buffered
+=========================  ============================================  =========================
 
 Bad configuration raises :class:`ConfigError` with one line that names the variable; the CLI
 prints that line and exits, never a traceback.
@@ -47,6 +49,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     bootstrap_password: str | None = Field(default=None, min_length=8)
     bootstrap_api_key: str | None = Field(default=None, min_length=24)
     console: bool = True

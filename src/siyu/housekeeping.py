@@ -1,6 +1,7 @@
 """Periodic upkeep that ``siyu serve`` runs in the background (the embedded default has no cron).
 
-Today: delete ``Idempotency-Key`` records past their retention. Later issues add their jobs to
+Today: delete ``Idempotency-Key`` records and the rejected rows of import uploads past their
+retention. Later issues add their jobs to
 :func:`run_once` (the outbox worker and the analytics sync get loops of their own).
 """
 
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from starlette.concurrency import run_in_threadpool
 
 from siyu.db import Database
+from siyu.imports import facade as imports
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
 
@@ -26,10 +28,14 @@ INTERVAL_SECONDS = 3600.0
 def run_once(db: Database) -> dict[str, int]:
     """One round of upkeep; returns what it did, for logs and tests."""
     with db.unit_of_work() as session:
-        purged = idempotency.purge_expired(session, utcnow())
+        now = utcnow()
+        purged = idempotency.purge_expired(session, now)
+        rejections = imports.purge_expired_rejections(session, now)
     if purged:
         log.info("purged %d expired idempotency records", purged)
-    return {"idempotency_records_purged": purged}
+    if rejections:
+        log.info("purged %d expired rejected import rows", rejections)
+    return {"idempotency_records_purged": purged, "import_rejections_purged": rejections}
 
 
 async def _loop(db: Database, interval: float) -> None:

@@ -25,6 +25,7 @@ from siyu.cli.common import (
     render_fields,
     unit_of_work,
 )
+from siyu.cli.imports import import_app
 from siyu.cli.serve import db_app, serve
 from siyu.kit.crypto import generate_password
 from siyu.kit.problems import NotFound
@@ -61,6 +62,7 @@ for sub, name in [
     (grant_app, "grant"),
 ]:
     app.add_typer(sub, name=name)
+app.add_typer(import_app, name="import")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the created object as JSON only")]

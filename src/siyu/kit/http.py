@@ -10,6 +10,14 @@ request it
    :mod:`siyu.kit.idempotency`);
 4. buffers the response, commits when the status is below 400 (rolls back otherwise), and only
    then sends the response — so a client never sees success for a write that did not commit.
+
+File uploads (paths under ``upload_prefixes``, e.g. ``/api/v1/imports``) are different: a body of
+hundreds of megabytes must not be held in memory, so for them the body is **not** buffered but
+passed through to the handler (Starlette's multipart parser spools the file to a temporary file)
+while the middleware counts the bytes against the larger ``max_upload_bytes``. ``Idempotency-Key``
+is not honoured there (there is no buffered body to fingerprint); an import is idempotent by its
+rows' event ids instead. The handler may commit the session itself as it goes (an import commits
+each chunk), and the middleware still commits what is left, or rolls it back, at the end.
 """
 
 from __future__ import annotations
@@ -35,6 +43,15 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 class BodyTooLarge(Exception):
     pass
+
+
+def _too_large(path: str, limit: int, declared: str | None = None) -> tuple[int, bytes]:
+    detail = (
+        f"the body has {declared} bytes; the limit is {limit}"
+        if declared is not None
+        else f"the body exceeds the limit of {limit} bytes"
+    )
+    return _problem(413, "payload-too-large", "Request body too large", detail, path)
 
 
 def _problem(status: int, slug: str, title: str, detail: str, path: str) -> tuple[int, bytes]:
@@ -63,12 +80,16 @@ class ApiUnitOfWork:
         read_session_factory: Callable[[], sessionmaker[Session]],
         max_body_bytes: int,
         prefix: str = "/api/",
+        upload_prefixes: tuple[str, ...] = (),
+        max_upload_bytes: int = 0,
     ) -> None:
         self.app = app
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory
         self.max_body_bytes = max_body_bytes
         self.prefix = prefix
+        self.upload_prefixes = upload_prefixes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
@@ -78,16 +99,16 @@ class ApiUnitOfWork:
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
+        upload = method not in READ_METHODS and path.startswith(self.upload_prefixes)
+        limit = self.max_upload_bytes if upload else self.max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            status, body = _problem(
-                413,
-                "payload-too-large",
-                "Request body too large",
-                f"the body has {declared} bytes; the limit is {self.max_body_bytes}",
-                path,
-            )
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            status, body = _too_large(path, limit, declared)
             await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
+            return
+
+        if upload:
+            await self._handle_upload(scope, receive, send, method, path)
             return
 
         if method in READ_METHODS:
@@ -102,13 +123,7 @@ class ApiUnitOfWork:
         try:
             body_bytes = await self._read_body(receive)
         except BodyTooLarge:
-            status, body = _problem(
-                413,
-                "payload-too-large",
-                "Request body too large",
-                f"the body exceeds the limit of {self.max_body_bytes} bytes",
-                path,
-            )
+            status, body = _too_large(path, self.max_body_bytes)
             await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
             return
 
@@ -116,6 +131,69 @@ class ApiUnitOfWork:
         scope.setdefault("state", {})["session"] = session
         try:
             await self._handle_write(scope, send, method, path, headers, body_bytes, session)
+        finally:
+            await run_in_threadpool(session.close)
+
+    async def _handle_upload(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+    ) -> None:
+        """A write whose body streams to the handler, counted against ``max_upload_bytes``."""
+        received = 0
+        too_large = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_upload_bytes:
+                    too_large = True
+                    raise BodyTooLarge
+            return message
+
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        session = self.session_factory()()
+        scope.setdefault("state", {})["session"] = session
+        try:
+            try:
+                await self.app(scope, counting_receive, capture)
+            except BodyTooLarge:
+                too_large = True
+            status = int(start.get("status", 500))
+            if too_large:
+                await run_in_threadpool(session.rollback)
+                status, body = _too_large(path, self.max_upload_bytes)
+                await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
+                return
+            if status < 400:
+                try:
+                    await run_in_threadpool(session.commit)
+                except (IntegrityError, OperationalError) as exc:
+                    log.warning("commit failed on %s %s: %s", method, path, exc)
+                    await run_in_threadpool(session.rollback)
+                    status, body = _problem(
+                        409,
+                        "write-conflict",
+                        "Write conflict",
+                        "the change conflicted with a concurrent one and was not saved; retry the request",
+                        path,
+                    )
+                    await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
+                    return
+            else:
+                await run_in_threadpool(session.rollback)
+            await send(
+                {"type": "http.response.start", "status": status, "headers": list(start.get("headers", []))}
+            )
+            await send({"type": "http.response.body", "body": b"".join(chunks)})
         finally:
             await run_in_threadpool(session.close)
 

@@ -28,6 +28,7 @@ class IdKind(StrEnum):
     AUDIT = "aud"
     MEMBER = "mbr"
     MERGE = "mrg"
+    IMPORT = "imp"
 
 
 def _encode(value: int, length: int) -> str:

@@ -124,6 +124,25 @@ class IdentifierVault:
         sealed = self._aead.encrypt(nonce, normalised.encode(), associated)
         return base64.urlsafe_b64encode(_VERSION + nonce + sealed).decode()
 
+    def seal(self, merchant_id: str, purpose: str, plaintext: str) -> str:
+        """Encrypt free text that may hold identifiers (a rejected import row), bound to
+        merchant and ``purpose``; same key as identifiers, different associated data."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), f"{merchant_id}|sealed:{purpose}".encode())
+        return base64.urlsafe_b64encode(_VERSION + nonce + sealed).decode()
+
+    def unseal(self, merchant_id: str, purpose: str, token: str) -> str:
+        """The text back; raises ``ValueError`` if the token was altered or moved."""
+        raw = base64.urlsafe_b64decode(token.encode())
+        if raw[:1] != _VERSION:
+            raise ValueError("unknown encryption version")
+        nonce, sealed = raw[1 : 1 + _NONCE_BYTES], raw[1 + _NONCE_BYTES :]
+        try:
+            plain = self._aead.decrypt(nonce, sealed, f"{merchant_id}|sealed:{purpose}".encode())
+        except InvalidTag:
+            raise ValueError("text does not decrypt under this secret, merchant and purpose") from None
+        return plain.decode()
+
     def decrypt(self, merchant_id: str, kind: IdentityKind, token: str) -> str:
         """The identifier back; raises ``ValueError`` if the token was altered or moved."""
         raw = base64.urlsafe_b64decode(token.encode())

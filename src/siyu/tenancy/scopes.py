@@ -25,7 +25,10 @@ class Scope(StrEnum):
     GRANTS_READ = "grants:read"
     GRANTS_WRITE = "grants:write"
     EVENTS_WRITE = "events:write"
-    """Send events (and, later, imports) for the merchant's members."""
+    """Send events for the merchant's members."""
+    IMPORTS_WRITE = "imports:write"
+    """Upload member and order files (bulk: creates members) and read their reports, which hold
+    the rejected rows as uploaded (identifiers included)."""
     MEMBERS_READ = "members:read"
     MEMBERS_EXPORT = "members:export"
     """Export one member's full data, identifiers decrypted (PIPL access/portability)."""
