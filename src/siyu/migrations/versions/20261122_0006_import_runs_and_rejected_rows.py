@@ -1,7 +1,7 @@
 """import runs and rejected rows
 
-Revision ID: 0008
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-22 18:53:41.169753
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 import siyu.db
 
-revision: str = "0008"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
