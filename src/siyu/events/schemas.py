@@ -66,7 +66,10 @@ class OrderRefundedProps(Props):
 
 
 class FollowProps(Props):
-    """Life-account (生活号) follow or unfollow; ``account_id`` names the account if a merchant has several."""
+    """Life-account (生活号) follow or unfollow.
+
+    ``account_id`` names the account when a merchant has several.
+    """
 
     account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
 

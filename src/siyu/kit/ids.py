@@ -28,6 +28,8 @@ class IdKind(StrEnum):
     AUDIT = "aud"
     MEMBER = "mbr"
     MERGE = "mrg"
+    CONSENT = "cns"
+    REACH_CHANGE = "rch"
 
 
 def _encode(value: int, length: int) -> str:
