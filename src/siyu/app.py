@@ -26,6 +26,7 @@ from siyu.kit.pii import IdentifierVault
 from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
 from siyu.kit.runtime import tune_gc
 from siyu.members.endpoints import router as members_router
+from siyu.reachability.endpoints import router as reachability_router
 from siyu.tenancy.auth import request_session
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tenancy.schemas import Health
@@ -133,6 +134,7 @@ def create_app(
     app.include_router(events_router, prefix=API_PREFIX)
     app.include_router(members_router, prefix=API_PREFIX)
     app.include_router(imports_router, prefix=API_PREFIX)
+    app.include_router(reachability_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

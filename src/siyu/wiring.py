@@ -10,3 +10,5 @@ listeners adds one line here.
 
 from siyu.events import facade as events_facade  # noqa: F401
 from siyu.events import service as events_service  # noqa: F401
+from siyu.reachability import facade as reachability_facade  # noqa: F401
+from siyu.reachability import service as reachability_service  # noqa: F401

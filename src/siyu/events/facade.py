@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,34 @@ def rollup_of(session: Session, merchant_id: str, member_id: str) -> RollupView 
         acquisition_campaign=row.acquisition_campaign,
         acquisition_referrer=row.acquisition_referrer,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event_id: str
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+
+def events_after(
+    session: Session, merchant_id: str, member_id: str, types: Sequence[str], *, after: datetime
+) -> list[StoredEvent]:
+    """A member's stored events of ``types`` that occurred strictly after ``after``, oldest first.
+
+    For listeners that must re-read history in a rare case (a late unsubscribe), not per event.
+    """
+    rows = session.execute(
+        select(Event.event_id, Event.type, Event.occurred_at, Event.properties)
+        .where(
+            Event.merchant_id == merchant_id,
+            Event.member_id == member_id,
+            Event.type.in_(list(types)),
+            Event.occurred_at > after,
+        )
+        .order_by(Event.occurred_at, Event.event_id)
+    )
+    return [StoredEvent(r[0], r[1], r[2], dict(r[3] or {})) for r in rows]
 
 
 def _events_export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class IdKind(StrEnum):
     MEMBER = "mbr"
     MERGE = "mrg"
     IMPORT = "imp"
+    CONSENT = "cns"
+    REACH_CHANGE = "rch"
 
 
 def _encode(value: int, length: int) -> str:

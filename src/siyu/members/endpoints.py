@@ -1,4 +1,4 @@
-"""Member API: the 360° view (so far: profile, masked identities, rollups, tags), lookup, list, tags."""
+"""Member API: the 360° view (profile, masked identities, rollups, tags, reachability), lookup, list, tags."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from siyu.kit.problems import NotFound, UnprocessableEntity
 from siyu.members import repository as repo
 from siyu.members import rights, service
 from siyu.members.schemas import IdentityOut, LookupIn, MemberOut, MemberSummary, RollupOut, TagsIn
+from siyu.reachability import facade as reachability
 from siyu.tenancy import facade as tenancy
 from siyu.tenancy.auth import MerchantCtx, merchant_context
 from siyu.tenancy.scopes import Scope
@@ -46,6 +47,7 @@ def member_view(session: Session, merchant_id: str, member_id: str) -> MemberOut
         ],
         tags=repo.tags_of(session, merchant_id, member.id),
         rollup=RollupOut.model_validate(rollup) if rollup else None,
+        reachability=reachability.reachability_of(session, merchant_id, member.id, recent_changes=5),
     )
 
 

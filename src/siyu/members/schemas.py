@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from siyu.kit.pii import IdentityKind
+from siyu.reachability.facade import ReachabilityView
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
@@ -46,6 +47,7 @@ class MemberOut(BaseModel):
     identities: list[IdentityOut]
     tags: list[str]
     rollup: RollupOut | None
+    reachability: ReachabilityView = Field(description="owned channels and whether the member is operable")
 
 
 class MemberSummary(BaseModel):

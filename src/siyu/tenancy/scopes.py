@@ -34,6 +34,10 @@ class Scope(StrEnum):
     """Export one member's full data, identifiers decrypted (PIPL access/portability)."""
     MEMBERS_ERASE = "members:erase"
     """Erase a member (PIPL deletion)."""
+    REACHABILITY_READ = "reachability:read"
+    """Read members' reachability, consent records and the operable summary (no identifiers)."""
+    REACHABILITY_WRITE = "reachability:write"
+    """Record consents (a legal act of its own) and assign shopping guides."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 

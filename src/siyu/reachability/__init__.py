@@ -1,0 +1,1 @@
+"""Reachability (可触达) per member and channel, consent records, and the operable user assets."""
