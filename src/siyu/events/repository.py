@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, and_, case, or_
+from sqlalchemy import Table, and_, case, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -133,6 +133,15 @@ class RollupDelta:
 
 def str_or_none(value: object, limit: int) -> str | None:
     return str(value)[:limit] if value not in (None, "") else None
+
+
+def take_rollups(session: Session, merchant_id: str, member_ids: Sequence[str]) -> list[RollupDelta]:
+    """Remove these members' rollups and return them as deltas (to fold into a survivor)."""
+    mine = and_(_rollups.c.merchant_id == merchant_id, _rollups.c.member_id.in_(member_ids))
+    fields = [f for f in RollupDelta.__dataclass_fields__ if f != "member_id"]
+    rows = session.execute(select(_rollups.c.member_id, *(_rollups.c[f] for f in fields)).where(mine)).all()
+    session.execute(delete(_rollups).where(mine))
+    return [RollupDelta(member_id=row[0], **dict(zip(fields, row[1:], strict=True))) for row in rows]
 
 
 def _earlier(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:

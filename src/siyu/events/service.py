@@ -9,12 +9,12 @@ before it answers, so an accepted event is durable).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.events import repository as repo
@@ -279,15 +279,15 @@ def recompute_rollup(session: Session, merchant_id: str, member_id: str) -> None
 
 @on_merge
 def _move_events(session: Session, merchant_id: str, survivor: str, merged: list[str]) -> None:
-    """A merge moves the merged members' events to the survivor and rebuilds its rollup."""
+    """A merge moves the merged members' events to the survivor and folds their rollups into
+    its own — the same upsert as ingestion, so a batch folding into the survivor at the same
+    moment cannot be overwritten, and no event is read again (the property test checks the
+    result against :func:`recompute_rollup`)."""
     session.execute(
         update(Event)
         .where(Event.merchant_id == merchant_id, Event.member_id.in_(merged))
         .values(member_id=survivor)
     )
-    session.execute(
-        delete(MemberRollup).where(
-            MemberRollup.merchant_id == merchant_id, MemberRollup.member_id.in_(merged)
-        )
-    )
-    recompute_rollup(session, merchant_id, survivor)
+    folded = repo.take_rollups(session, merchant_id, merged)
+    if folded:
+        repo.fold_rollups(session, merchant_id, [replace(d, member_id=survivor) for d in folded])
