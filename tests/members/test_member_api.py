@@ -79,6 +79,48 @@ class TestMemberApi:
         after = client.delete(f"{url}/vip", headers=tenant.headers).json()
         assert after["tags"] == ["咖啡爱好者"]
 
+    def test_list_filters_by_orders_last_seen_acquisition_and_operable(
+        self, client: TestClient, tenant: Tenant
+    ) -> None:
+        # given: a has two orders (acquired in the mini-program) and follows the life account;
+        # b has one order, seen later
+        (a, _, _) = send(
+            client,
+            tenant,
+            {**paid("o1", 100, {"phone": "13800138000"}), "channel": "mini_program"},
+            paid("o2", 100, {"phone": "13800138000"}),
+            {
+                "event_id": "f1",
+                "type": "follow",
+                "occurred_at": "2026-11-01T11:00:00+08:00",
+                "identities": {"phone": "13800138000"},
+            },
+        )
+        (b,) = send(
+            client,
+            tenant,
+            {**paid("o3", 100, {"phone": "13900139000"}), "occurred_at": "2026-11-05T10:00:00+08:00"},
+        )
+
+        def ids(query: str) -> list[str]:
+            response = client.get(f"/api/v1/members?{query}", headers=tenant.headers)
+            assert response.status_code == 200, response.text
+            return [m["id"] for m in response.json()["items"]]
+
+        # then
+        assert ids("min_orders=2") == [a["member_id"]]
+        assert ids("max_orders=1") == [b["member_id"]]
+        assert ids("last_seen_after=2026-11-03T00:00:00%2B08:00") == [b["member_id"]]
+        assert ids("last_seen_before=2026-11-03T00:00:00%2B08:00") == [a["member_id"]]
+        assert ids("acquisition_channel=mini_program") == [a["member_id"]]
+        assert ids("operable=true") == [a["member_id"]]
+        assert ids("operable=false") == [b["member_id"]]
+        assert ids("operable=true&min_orders=3") == []
+        assert client.get("/api/v1/members?min_orders=-1", headers=tenant.headers).status_code == 422
+        assert (
+            client.get("/api/v1/members?last_seen_after=yesterday", headers=tenant.headers).status_code == 422
+        )
+
     def test_another_merchant_cannot_see_or_tag_members(
         self,
         client: TestClient,

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from siyu.events.models import Event, MemberRollup
 from siyu.members.rights import on_erase, on_export
@@ -54,6 +55,32 @@ def rollup_of(session: Session, merchant_id: str, member_id: str) -> RollupView 
         acquisition_campaign=row.acquisition_campaign,
         acquisition_referrer=row.acquisition_referrer,
     )
+
+
+def members_by_rollup(
+    merchant_id: str,
+    *,
+    min_orders: int | None = None,
+    max_orders: int | None = None,
+    last_seen_after: datetime | None = None,
+    last_seen_before: datetime | None = None,
+    acquisition_channel: str | None = None,
+) -> Select[Any] | None:
+    """Ids of the members whose rollup matches (for list filters); ``None`` when no filter is set."""
+    conditions: list[ColumnElement[bool]] = []
+    if min_orders is not None:
+        conditions.append(MemberRollup.order_count >= min_orders)
+    if max_orders is not None:
+        conditions.append(MemberRollup.order_count <= max_orders)
+    if last_seen_after is not None:
+        conditions.append(MemberRollup.last_seen_at >= last_seen_after)
+    if last_seen_before is not None:
+        conditions.append(MemberRollup.last_seen_at < last_seen_before)
+    if acquisition_channel is not None:
+        conditions.append(MemberRollup.acquisition_channel == acquisition_channel)
+    if not conditions:
+        return None
+    return select(MemberRollup.member_id).where(MemberRollup.merchant_id == merchant_id, *conditions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from siyu.events import facade as events
@@ -51,13 +53,33 @@ def member_view(session: Session, merchant_id: str, member_id: str) -> MemberOut
     )
 
 
-@router.get("/members", summary="Members (active), optionally with a tag")
+@router.get("/members", summary="Members (active), filtered by tag, orders, last seen, acquisition, operable")
 def list_members(
     ctx: Reader,
     page: Annotated[PageRequest, Depends(page_params)],
     tag: Annotated[str | None, Query()] = None,
+    min_orders: Annotated[int | None, Query(ge=0)] = None,
+    max_orders: Annotated[int | None, Query(ge=0)] = None,
+    last_seen_after: Annotated[AwareDatetime | None, Query()] = None,
+    last_seen_before: Annotated[AwareDatetime | None, Query()] = None,
+    acquisition_channel: Annotated[str | None, Query(max_length=64)] = None,
+    operable: Annotated[bool | None, Query(description="reachable through an owned channel")] = None,
 ) -> Page[MemberSummary]:
-    rows = repo.list_members(ctx.session, ctx.merchant_id, page, tag=tag)
+    within: list[Select[Any]] = []
+    outside: list[Select[Any]] = []
+    by_rollup = events.members_by_rollup(
+        ctx.merchant_id,
+        min_orders=min_orders,
+        max_orders=max_orders,
+        last_seen_after=last_seen_after,
+        last_seen_before=last_seen_before,
+        acquisition_channel=acquisition_channel,
+    )
+    if by_rollup is not None:
+        within.append(by_rollup)
+    if operable is not None:
+        (within if operable else outside).append(reachability.operable_member_ids(ctx.merchant_id))
+    rows = repo.list_members(ctx.session, ctx.merchant_id, page, tag=tag, within=within, outside=outside)
     items, cursor = make_page(rows, page, lambda m: m.id)
     return Page(items=[MemberSummary.model_validate(m) for m in items], next_cursor=cursor)
 

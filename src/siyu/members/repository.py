@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, tuple_, update
+from sqlalchemy import Select, Table, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.bulk import execute_many
@@ -103,12 +103,24 @@ def active_member_ids(session: Session, merchant_id: str) -> list[str]:
 
 
 def list_members(
-    session: Session, merchant_id: str, page: PageRequest, *, tag: str | None = None
+    session: Session,
+    merchant_id: str,
+    page: PageRequest,
+    *,
+    tag: str | None = None,
+    within: Sequence[Select[Any]] = (),
+    outside: Sequence[Select[Any]] = (),
 ) -> Sequence[Member]:
+    """Active members, by id; ``within``/``outside`` are other modules' member-id queries (of
+    this merchant) the members must / must not be in — a stage, operable, a rollup range."""
     statement = select(Member).where(Member.merchant_id == merchant_id, Member.status == MemberStatus.ACTIVE)
     if tag is not None:
         tagged = select(MemberTag.member_id).where(MemberTag.merchant_id == merchant_id, MemberTag.tag == tag)
         statement = statement.where(Member.id.in_(tagged))
+    for ids in within:
+        statement = statement.where(Member.id.in_(ids))
+    for ids in outside:
+        statement = statement.where(Member.id.not_in(ids))
     return session.execute(paginate(statement, Member.id, page)).scalars().all()
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.clock import utcnow
@@ -27,7 +28,7 @@ from siyu.members import facade as members
 from siyu.members.rights import on_erase, on_export
 from siyu.reachability import repository as repo
 from siyu.reachability import service
-from siyu.reachability.models import ConsentAction, ConsentRecord, ReachChange, ReachChannel
+from siyu.reachability.models import ConsentAction, ConsentRecord, ReachChange, ReachChannel, ReachState
 from siyu.reachability.repository import StateRow
 
 RECENT_CHANGES = 20
@@ -275,6 +276,13 @@ def summary(session: Session, merchant_id: str, *, now: datetime) -> SummaryView
         operable_members=total,
         operable_share_bp=round_half_up_div(total * BASIS_POINTS, active) if active else 0,
         channels={c: per_channel.get(c.value, 0) for c in ReachChannel},
+    )
+
+
+def operable_member_ids(merchant_id: str) -> Select[Any]:
+    """Ids of the members reachable through at least one owned channel (for list filters)."""
+    return select(ReachState.member_id).where(
+        ReachState.merchant_id == merchant_id, service.reachable_clause(merchant_id)
     )
 
 
