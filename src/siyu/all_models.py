@@ -7,6 +7,7 @@ from siyu.db import Base
 from siyu.events import models as events_models  # noqa: F401
 from siyu.imports import models as imports_models  # noqa: F401
 from siyu.kit import idempotency  # noqa: F401
+from siyu.lifecycle import models as lifecycle_models  # noqa: F401
 from siyu.members import models as members_models  # noqa: F401
 from siyu.reachability import models as reachability_models  # noqa: F401
 from siyu.tenancy import models as tenancy_models  # noqa: F401

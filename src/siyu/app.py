@@ -25,6 +25,7 @@ from siyu.kit.http import ApiUnitOfWork
 from siyu.kit.pii import IdentifierVault
 from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
 from siyu.kit.runtime import tune_gc
+from siyu.lifecycle.endpoints import router as lifecycle_router
 from siyu.members.endpoints import router as members_router
 from siyu.reachability.endpoints import router as reachability_router
 from siyu.tenancy.auth import request_session
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(members_router, prefix=API_PREFIX)
     app.include_router(imports_router, prefix=API_PREFIX)
     app.include_router(reachability_router, prefix=API_PREFIX)
+    app.include_router(lifecycle_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -1,8 +1,10 @@
 """Periodic upkeep that ``siyu serve`` runs in the background (the embedded default has no cron).
 
 Today: delete ``Idempotency-Key`` records and the rejected rows of import uploads past their
-retention. Later issues add their jobs to
-:func:`run_once` (the outbox worker and the analytics sync get loops of their own).
+retention; run each merchant's lifecycle sweep (the daily job: time-based stage changes, in the
+merchant's time zone — a round each hour means they land within the hour after local midnight). Later issues
+add their jobs to :func:`run_once` (the outbox worker and the analytics sync get loops of their
+own).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from siyu.db import Database
 from siyu.imports import facade as imports
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
+from siyu.lifecycle import facade as lifecycle
+from siyu.tenancy import facade as tenancy
 
 log = logging.getLogger("siyu.housekeeping")
 
@@ -31,11 +35,33 @@ def run_once(db: Database) -> dict[str, int]:
         now = utcnow()
         purged = idempotency.purge_expired(session, now)
         rejections = imports.purge_expired_rejections(session, now)
+    transitions = 0
+    for merchant_id in _merchant_ids(db):
+        with db.unit_of_work() as session:
+            swept = lifecycle.sweep(session, merchant_id, now=utcnow())
+        transitions += swept.transitions
+        if swept.members:
+            log.info(
+                "lifecycle sweep of %s for %s: %d members, %d changes",
+                merchant_id,
+                swept.day,
+                swept.members,
+                swept.transitions,
+            )
     if purged:
         log.info("purged %d expired idempotency records", purged)
     if rejections:
         log.info("purged %d expired rejected import rows", rejections)
-    return {"idempotency_records_purged": purged, "import_rejections_purged": rejections}
+    return {
+        "idempotency_records_purged": purged,
+        "import_rejections_purged": rejections,
+        "stage_transitions": transitions,
+    }
+
+
+def _merchant_ids(db: Database) -> list[str]:
+    with db.unit_of_work() as session:
+        return tenancy.merchant_ids(session)
 
 
 async def _loop(db: Database, interval: float) -> None:

@@ -10,5 +10,7 @@ listeners adds one line here.
 
 from siyu.events import facade as events_facade  # noqa: F401
 from siyu.events import service as events_service  # noqa: F401
+from siyu.lifecycle import facade as lifecycle_facade  # noqa: F401
+from siyu.lifecycle import service as lifecycle_service  # noqa: F401
 from siyu.reachability import facade as reachability_facade  # noqa: F401
 from siyu.reachability import service as reachability_service  # noqa: F401

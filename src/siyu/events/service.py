@@ -278,7 +278,7 @@ def recompute_rollup(session: Session, merchant_id: str, member_id: str) -> None
 
 
 @on_merge
-def _move_events(session: Session, merchant_id: str, survivor: str, merged: list[str]) -> None:
+def _move_events(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
     """A merge moves the merged members' events to the survivor and folds their rollups into
     its own — the same upsert as ingestion, so a batch folding into the survivor at the same
     moment cannot be overwritten, and no event is read again (the property test checks the

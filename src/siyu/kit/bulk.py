@@ -6,7 +6,7 @@ does. :func:`execute_many` compiles a Core statement once per dialect and column
 each row with one small function per column, and hands the rows to the driver's
 ``executemany`` — the same SQL, none of the per-value machinery.
 
-Only the column types the hot tables use are converted here (strings, integers, booleans,
+Only the column types the hot tables use are converted here (strings, integers, booleans, dates,
 :class:`siyu.db.UTCDateTime`, :class:`siyu.db.JSONDocument`); anything else raises, so a new
 column type cannot slip through unconverted. On SQLite a time is stored as SQLAlchemy stores it
 (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), so rows written here and through the ORM compare and read
@@ -19,10 +19,10 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Integer, String, Table
+from sqlalchemy import BigInteger, Boolean, Date, Integer, String, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -56,11 +56,18 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def _iso_date(value: date | None) -> str | None:
+    """SQLite stores a ``Date`` as SQLAlchemy does: ``YYYY-MM-DD``."""
+    return None if value is None else value.isoformat()
+
+
 def _converter(column_type: Any, dialect: Dialect) -> Converter:
     if isinstance(column_type, UTCDateTime):
         return _sqlite_time if dialect.name == "sqlite" else _pg_time
     if isinstance(column_type, JSONDocument):
         return _json
+    if isinstance(column_type, Date):
+        return _iso_date if dialect.name == "sqlite" else _same
     if isinstance(column_type, String | Integer | BigInteger | Boolean):
         return _same
     raise TypeError(f"execute_many cannot convert {column_type!r}; add it to siyu.kit.bulk")

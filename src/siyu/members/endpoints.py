@@ -1,4 +1,4 @@
-"""Member API: the 360° view (profile, masked identities, rollups, tags, reachability), lookup, list, tags."""
+"""Member API: the 360° view (profile, identities, rollups, tags, reachability, stage), lookup, list, tags."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from siyu.kit.clock import utcnow
 from siyu.kit.pagination import Page, PageRequest, make_page, page_params
 from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import NotFound, UnprocessableEntity
+from siyu.lifecycle import facade as lifecycle
+from siyu.lifecycle.rules import Stage
 from siyu.members import repository as repo
 from siyu.members import rights, service
 from siyu.members.schemas import IdentityOut, LookupIn, MemberOut, MemberSummary, RollupOut, TagsIn
@@ -50,10 +52,13 @@ def member_view(session: Session, merchant_id: str, member_id: str) -> MemberOut
         tags=repo.tags_of(session, merchant_id, member.id),
         rollup=RollupOut.model_validate(rollup) if rollup else None,
         reachability=reachability.reachability_of(session, merchant_id, member.id, recent_changes=5),
+        lifecycle=lifecycle.stage_of(session, merchant_id, member.id, history=10),
     )
 
 
-@router.get("/members", summary="Members (active), filtered by tag, orders, last seen, acquisition, operable")
+@router.get(
+    "/members", summary="Members (active), filtered by tag, stage, orders, last seen, acquisition, operable"
+)
 def list_members(
     ctx: Reader,
     page: Annotated[PageRequest, Depends(page_params)],
@@ -64,6 +69,7 @@ def list_members(
     last_seen_before: Annotated[AwareDatetime | None, Query()] = None,
     acquisition_channel: Annotated[str | None, Query(max_length=64)] = None,
     operable: Annotated[bool | None, Query(description="reachable through an owned channel")] = None,
+    stage: Annotated[Stage | None, Query(description="current lifecycle stage")] = None,
 ) -> Page[MemberSummary]:
     within: list[Select[Any]] = []
     outside: list[Select[Any]] = []
@@ -79,6 +85,8 @@ def list_members(
         within.append(by_rollup)
     if operable is not None:
         (within if operable else outside).append(reachability.operable_member_ids(ctx.merchant_id))
+    if stage is not None:
+        within.append(lifecycle.member_ids_in_stage(ctx.merchant_id, stage))
     rows = repo.list_members(ctx.session, ctx.merchant_id, page, tag=tag, within=within, outside=outside)
     items, cursor = make_page(rows, page, lambda m: m.id)
     return Page(items=[MemberSummary.model_validate(m) for m in items], next_cursor=cursor)

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from siyu.kit.pii import IdentityKind
+from siyu.lifecycle.facade import StageView
 from siyu.reachability.facade import ReachabilityView
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -48,6 +49,7 @@ class MemberOut(BaseModel):
     tags: list[str]
     rollup: RollupOut | None
     reachability: ReachabilityView = Field(description="owned channels and whether the member is operable")
+    lifecycle: StageView = Field(description="lifecycle stage and its latest ledger entries (newest first)")
 
 
 class MemberSummary(BaseModel):

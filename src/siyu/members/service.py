@@ -34,8 +34,8 @@ from siyu.kit.pii import (
 from siyu.members import repository as repo
 from siyu.members.models import MemberMerge, MemberStatus, MemberTag
 
-MergeListener = Callable[[Session, str, str, list[str]], None]
-"""``listener(session, merchant_id, survivor_id, merged_ids)``, called inside the merge."""
+MergeListener = Callable[[Session, str, str, list[str], datetime], None]
+"""``listener(session, merchant_id, survivor_id, merged_ids, now)``, called inside the merge."""
 
 _listeners: list[MergeListener] = []
 MAX_ATTEMPTS = 5
@@ -249,7 +249,7 @@ def _merge(
             )
         )
     for listener in _listeners:
-        listener(session, merchant_id, survivor, merged)
+        listener(session, merchant_id, survivor, merged, now)
     session.flush()
 
 

@@ -482,7 +482,7 @@ def _combine(
 
 
 @on_merge
-def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str]) -> None:
+def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
     """Combine the merged members' reachability into the survivor; move consents and changes."""
     now = utcnow()  # merge listeners get no clock; this is the instant of the merge
     source = f"merge:{','.join(merged)}"

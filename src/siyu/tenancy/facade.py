@@ -201,6 +201,11 @@ def get_merchant(session: Session, merchant_id: str) -> MerchantView | None:
     return _merchant(merchant) if merchant else None
 
 
+def merchant_ids(session: Session) -> list[str]:
+    """Every merchant's id (for per-merchant background jobs)."""
+    return repo.merchant_ids(session)
+
+
 def first_merchant(session: Session) -> MerchantView | None:
     merchant = repo.first_merchant(session)
     return _merchant(merchant) if merchant else None

@@ -28,6 +28,10 @@ def get_merchant(session: Session, merchant_id: str) -> Merchant | None:
     return session.get(Merchant, merchant_id)
 
 
+def merchant_ids(session: Session) -> list[str]:
+    return list(session.execute(select(Merchant.id).order_by(Merchant.id)).scalars())
+
+
 def list_merchants(session: Session, merchant_ids: Sequence[str], page: PageRequest) -> Sequence[Merchant]:
     statement = paginate(select(Merchant).where(Merchant.id.in_(merchant_ids)), Merchant.id, page)
     return session.execute(statement).scalars().all()

@@ -1,0 +1,252 @@
+"""Lifecycle stages (生命周期) and the user-asset ledger (用户资产台账).
+
+A member's stage is re-classified when its events arrive (an ingest listener, once per batch) and
+when time alone changes it (the sweep: the members whose ``due_on`` has come, a handful of
+statements per 500 members). Each change appends a ledger entry dated with the merchant's local
+day, so the count per stage on any day and the flows between two days are reads of the ledger.
+
+What the ledger records is what was known when: a late event (one that occurred days ago)
+moves the stage on the day it arrives; the past is not rewritten. Time-based changes that were
+due while nothing ran (the sweep missed some days) are recorded on the day they were due — before
+a member is classified for today, every change pending since its ``due_on`` is caught up with the
+events known by then — so a late sweep gives the same ledger as a punctual one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from siyu.events import facade as events
+from siyu.events.service import AcceptedEvent, on_ingest
+from siyu.lifecycle import repository as repo
+from siyu.lifecycle.models import LifecycleRules
+from siyu.lifecycle.rules import Happening, History, Stage, StageRules
+from siyu.members.service import on_merge
+from siyu.tenancy import facade as tenancy
+
+CHUNK = 500
+
+
+class Cause:
+    EVENT = "event"
+    DAILY = "daily"
+    RULES = "rules"
+    MERGE = "merge"
+
+
+def rules_of(session: Session, merchant_id: str) -> StageRules:
+    stored = repo.get_rules(session, merchant_id)
+    return StageRules.model_validate(stored.rules) if stored else StageRules()
+
+
+def zone_of(session: Session, merchant_id: str) -> ZoneInfo:
+    merchant = tenancy.get_merchant(session, merchant_id)
+    return ZoneInfo(merchant.timezone if merchant else "Asia/Shanghai")
+
+
+def local_day(moment: datetime, zone: ZoneInfo) -> date:
+    return moment.astimezone(zone).date()
+
+
+def day_start(day: date, zone: ZoneInfo) -> datetime:
+    """The instant local ``day`` begins (aware)."""
+    return datetime.combine(day, time(), tzinfo=zone)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    members: int
+    transitions: int
+
+
+def evaluate(
+    session: Session,
+    merchant_id: str,
+    member_ids: Sequence[str],
+    *,
+    now: datetime,
+    cause: str,
+    rules: StageRules | None = None,
+    zone: ZoneInfo | None = None,
+) -> Evaluated:
+    """Classify ``member_ids`` for today (the merchant's local day of ``now``), first catching
+    up the time-based changes each was due since; append a ledger entry per change."""
+    rules = rules or rules_of(session, merchant_id)
+    zone = zone or zone_of(session, merchant_id)
+    today = local_day(now, zone)
+    written = 0
+    unique = sorted(set(member_ids))
+    for start in range(0, len(unique), CHUNK):
+        written += _evaluate_chunk(
+            session, merchant_id, unique[start : start + CHUNK], today, now, cause, rules, zone
+        )
+    return Evaluated(len(unique), written)
+
+
+def _evaluate_chunk(
+    session: Session,
+    merchant_id: str,
+    member_ids: list[str],
+    today: date,
+    now: datetime,
+    cause: str,
+    rules: StageRules,
+    zone: ZoneInfo,
+) -> int:
+    states = repo.lock_states(session, merchant_id, member_ids)
+    earliest = min([s.due_on for s in states.values() if s.stage is not None and s.due_on] + [today])
+    since = day_start(earliest - timedelta(days=rules.lookback_days - 1), zone)
+    activity = events.activity_of(session, merchant_id, member_ids, since=since)
+    transitions: list[dict[str, Any]] = []
+    saved: list[dict[str, Any]] = []
+    for member_id in member_ids:
+        state = states.get(member_id)
+        found = activity.get(member_id)
+        history = History.build(
+            rules,
+            (
+                Happening(local_day(at, zone), type_, amount)
+                for type_, at, amount in (found.recent if found else [])
+            ),
+            first_seen=local_day(found.first_seen_at, zone) if found and found.first_seen_at else None,
+            orders_total=found.order_count if found else 0,
+        )
+        prior = stage = state.stage if state else None
+        since_day = state.since if state else None
+        seq = state.seq if state else 0
+        changes: list[tuple[date, str | None, str]] = []
+        due = state.due_on if state and stage is not None else None
+        while due is not None and due < today:  # catch up what fell due while nothing ran
+            caught = _value(history.stage_on(due))
+            if caught != stage:
+                changes.append((due, caught, Cause.DAILY))
+                stage = caught
+            due = history.next_change(due)
+        current = _value(history.stage_on(today))
+        if current != stage:
+            changes.append((today, current, cause))
+        for effective_on, to_stage, why in changes:
+            seq += 1
+            transitions.append(
+                {
+                    "merchant_id": merchant_id,
+                    "member_id": member_id,
+                    "seq": seq,
+                    "from_stage": prior,
+                    "to_stage": to_stage,
+                    "effective_on": effective_on,
+                    "recorded_at": now,
+                    "cause": why,
+                }
+            )
+            prior, since_day = to_stage, effective_on
+        due = history.next_change(today)
+        if state is None or changes or state.due_on != due:
+            saved.append(
+                {
+                    "merchant_id": merchant_id,
+                    "member_id": member_id,
+                    "stage": current,
+                    "since": since_day,
+                    "due_on": due,
+                    "seq": seq,
+                }
+            )
+    repo.append_transitions(session, transitions)
+    repo.save_states(session, saved)
+    return len(transitions)
+
+
+def _value(stage: Stage | None) -> str | None:
+    return None if stage is None else stage.value
+
+
+@on_ingest
+def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEvent], now: datetime) -> None:
+    evaluate(session, merchant_id, [a.member_id for a in accepted], now=now, cause=Cause.EVENT)
+
+
+@on_merge
+def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+    """The merged members leave the base (a closing ledger entry, ``to_stage`` ``None``); the
+    survivor is re-classified with everything it now holds — by the ingest listener when an
+    event caused the merge, else by the next sweep."""
+    zone = zone_of(session, merchant_id)
+    today = local_day(now, zone)
+    states = repo.lock_states(session, merchant_id, merged)
+    repo.append_transitions(
+        session,
+        [
+            {
+                "merchant_id": merchant_id,
+                "member_id": s.member_id,
+                "seq": s.seq + 1,
+                "from_stage": s.stage,
+                "to_stage": None,
+                "effective_on": today,
+                "recorded_at": now,
+                "cause": Cause.MERGE,
+            }
+            for s in states.values()
+            if s.stage is not None
+        ],
+    )
+    repo.delete_states(session, merchant_id, list(states))
+    repo.mark_due(session, merchant_id, today, [survivor])
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    day: date
+    members: int
+    transitions: int
+
+
+def sweep(
+    session: Session,
+    merchant_id: str,
+    *,
+    now: datetime,
+    cause: str = Cause.DAILY,
+    progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """Re-classify every member whose stage changes by today (the merchant's local day): the
+    daily job. Idempotent — a second run the same day finds nothing due. ``progress(done,
+    total)`` is called after each chunk."""
+    rules, zone = rules_of(session, merchant_id), zone_of(session, merchant_id)
+    today = local_day(now, zone)
+    total = repo.count_due(session, merchant_id, today) if progress else 0
+    members = transitions = 0
+    after = ""
+    while True:
+        due = repo.due_member_ids(session, merchant_id, today, after=after, limit=CHUNK)
+        if not due:
+            break
+        done = evaluate(session, merchant_id, due, now=now, cause=cause, rules=rules, zone=zone)
+        members += done.members
+        transitions += done.transitions
+        after = due[-1]
+        if progress:
+            progress(members, max(total, members))
+    return SweepResult(today, members, transitions)
+
+
+def set_rules(
+    session: Session, merchant_id: str, rules: StageRules, *, actor: str, now: datetime
+) -> SweepResult:
+    """Store new rules and re-classify every member under them at once (ledger cause ``rules``)."""
+    stored = repo.get_rules(session, merchant_id)
+    document = rules.model_dump(mode="json")
+    if stored is None:
+        session.add(LifecycleRules(merchant_id=merchant_id, rules=document, updated_at=now, updated_by=actor))
+    else:
+        stored.rules, stored.updated_at, stored.updated_by = document, now, actor[:200]
+    session.flush()
+    repo.mark_due(session, merchant_id, local_day(now, zone_of(session, merchant_id)))
+    return sweep(session, merchant_id, now=now, cause=Cause.RULES)
