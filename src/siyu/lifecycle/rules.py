@@ -213,9 +213,10 @@ class History:
         r = self.rules
         candidates: set[date] = set()
         last = self._last_active(day)
-        if last is not None:
-            candidates.add(last + timedelta(days=r.dormant_after_days))
-            candidates.add(last + timedelta(days=r.lost_after_days))
+        for active in [last, self.first_seen, *self.active_days[bisect_right(self.active_days, day) :]]:
+            if active is not None:  # the last activity so far, or one dated later, growing old
+                candidates.add(active + timedelta(days=r.dormant_after_days))
+                candidates.add(active + timedelta(days=r.lost_after_days))
         for d in self.engagement_days:
             candidates.add(d + timedelta(days=r.high_potential_window_days))
         for d in self.money_days:
