@@ -468,3 +468,53 @@ class TestServe:
         assert len(re.findall(r"sy_[A-Za-z0-9_-]{20,}", output)) == 1, "the API key is printed once"
         assert merchants_status == 200, output
         assert (tmp_path / "data" / "siyu.db").exists()
+
+
+class TestLifecycleCommands:
+    def test_sweep_stages_and_flows(self, cli_env: dict[str, str], db: Database, client: Any) -> None:
+        # given: a member whose only order is 100 days old, ingested back then
+        from datetime import timedelta
+        from zoneinfo import ZoneInfo
+
+        from siyu.events.service import ingest
+
+        with db.unit_of_work() as session:
+            merchant = facade.create_merchant(session, name="生命周期")
+        long_ago = utcnow() - timedelta(days=100)
+        order = {
+            "event_id": "o1",
+            "type": "order_paid",
+            "occurred_at": long_ago.isoformat(),
+            "identities": {"member_no": "M1"},
+            "properties": {"order_id": "o1", "amount_fen": 100},
+        }
+        with db.unit_of_work() as session:
+            ingest(session, client.app.state.vault, merchant.id, [order], now=long_ago)
+        # when
+        swept = runner.invoke(app, ["lifecycle", "sweep", "--merchant", merchant.id, "--json"])
+        again = runner.invoke(app, ["lifecycle", "sweep", "--json"])
+        stages = runner.invoke(app, ["lifecycle", "stages", "-m", merchant.id, "--json"])
+        start = long_ago.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+        flows = runner.invoke(app, ["lifecycle", "flows", "-m", merchant.id, "--from", start, "--json"])
+        bad = runner.invoke(app, ["lifecycle", "stages", "-m", merchant.id, "--date", "tomorrow"])
+        unknown = runner.invoke(app, ["lifecycle", "stages", "-m", "mch_nope"])
+        declined = runner.invoke(app, ["lifecycle", "rebuild", "-m", merchant.id], input="n\n")
+        rebuilt = runner.invoke(app, ["lifecycle", "rebuild", "-m", merchant.id, "--yes", "--json"])
+        # then
+        assert swept.exit_code == 0, swept.output
+        assert [(r["members"], r["transitions"]) for r in json.loads(swept.stdout)] == [(1, 1)]
+        assert all(r["transitions"] == 0 for r in json.loads(again.stdout))
+        assert json.loads(stages.stdout)["stages"]["dormant"] == 1
+        assert json.loads(flows.stdout)["flows"] == [
+            {"from_stage": "first_order", "to_stage": "dormant", "members": 1}
+        ]
+        assert bad.exit_code == 2
+        assert "must be a date" in bad.output
+        assert unknown.exit_code == 2
+        assert declined.exit_code == 2
+        # the rebuilt ledger dates the first order on its own day, not on the day it was swept
+        assert json.loads(rebuilt.stdout) == {"merchant_id": merchant.id, "members": 1, "transitions": 2}
+        rebuilt_flows = runner.invoke(
+            app, ["lifecycle", "flows", "-m", merchant.id, "--from", start, "--json"]
+        )
+        assert json.loads(rebuilt_flows.stdout)["flows"] == json.loads(flows.stdout)["flows"]

@@ -215,6 +215,24 @@ class TestMembersAndRollups:
         ]
         assert (orders, spend) == (2, 3000)
 
+    def test_one_event_linking_three_members_folds_all_their_rollups(
+        self, client: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        # given: three members (PostgreSQL once refused this: two merged rollups in one upsert)
+        ids = [{"phone": "13800138000"}, {"alipay_user_id": "2088000000000001"}, {"member_no": "M-3"}]
+        for n, identities in enumerate(ids):
+            batch(client, tenant, [order(f"o{n}", 100 * (n + 1), minutes=n, identities=identities)])
+        # when
+        linked = batch(
+            client, tenant, [event("link", minutes=9, identities={k: v for i in ids for k, v in i.items()})]
+        )
+        # then
+        assert linked["accepted"] == 1
+        ((*_, orders, spend, _r, _rf, _v, _c, _s, _a),) = [
+            row[:12] for row in rollup_of(db, tenant.merchant_id)
+        ]
+        assert (orders, spend) == (3, 600)
+
 
 events_pool = st.lists(
     st.tuples(

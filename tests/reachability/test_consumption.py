@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -16,25 +15,7 @@ from siyu.kit.pii import IdentifierVault
 from siyu.reachability.models import ReachChange
 from tests.conftest import Tenant
 from tests.reachability.helpers import PHONE, consume, grant, long_term, quota, reach, send
-
-
-def run_threads(count: int, work: Callable[[int], None]) -> None:
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def runner(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+from tests.threads import run_threads
 
 
 class TestConsumeSubscription:

@@ -26,6 +26,7 @@ from siyu.cli.common import (
     unit_of_work,
 )
 from siyu.cli.imports import import_app
+from siyu.cli.lifecycle import lifecycle_app
 from siyu.cli.serve import db_app, serve
 from siyu.kit.crypto import generate_password
 from siyu.kit.problems import NotFound
@@ -63,6 +64,7 @@ for sub, name in [
 ]:
     app.add_typer(sub, name=name)
 app.add_typer(import_app, name="import")
+app.add_typer(lifecycle_app, name="lifecycle")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the created object as JSON only")]

@@ -202,7 +202,9 @@ def _upsert_rollups(dialect: str) -> Any:
 
 def fold_rollups(session: Session, merchant_id: str, deltas: Sequence[RollupDelta]) -> None:
     """Add each member's batch aggregates into its rollup in one upsert (rule 4: the database
-    does the arithmetic, so concurrent batches for the same member cannot lose an update)."""
+    does the arithmetic, so concurrent batches for the same member cannot lose an update). Rows
+    go in member-id order: two batches touching the same members lock their rollups in the same
+    order and so cannot deadlock (later listeners rely on these locks to serialise per member)."""
     rows = [
         {
             "merchant_id": merchant_id,
@@ -226,6 +228,6 @@ def fold_rollups(session: Session, merchant_id: str, deltas: Sequence[RollupDelt
             "acquisition_campaign": d.acquisition_campaign,
             "acquisition_referrer": d.acquisition_referrer,
         }
-        for d in deltas
+        for d in sorted(deltas, key=lambda d: d.member_id)
     ]
     execute_many(session, _rollups, "member_rollups.fold", _upsert_rollups, rows)

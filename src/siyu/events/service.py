@@ -288,6 +288,8 @@ def _move_events(session: Session, merchant_id: str, survivor: str, merged: list
         .where(Event.merchant_id == merchant_id, Event.member_id.in_(merged))
         .values(member_id=survivor)
     )
-    folded = repo.take_rollups(session, merchant_id, merged)
-    if folded:
-        repo.fold_rollups(session, merchant_id, [replace(d, member_id=survivor) for d in folded])
+    # One upsert per merged member: PostgreSQL refuses an upsert that touches the same row twice
+    # ("ON CONFLICT DO UPDATE command cannot affect row a second time"), and with several merged
+    # members every row would be the survivor's.
+    for delta in repo.take_rollups(session, merchant_id, merged):
+        repo.fold_rollups(session, merchant_id, [replace(delta, member_id=survivor)])

@@ -12,7 +12,7 @@ from siyu.kit.problems import NotFound, UnprocessableEntity
 from siyu.lifecycle import facade, service
 from siyu.lifecycle import repository as repo
 from siyu.lifecycle.facade import StageView
-from siyu.lifecycle.rules import STAGE_ORDER, Stage, StageRules
+from siyu.lifecycle.rules import StageRules
 from siyu.lifecycle.schemas import Flow, FlowsOut, RulesOut, StageCount, StagesOut, SweepOut
 from siyu.members import facade as members
 from siyu.tenancy.auth import MerchantCtx, merchant_context
@@ -56,7 +56,7 @@ def run_sweep(ctx: Configurer) -> SweepOut:
 
 
 def _today(ctx: MerchantCtx) -> date:
-    return service.local_day(utcnow(), service.zone_of(ctx.session, ctx.merchant_id))
+    return facade.today(ctx.session, ctx.merchant_id, utcnow())
 
 
 @router.get("/lifecycle/stages", summary="Members per stage at the end of a day, from the user-asset ledger")
@@ -64,11 +64,11 @@ def get_stages(
     ctx: Reader, on: Annotated[date | None, Query(alias="date", description="default: today")] = None
 ) -> StagesOut:
     day = on or _today(ctx)
-    counts = repo.stage_counts(ctx.session, ctx.merchant_id, day)
+    counts = facade.stage_counts(ctx.session, ctx.merchant_id, day)
     return StagesOut(
         date=day,
         total=sum(counts.values()),
-        stages=[StageCount(stage=s, members=counts.get(s.value, 0)) for s in STAGE_ORDER],
+        stages=[StageCount(stage=s, members=n) for s, n in counts.items()],
     )
 
 
@@ -84,18 +84,11 @@ def get_flows(
             "'to' is before 'from'",
             extra={"errors": [{"pointer": "/to", "detail": "must not be before 'from'"}]},
         )
-    order = {s.value: i for i, s in enumerate(STAGE_ORDER)}
-    rows = sorted(
-        repo.flows(ctx.session, ctx.merchant_id, start, last),
-        key=lambda r: (order.get(r[0] or "", -1), order.get(r[1] or "", 99)),
-    )
+    flows = facade.flows(ctx.session, ctx.merchant_id, start, last)
     return FlowsOut(
         start=start,
         end=last,
-        flows=[
-            Flow(from_stage=Stage(a) if a else None, to_stage=Stage(b) if b else None, members=n)
-            for a, b, n in rows
-        ],
+        flows=[Flow(from_stage=f.from_stage, to_stage=f.to_stage, members=f.members) for f in flows],
     )
 
 

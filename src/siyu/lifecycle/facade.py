@@ -3,6 +3,7 @@ the sweep for the upkeep loop; the PIPL export hook."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from siyu.lifecycle import repository as repo
 from siyu.lifecycle import service
 from siyu.lifecycle.models import MemberStage, StageTransition
-from siyu.lifecycle.rules import Stage
+from siyu.lifecycle.rules import STAGE_ORDER, Stage
 from siyu.members.rights import on_export
 
 
@@ -61,9 +62,59 @@ def member_ids_in_stage(merchant_id: str, stage: Stage) -> Select[Any]:
     return repo.member_ids_in_stage(merchant_id, stage.value)
 
 
-def sweep(session: Session, merchant_id: str, *, now: datetime) -> service.SweepResult:
+def sweep(
+    session: Session,
+    merchant_id: str,
+    *,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
+) -> service.SweepResult:
     """The daily job for one merchant (idempotent; see :func:`siyu.lifecycle.service.sweep`)."""
-    return service.sweep(session, merchant_id, now=now)
+    return service.sweep(session, merchant_id, now=now, progress=progress)
+
+
+def rebuild(
+    session: Session,
+    merchant_id: str,
+    *,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
+) -> service.SweepResult:
+    """Rewrite the merchant's ledger from its event history (:func:`siyu.lifecycle.service.rebuild`)."""
+    return service.rebuild(session, merchant_id, now=now, progress=progress)
+
+
+def today(session: Session, merchant_id: str, now: datetime) -> date:
+    """The merchant's local day at ``now``."""
+    return service.local_day(now, service.zone_of(session, merchant_id))
+
+
+def stage_counts(session: Session, merchant_id: str, on: date) -> dict[Stage, int]:
+    """Members per stage at the end of ``on`` (every stage, zeros included, in lifecycle order)."""
+    counts = repo.stage_counts(session, merchant_id, on)
+    return {s: counts.get(s.value, 0) for s in STAGE_ORDER}
+
+
+@dataclass(frozen=True, slots=True)
+class FlowView:
+    from_stage: Stage | None
+    """``None``: not a member yet on the first day."""
+    to_stage: Stage | None
+    """``None``: merged into another member by the second day."""
+    members: int
+
+
+def flows(session: Session, merchant_id: str, start: date, end: date) -> list[FlowView]:
+    """Members by (stage on ``start``, stage on ``end``), in lifecycle order."""
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    views = [FlowView(_stage(a), _stage(b), n) for a, b, n in repo.flows(session, merchant_id, start, end)]
+    return sorted(
+        views,
+        key=lambda f: (
+            order[f.from_stage] if f.from_stage else -1,
+            order[f.to_stage] if f.to_stage else len(order),
+        ),
+    )
 
 
 def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any]:

@@ -71,6 +71,28 @@ def due_member_ids(session: Session, merchant_id: str, on: date, *, after: str, 
     )
 
 
+def member_ids_after(session: Session, merchant_id: str, *, after: str, limit: int) -> list[str]:
+    """Members with a stage row, in id order after ``after``."""
+    return list(
+        session.execute(
+            select(MemberStage.member_id)
+            .where(MemberStage.merchant_id == merchant_id, MemberStage.member_id > after)
+            .order_by(MemberStage.member_id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def count_states(session: Session, merchant_id: str) -> int:
+    return int(
+        session.execute(select(func.count()).where(MemberStage.merchant_id == merchant_id)).scalar_one()
+    )
+
+
+def delete_ledger(session: Session, merchant_id: str) -> None:
+    session.execute(delete(StageTransition).where(StageTransition.merchant_id == merchant_id))
+
+
 def count_due(session: Session, merchant_id: str, on: date) -> int:
     return int(
         session.execute(

@@ -38,6 +38,7 @@ class Cause:
     DAILY = "daily"
     RULES = "rules"
     MERGE = "merge"
+    REBUILD = "rebuild"
 
 
 def rules_of(session: Session, merchant_id: str) -> StageRules:
@@ -108,15 +109,7 @@ def _evaluate_chunk(
     for member_id in member_ids:
         state = states.get(member_id)
         found = activity.get(member_id)
-        history = History.build(
-            rules,
-            (
-                Happening(local_day(at, zone), type_, amount)
-                for type_, at, amount in (found.recent if found else [])
-            ),
-            first_seen=local_day(found.first_seen_at, zone) if found and found.first_seen_at else None,
-            orders_total=found.order_count if found else 0,
-        )
+        history = _history(rules, zone, found)
         prior = stage = state.stage if state else None
         since_day = state.since if state else None
         seq = state.seq if state else 0
@@ -250,3 +243,85 @@ def set_rules(
     session.flush()
     repo.mark_due(session, merchant_id, local_day(now, zone_of(session, merchant_id)))
     return sweep(session, merchant_id, now=now, cause=Cause.RULES)
+
+
+def rebuild(
+    session: Session,
+    merchant_id: str,
+    *,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """Replace the merchant's ledger with the one its event history implies, as if every member
+    had been classified each day from its first event (ledger cause ``rebuild``).
+
+    For after loading history (an import of past orders arrives today, so the live ledger dates
+    it all today). Members merged away disappear from the rebuilt ledger: their events are their
+    survivor's from the start. The only operation that rewrites the ledger; the CLI asks first.
+    """
+    rules, zone = rules_of(session, merchant_id), zone_of(session, merchant_id)
+    today = local_day(now, zone)
+    repo.delete_ledger(session, merchant_id)
+    total = repo.count_states(session, merchant_id)
+    members = transitions = 0
+    after = ""
+    epoch = datetime(1970, 1, 1, tzinfo=zone)
+    while True:
+        chunk = repo.member_ids_after(session, merchant_id, after=after, limit=CHUNK)
+        if not chunk:
+            break
+        repo.lock_states(session, merchant_id, chunk)
+        activity = events.activity_of(session, merchant_id, chunk, since=epoch)
+        entries: list[dict[str, Any]] = []
+        saved: list[dict[str, Any]] = []
+        for member_id in chunk:
+            history = _history(rules, zone, activity.get(member_id))
+            day: date | None = history.first_seen or today
+            stage: str | None = None
+            since_day: date | None = None
+            seq = 0
+            while day is not None and day <= today:
+                now_stage = _value(history.stage_on(day))
+                if now_stage != stage:
+                    seq += 1
+                    entries.append(
+                        {
+                            "merchant_id": merchant_id,
+                            "member_id": member_id,
+                            "seq": seq,
+                            "from_stage": stage,
+                            "to_stage": now_stage,
+                            "effective_on": day,
+                            "recorded_at": now,
+                            "cause": Cause.REBUILD,
+                        }
+                    )
+                    stage, since_day = now_stage, day
+                day = history.next_change(day)
+            saved.append(
+                {
+                    "merchant_id": merchant_id,
+                    "member_id": member_id,
+                    "stage": stage,
+                    "since": since_day,
+                    "due_on": history.next_change(today),
+                    "seq": seq,
+                }
+            )
+        repo.append_transitions(session, entries)
+        repo.save_states(session, saved)
+        members += len(chunk)
+        transitions += len(entries)
+        after = chunk[-1]
+        if progress:
+            progress(members, max(total, members))
+    return SweepResult(today, members, transitions)
+
+
+def _history(rules: StageRules, zone: ZoneInfo, found: events.MemberActivity | None) -> History:
+    return History.build(
+        rules,
+        [Happening(local_day(at, zone), kind, fen) for kind, at, fen in (found.recent if found else [])],
+        first_seen=local_day(found.first_seen_at, zone) if found and found.first_seen_at else None,
+        orders_total=found.order_count if found else 0,
+    )
