@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from fastapi import FastAPI
 from nicegui import ui
 from nicegui.testing import User
 from nicegui.testing.user_simulation import user_simulation
@@ -21,6 +22,8 @@ from siyu.console.i18n import EN, ZH
 from siyu.console.pages import register_pages
 from siyu.console.state import STATE
 from siyu.db import Database
+from siyu.events.service import ingest
+from siyu.kit.clock import utcnow
 from siyu.tenancy import facade
 from siyu.tenancy.facade import BootstrapResult
 from siyu.tenancy.models import StaffRole, StoreKind
@@ -210,3 +213,36 @@ class TestStoresPage:
 def test_every_label_is_translated() -> None:
     assert set(ZH) == set(EN)
     assert all(EN[k] and ZH[k] for k in ZH)
+
+
+class TestUserAssetsPage:
+    @pytest.mark.anyio
+    async def test_stage_counts_and_flows_come_from_the_ledger(
+        self, user: User, merchant: BootstrapResult, db: Database, app: FastAPI
+    ) -> None:
+        # given: one first-order member, classified by the real ingestion path
+        vault = app.state.vault
+        order = {
+            "event_id": "o1",
+            "type": "order_paid",
+            "occurred_at": utcnow().isoformat(),
+            "identities": {"member_no": "M1"},
+            "properties": {"order_id": "o1", "amount_fen": 1200},
+        }
+        with db.unit_of_work() as session:
+            ingest(session, vault, merchant.merchant.id, [order], now=utcnow())
+        # when
+        await signed_in(user, "owner", PASSWORD)
+        await user.open("/area/customer")
+        # then
+        await user.should_see(ZH["customer.title"])
+        rows = await table_rows(user, 7)
+        assert {r["stage"]: r["members"] for r in rows}[ZH["stage.first_order"]] == 1
+        assert sum(int(r["members"]) for r in rows) == 1  # type: ignore[call-overload]
+        charts = [e for e in user.find(ui.echart).elements if not e.is_deleted]
+        sankey = [c for c in charts if c.options["series"][0]["type"] == "sankey"]
+        assert len(sankey) == 1
+        (link,) = sankey[0].options["series"][0]["links"]
+        assert link["source"].startswith(ZH["stage.new"])
+        assert link["target"].startswith(ZH["stage.first_order"])
+        assert link["value"] == 1

@@ -1,10 +1,11 @@
-"""Sign-in, the C-CARE areas still to come, and page registration."""
+"""Sign-in, the C-CARE areas (user assets today; the rest still to come), and page registration."""
 
 from __future__ import annotations
 
 from nicegui import ui
 
 from siyu.console import stores
+from siyu.console.customer import customer_area
 from siyu.console.i18n import t
 from siyu.console.layout import current_staff, frame, sign_in
 from siyu.console.state import database
@@ -71,7 +72,11 @@ def area_page(area: str) -> None:
         ui.navigate.to("/")
         return
     with frame(key) as staff:
-        if staff is not None:
+        if staff is None:
+            return
+        if area == "customer":
+            customer_area(staff)
+        else:
             coming_soon(area)
 
 
