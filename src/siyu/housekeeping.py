@@ -37,17 +37,7 @@ def run_once(db: Database) -> dict[str, int]:
         rejections = imports.purge_expired_rejections(session, now)
     transitions = 0
     for merchant_id in _merchant_ids(db):
-        with db.unit_of_work() as session:
-            swept = lifecycle.sweep(session, merchant_id, now=utcnow())
-        transitions += swept.transitions
-        if swept.members:
-            log.info(
-                "lifecycle sweep of %s for %s: %d members, %d changes",
-                merchant_id,
-                swept.day,
-                swept.members,
-                swept.transitions,
-            )
+        transitions += _sweep(db, merchant_id)
     if purged:
         log.info("purged %d expired idempotency records", purged)
     if rejections:
@@ -57,6 +47,23 @@ def run_once(db: Database) -> dict[str, int]:
         "import_rejections_purged": rejections,
         "stage_transitions": transitions,
     }
+
+
+def _sweep(db: Database, merchant_id: str) -> int:
+    """One merchant's daily lifecycle job, a slice of members per transaction; its changes."""
+    members = changes = 0
+    while True:
+        with db.unit_of_work() as session:
+            swept = lifecycle.sweep(session, merchant_id, now=utcnow(), max_members=lifecycle.SWEEP_SLICE)
+        members += swept.members
+        changes += swept.transitions
+        if swept.members < lifecycle.SWEEP_SLICE:
+            break
+    if members:
+        log.info(
+            "lifecycle sweep of %s for %s: %d members, %d changes", merchant_id, swept.day, members, changes
+        )
+    return changes
 
 
 def _merchant_ids(db: Database) -> list[str]:

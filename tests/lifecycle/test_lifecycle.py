@@ -207,6 +207,23 @@ class TestTimeAndLateEvents:
         assert stage_by_ledger(entries, date(2026, 3, 4)) == "first_order"
         assert stage_by_ledger(entries, date(2026, 3, 5)) == "repeat"
 
+    def test_a_sweep_in_slices_reaches_every_due_member_once(self, db: Database, client: TestClient) -> None:
+        # given: three members due to turn dormant
+        vault = client.app.state.vault  # type: ignore[attr-defined]
+        merchant_id = make_merchant(db)
+        first = at(date(2026, 3, 1), 12, "Asia/Shanghai")
+        orders = [event(f"o{n}", f"m{n}", "order_paid", first, 100) for n in range(3)]
+        send(db, vault, merchant_id, orders, now=first)
+        later = at(date(2026, 5, 1), 1, "Asia/Shanghai")
+        # when: slices of two members, each in its own transaction
+        slices = []
+        for _ in range(3):
+            with db.unit_of_work() as session:
+                slices.append(service.sweep(session, merchant_id, now=later, max_members=2).members)
+        # then
+        assert slices == [2, 1, 0]
+        assert all(chain[-1].to_stage == "dormant" for chain in ledger(db, merchant_id).values())
+
     def test_the_upkeep_round_runs_every_merchants_sweep(self, db: Database, client: TestClient) -> None:
         # given: a member whose only order is 200 days old
         vault = client.app.state.vault  # type: ignore[attr-defined]

@@ -49,6 +49,8 @@ class TestExport:
         assert values == {"phone": "+86" + PHONE, "wechat_openid": OPENID}
         assert [e["event_id"] for e in data["events"]] == ["o1"]
         assert data["rollup"]["total_spend_fen"] == 1200
+        assert data["stage"] == "first_order"
+        assert [h["to_stage"] for h in data["stage_history"]] == ["first_order"]
 
     def test_export_needs_its_own_scope(self, client: TestClient, make_tenant) -> None:  # type: ignore[no-untyped-def]
         reader = make_tenant("读", scopes=["members:read", "events:write"])

@@ -15,7 +15,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from siyu.cli.common import console, err_console, fail, unit_of_work
+from siyu.cli.common import (
+    console,
+    domain_errors,
+    err_console,
+    fail,
+    open_database,
+    settings_or_exit,
+    unit_of_work,
+)
 from siyu.kit.clock import utcnow
 from siyu.lifecycle import facade
 from siyu.tenancy import facade as tenancy
@@ -64,27 +72,38 @@ def sweep(
     Idempotent: a second run the same day finds nothing due. Example: siyu lifecycle sweep
     """
     results = []
-    with unit_of_work() as session:
-        merchant_ids = [merchant] if merchant else tenancy.merchant_ids(session)
-        if merchant and tenancy.get_merchant(session, merchant) is None:
-            fail(f"no merchant {merchant}")
+    settings = settings_or_exit()
+    database = open_database(settings)
+    try:
+        with domain_errors(settings), database.reading() as session:
+            merchant_ids = [merchant] if merchant else tenancy.merchant_ids(session)
+            if merchant and tenancy.get_merchant(session, merchant) is None:
+                fail(f"no merchant {merchant}")
         with _progress(as_json) as progress:
             for merchant_id in merchant_ids:
                 task = progress.add_task(f"sweep {merchant_id}", total=None)
-
-                def advance(done: int, total: int, task_id: int = task) -> None:
-                    progress.update(task_id, completed=done, total=total)  # type: ignore[arg-type]
-
-                result = facade.sweep(session, merchant_id, now=utcnow(), progress=advance)
-                progress.update(task, completed=result.members, total=max(result.members, 1))
+                members = changes = 0
+                while True:  # a slice of members per transaction, as the upkeep does
+                    with domain_errors(settings), database.unit_of_work() as session:
+                        result = facade.sweep(
+                            session, merchant_id, now=utcnow(), max_members=facade.SWEEP_SLICE
+                        )
+                    members += result.members
+                    changes += result.transitions
+                    progress.update(task, completed=members)
+                    if result.members < facade.SWEEP_SLICE:
+                        break
+                progress.update(task, completed=members, total=max(members, 1))
                 results.append(
                     {
                         "merchant_id": merchant_id,
                         "day": result.day.isoformat(),
-                        "members": result.members,
-                        "transitions": result.transitions,
+                        "members": members,
+                        "transitions": changes,
                     }
                 )
+    finally:
+        database.dispose()
     if as_json:
         _print_json(results)
         return

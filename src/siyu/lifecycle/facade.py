@@ -68,9 +68,14 @@ def sweep(
     *,
     now: datetime,
     progress: Callable[[int, int], None] | None = None,
+    max_members: int | None = None,
 ) -> service.SweepResult:
     """The daily job for one merchant (idempotent; see :func:`siyu.lifecycle.service.sweep`)."""
-    return service.sweep(session, merchant_id, now=now, progress=progress)
+    return service.sweep(session, merchant_id, now=now, progress=progress, max_members=max_members)
+
+
+SWEEP_SLICE = 5_000
+"""Members per transaction when the daily job runs in the background or from the CLI."""
 
 
 def rebuild(

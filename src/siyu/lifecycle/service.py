@@ -208,17 +208,21 @@ def sweep(
     now: datetime,
     cause: str = Cause.DAILY,
     progress: Callable[[int, int], None] | None = None,
+    max_members: int | None = None,
 ) -> SweepResult:
     """Re-classify every member whose stage changes by today (the merchant's local day): the
     daily job. Idempotent — a second run the same day finds nothing due. ``progress(done,
-    total)`` is called after each chunk."""
+    total)`` is called after each chunk. With ``max_members``, stops after that many:
+    callers commit and call again until fewer come back, so no transaction holds the stage rows
+    of a whole day's changes (a million members at a large merchant) while ingestion waits."""
     rules, zone = rules_of(session, merchant_id), zone_of(session, merchant_id)
     today = local_day(now, zone)
     total = repo.count_due(session, merchant_id, today) if progress else 0
     members = transitions = 0
     after = ""
     while True:
-        due = repo.due_member_ids(session, merchant_id, today, after=after, limit=CHUNK)
+        limit = CHUNK if max_members is None else min(CHUNK, max_members - members)
+        due = repo.due_member_ids(session, merchant_id, today, after=after, limit=limit) if limit > 0 else []
         if not due:
             break
         done = evaluate(session, merchant_id, due, now=now, cause=cause, rules=rules, zone=zone)
