@@ -115,6 +115,18 @@ class TestApi:
         assert visitor != buyer
         assert client.get("/api/v1/members?stage=vip", headers=tenant.headers).status_code == 422
 
+    def test_a_batch_sent_twice_writes_the_ledger_once(self, client: TestClient, tenant: Tenant) -> None:
+        # given
+        now = utcnow()
+        batch = [event("d1", "m1", "order_paid", now, 100), event("d2", "m1", "order_paid", now, 100)]
+        (member, _) = post(client, tenant, *batch)
+        first = client.get(f"/api/v1/members/{member}/stage", headers=tenant.headers).json()
+        # when
+        post(client, tenant, *batch)
+        # then
+        assert client.get(f"/api/v1/members/{member}/stage", headers=tenant.headers).json() == first
+        assert [h["to_stage"] for h in first["history"]] == ["repeat"]
+
     def test_flows_refuse_an_end_before_the_start(self, client: TestClient, tenant: Tenant) -> None:
         response = client.get("/api/v1/lifecycle/flows?from=2026-05-02&to=2026-05-01", headers=tenant.headers)
         assert response.status_code == 422
