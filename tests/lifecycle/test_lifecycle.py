@@ -14,6 +14,7 @@ from siyu.kit.clock import utcnow
 from siyu.lifecycle import repository as repo
 from siyu.lifecycle import service
 from siyu.lifecycle.models import MemberStage
+from siyu.lifecycle.rules import StageRules
 from siyu.tenancy import facade as tenancy
 from tests.conftest import Tenant
 from tests.lifecycle.helpers import at, event, ledger, make_merchant, send, stage_by_ledger
@@ -50,6 +51,7 @@ class TestApi:
         assert put.status_code == 200, put.text
         assert put.json()["customised"] is True
         assert put.json()["rules"]["repeat_orders"] == 3
+        assert put.json()["pending_members"] == 0
         view = client.get(f"/api/v1/members/{member}/stage", headers=tenant.headers).json()
         assert view["stage"] == "first_order"
         assert [(h["from_stage"], h["to_stage"], h["cause"]) for h in view["history"]] == [
@@ -235,6 +237,29 @@ class TestTimeAndLateEvents:
         # then
         assert slices == [2, 1, 0]
         assert all(chain[-1].to_stage == "dormant" for chain in ledger(db, merchant_id).values())
+
+    def test_a_rules_change_on_a_large_base_leaves_the_rest_to_the_sweep(
+        self, db: Database, client: TestClient
+    ) -> None:
+        # given: three repeat customers
+        vault = client.app.state.vault  # type: ignore[attr-defined]
+        merchant_id = make_merchant(db)
+        day = at(date(2026, 3, 1), 12, "Asia/Shanghai")
+        orders = [event(f"o{n}{k}", f"m{n}", "order_paid", day, 100) for n in range(3) for k in range(2)]
+        send(db, vault, merchant_id, orders, now=day)
+        # when: repeat needs three orders; the request re-classifies one member itself
+        with db.unit_of_work() as session:
+            done = service.set_rules(
+                session, merchant_id, StageRules(repeat_orders=3), actor="test", now=day, inline=1
+            )
+            waiting = service.pending(session, merchant_id, day)
+        with db.unit_of_work() as session:
+            rest = service.sweep(session, merchant_id, now=day)
+        # then
+        assert (done.members, waiting, rest.members) == (1, 2, 2)
+        causes = sorted(chain[-1].cause for chain in ledger(db, merchant_id).values())
+        assert causes == ["daily", "daily", "rules"]
+        assert all(chain[-1].to_stage == "first_order" for chain in ledger(db, merchant_id).values())
 
     def test_the_upkeep_round_runs_every_merchants_sweep(self, db: Database, client: TestClient) -> None:
         # given: a member whose only order is 200 days old

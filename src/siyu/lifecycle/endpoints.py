@@ -25,13 +25,15 @@ Configurer = Annotated[MerchantCtx, Depends(merchant_context(Scope.MERCHANT_WRIT
 
 def _rules_out(ctx: MerchantCtx) -> RulesOut:
     stored = repo.get_rules(ctx.session, ctx.merchant_id)
+    waiting = service.pending(ctx.session, ctx.merchant_id, utcnow())
     if stored is None:
-        return RulesOut(rules=StageRules(), customised=False)
+        return RulesOut(rules=StageRules(), customised=False, pending_members=waiting)
     return RulesOut(
         rules=StageRules.model_validate(stored.rules),
         customised=True,
         updated_at=stored.updated_at,
         updated_by=stored.updated_by,
+        pending_members=waiting,
     )
 
 
@@ -42,17 +44,27 @@ def get_rules(ctx: Reader) -> RulesOut:
 
 @router.put(
     "/lifecycle/rules",
-    summary="Replace the stage rules; every member is re-classified at once (ledger cause 'rules')",
+    summary="Replace the stage rules; members are re-classified at once (the first 50,000; the upkeep "
+    "sweep does the rest: see pending_members)",
 )
 def put_rules(body: StageRules, ctx: Configurer) -> RulesOut:
     service.set_rules(ctx.session, ctx.merchant_id, body, actor=f"api:{ctx.principal.key_id}", now=utcnow())
     return _rules_out(ctx)
 
 
-@router.post("/lifecycle/sweep", summary="Run today's time-based transitions now (the daily job; idempotent)")
+@router.post(
+    "/lifecycle/sweep",
+    summary="Run today's time-based transitions now (the daily job; idempotent; up to 50,000 members a call)",
+)
 def run_sweep(ctx: Configurer) -> SweepOut:
-    result = service.sweep(ctx.session, ctx.merchant_id, now=utcnow())
-    return SweepOut(day=result.day, members=result.members, transitions=result.transitions)
+    now = utcnow()
+    result = service.sweep(ctx.session, ctx.merchant_id, now=now, max_members=service.INLINE_MEMBERS)
+    return SweepOut(
+        day=result.day,
+        members=result.members,
+        transitions=result.transitions,
+        pending_members=service.pending(ctx.session, ctx.merchant_id, now),
+    )
 
 
 def _today(ctx: MerchantCtx) -> date:

@@ -14,12 +14,17 @@ class RulesOut(BaseModel):
     customised: bool = Field(description="false: the defaults apply")
     updated_at: datetime | None = None
     updated_by: str | None = None
+    pending_members: int = Field(
+        0,
+        description="members still to re-classify (after a change to a large base: the upkeep sweep does it)",
+    )
 
 
 class SweepOut(BaseModel):
     day: date = Field(description="the merchant's local day classified for")
     members: int = Field(description="members re-classified")
     transitions: int = Field(description="ledger entries written")
+    pending_members: int = Field(description="members still due: call again (or let the upkeep do it)")
 
 
 class StageCount(BaseModel):

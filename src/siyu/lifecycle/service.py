@@ -234,10 +234,21 @@ def sweep(
     return SweepResult(today, members, transitions)
 
 
+INLINE_MEMBERS = 50_000
+"""Members an API request re-classifies itself (a few seconds); the upkeep sweep does the rest."""
+
+
 def set_rules(
-    session: Session, merchant_id: str, rules: StageRules, *, actor: str, now: datetime
+    session: Session,
+    merchant_id: str,
+    rules: StageRules,
+    *,
+    actor: str,
+    now: datetime,
+    inline: int | None = INLINE_MEMBERS,
 ) -> SweepResult:
-    """Store new rules and re-classify every member under them at once (ledger cause ``rules``)."""
+    """Store new rules, mark every member due, and re-classify up to ``inline`` of them at once
+    (ledger cause ``rules``); the rest are re-classified by the next sweep (cause ``daily``)."""
     stored = repo.get_rules(session, merchant_id)
     document = rules.model_dump(mode="json")
     if stored is None:
@@ -246,7 +257,12 @@ def set_rules(
         stored.rules, stored.updated_at, stored.updated_by = document, now, actor[:200]
     session.flush()
     repo.mark_due(session, merchant_id, local_day(now, zone_of(session, merchant_id)))
-    return sweep(session, merchant_id, now=now, cause=Cause.RULES)
+    return sweep(session, merchant_id, now=now, cause=Cause.RULES, max_members=inline)
+
+
+def pending(session: Session, merchant_id: str, now: datetime) -> int:
+    """Members the next sweep will re-classify (due today, or after a rules change)."""
+    return repo.count_due(session, merchant_id, local_day(now, zone_of(session, merchant_id)))
 
 
 def rebuild(
