@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from siyu.db import Database
-from siyu.housekeeping import run_once
+from siyu.housekeeping import background_upkeep, run_once
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
 
@@ -26,3 +28,45 @@ class TestHousekeeping:
         with db.reading() as session:
             keys = session.execute(select(idempotency.IdempotencyRecord.key)).scalars().all()
         assert keys == ["new"]
+
+
+@pytest.mark.postgres_only
+class TestStatisticsLoop:
+    def test_the_server_loop_analyzes_a_grown_table(self, db: Database) -> None:
+        # given: 2,000 merchants added since the table's statistics were taken
+        with db.engine.begin() as connection:
+            connection.execute(text("ANALYZE merchants"))
+            connection.execute(
+                text(
+                    "INSERT INTO merchants"
+                    " (id, name, timezone, currency, store_number_seq, created_at, updated_at)"
+                    " SELECT 'mch_loop_' || n, 'm' || n, 'Asia/Shanghai', 'CNY', 0, now(), now()"
+                    " FROM generate_series(1, 2000) AS n"
+                )
+            )
+            connection.execute(text("SELECT pg_stat_force_next_flush()"))
+
+        def changed_since_analyze() -> int:
+            with db.engine.connect() as connection:
+                return int(
+                    connection.execute(
+                        text(
+                            "SELECT n_mod_since_analyze FROM pg_stat_user_tables"
+                            " WHERE schemaname = current_schema() AND relname = 'merchants'"
+                        )
+                    ).scalar_one()
+                )
+
+        assert changed_since_analyze() >= 2000
+
+        # when: the app's background upkeep runs with a short statistics interval
+        async def serve_briefly() -> None:
+            async with background_upkeep(db, interval=3600, statistics_interval=0.05):
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    if changed_since_analyze() == 0:
+                        return
+
+        asyncio.run(serve_briefly())
+        # then
+        assert changed_since_analyze() == 0

@@ -4,7 +4,8 @@ Today: delete ``Idempotency-Key`` records and the rejected rows of import upload
 retention; run each merchant's lifecycle sweep (the daily job: time-based stage changes, in the
 merchant's time zone — a round each hour means they land within the hour after local midnight). Later issues
 add their jobs to :func:`run_once` (the outbox worker and the analytics sync get loops of their
-own).
+own). A second, faster loop keeps PostgreSQL's planner statistics fresh
+(:func:`siyu.db.refresh_statistics`), for servers where autovacuum is off or behind.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from starlette.concurrency import run_in_threadpool
 
-from siyu.db import Database
+from siyu.db import Database, autovacuum_enabled, is_postgres, refresh_statistics
 from siyu.imports import facade as imports
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
@@ -27,6 +28,8 @@ from siyu.tenancy import facade as tenancy
 log = logging.getLogger("siyu.housekeeping")
 
 INTERVAL_SECONDS = 3600.0
+STATISTICS_INTERVAL_SECONDS = 15.0
+"""How often the statistics loop looks for grown tables (one catalog query when nothing changed)."""
 
 
 def run_once(db: Database) -> dict[str, int]:
@@ -80,13 +83,34 @@ async def _loop(db: Database, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _statistics_loop(db: Database, interval: float) -> None:
+    if await run_in_threadpool(autovacuum_enabled, db.engine) is False:
+        log.warning(
+            "PostgreSQL autovacuum is off: Siyu refreshes planner statistics itself, but dead rows "
+            "are not vacuumed; turn autovacuum on (docs/operations.md)"
+        )
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(refresh_statistics, db.engine)
+        except Exception:
+            log.exception("refreshing planner statistics failed")
+
+
 @asynccontextmanager
-async def background_upkeep(db: Database, interval: float = INTERVAL_SECONDS) -> AsyncIterator[None]:
-    """Run :func:`run_once` now and every ``interval`` seconds while the app lives."""
-    task = asyncio.create_task(_loop(db, interval))
+async def background_upkeep(
+    db: Database, interval: float = INTERVAL_SECONDS, statistics_interval: float = STATISTICS_INTERVAL_SECONDS
+) -> AsyncIterator[None]:
+    """Run :func:`run_once` now and every ``interval`` seconds while the app lives, and
+    :func:`siyu.db.refresh_statistics` every ``statistics_interval`` seconds (PostgreSQL)."""
+    tasks = [asyncio.create_task(_loop(db, interval))]
+    if is_postgres(db.engine):
+        tasks.append(asyncio.create_task(_statistics_loop(db, statistics_interval)))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

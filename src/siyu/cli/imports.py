@@ -32,6 +32,7 @@ from siyu.cli.common import (
     say,
     settings_or_exit,
 )
+from siyu.db import StatisticsKeeper
 from siyu.imports import facade
 from siyu.imports.facade import (
     DEFAULT_CHUNK_SIZE,
@@ -265,6 +266,7 @@ def _run(
     vault = IdentifierVault(settings.resolved_secret_key())
     rejects = RejectedFile(rejected_path)
     progress = _Progress(enabled=not as_json)
+    statistics = StatisticsKeeper(database.engine)  # PostgreSQL plans by them: see refresh_statistics
     rows_done = 0
 
     def on_mapping(report: MappingReport) -> None:
@@ -277,6 +279,7 @@ def _run(
         nonlocal rows_done
         rows_done = p.rows_read
         progress.update(p)
+        statistics.tick()
 
     try:
         with domain_errors(settings), file.open("rb") as handle:
