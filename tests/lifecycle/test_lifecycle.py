@@ -311,6 +311,96 @@ class TestMerges:
                 select(MemberStage.member_id).where(MemberStage.merchant_id == merchant_id)
             ).scalars().all() == [m for m, s in stages.items() if s == "repeat"]
 
+    def test_a_merge_brings_the_merged_members_recent_orders_into_the_survivors_stage(
+        self, db: Database, client: TestClient
+    ) -> None:
+        """The survivor's recent-events brief lacks the merged member's events: after a merge
+        its events are read again (six orders and ¥600 in 180 days make a super customer)."""
+        # given: two members with three ¥100 orders each, classified from their briefs
+        vault = client.app.state.vault  # type: ignore[attr-defined]
+        merchant_id = make_merchant(db)
+        day1 = at(date(2026, 3, 1), 12, "Asia/Shanghai")
+        orders = [event(f"{m}{k}", m, "order_paid", day1, 10_000) for m in "ab" for k in range(3)]
+        send(db, vault, merchant_id, orders, now=day1)
+        day2 = at(date(2026, 3, 2), 12, "Asia/Shanghai")
+        visits = [event("va", "a", "visit", day2), event("vb", "b", "visit", day2)]
+        send(db, vault, merchant_id, visits, now=day2)
+        # when: a visit on 3 March links them
+        day3 = at(date(2026, 3, 3), 12, "Asia/Shanghai")
+        linking = event("v1", "b", "visit", day3)
+        linking["identities"] = {"member_no": "b", "phone": "13800138000"}
+        send(db, vault, merchant_id, [linking], now=day3)
+        other = event("v2", "a", "visit", day3)
+        other["identities"] = {"member_no": "a", "phone": "13800138000"}
+        send(db, vault, merchant_id, [other], now=day3)
+        # then
+        with db.reading() as session:
+            assert repo.stage_counts(session, merchant_id, date(2026, 3, 3)) == {"super": 1}
+
+
+class TestRecentEvents:
+    def test_rules_that_look_further_back_read_the_events_the_brief_let_go(
+        self, db: Database, client: TestClient
+    ) -> None:
+        """With a 15-day look-back, the brief keeps ~17 days of events; rules that look 60 days
+        back must still see the orders of 30 days ago."""
+        # given: short rules; two orders on 1 and 2 March, then visits to 31 March
+        vault = client.app.state.vault  # type: ignore[attr-defined]
+        merchant_id = make_merchant(db)
+        short = StageRules(
+            high_potential_window_days=5,
+            super_orders=2,
+            super_net_spend_fen=100,
+            super_window_days=10,
+            dormant_after_days=7,
+            lost_after_days=15,
+        )
+        start = at(date(2026, 3, 1), 12, "Asia/Shanghai")
+        with db.unit_of_work() as session:
+            service.set_rules(session, merchant_id, short, actor="test", now=start)
+        for n in range(2):
+            when = start + timedelta(days=n)
+            send(db, vault, merchant_id, [event(f"o{n}", "m1", "order_paid", when, 100)], now=when)
+        for n in range(2, 31):
+            when = start + timedelta(days=n)
+            send(db, vault, merchant_id, [event(f"v{n}", "m1", "visit", when)], now=when)
+        end = start + timedelta(days=30)
+        with db.reading() as session:
+            assert repo.stage_counts(session, merchant_id, date(2026, 3, 31)) == {"repeat": 1}
+        # when: the super window becomes 60 days
+        with db.unit_of_work() as session:
+            longer = short.model_copy(update={"super_window_days": 60})
+            service.set_rules(session, merchant_id, longer, actor="test", now=end)
+        # then: both orders count again
+        with db.reading() as session:
+            assert repo.stage_counts(session, merchant_id, date(2026, 3, 31)) == {"super": 1}
+            (brief,) = session.execute(
+                select(MemberStage.recent).where(MemberStage.merchant_id == merchant_id)
+            ).scalars()
+        assert brief is not None
+        assert any(entry[0] == "order_paid" for entry in brief)
+
+    def test_the_brief_forgets_what_is_older_than_the_look_back(
+        self, db: Database, client: TestClient
+    ) -> None:
+        # given: the default rules (180-day look-back); an order, then a visit 200 days later
+        vault = client.app.state.vault  # type: ignore[attr-defined]
+        merchant_id = make_merchant(db)
+        first = at(date(2026, 1, 1), 12, "Asia/Shanghai")
+        send(db, vault, merchant_id, [event("o1", "m1", "order_paid", first, 100)], now=first)
+        later = first + timedelta(days=200)
+        # when
+        send(db, vault, merchant_id, [event("v1", "m1", "visit", later)], now=later)
+        # then: only the visit is in the brief, which is complete from 182 days before
+        with db.reading() as session:
+            brief, since = session.execute(
+                select(MemberStage.recent, MemberStage.recent_since).where(
+                    MemberStage.merchant_id == merchant_id
+                )
+            ).one()
+        assert [entry[0] for entry in brief] == ["visit"]
+        assert since == at(date(2026, 7, 20) - timedelta(days=181), 0, "Asia/Shanghai")
+
 
 def test_merchant_ids_lists_every_merchant(db: Database) -> None:
     first, second = make_merchant(db, name="一"), make_merchant(db, name="二")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -122,12 +122,18 @@ class MemberActivity:
 
 
 def activity_of(
-    session: Session, merchant_id: str, member_ids: Sequence[str], *, since: datetime
+    session: Session,
+    merchant_id: str,
+    member_ids: Sequence[str],
+    *,
+    since: datetime,
+    events_of: Collection[str] | None = None,
 ) -> dict[str, MemberActivity]:
-    """:class:`MemberActivity` for each of ``member_ids`` (members without events are absent).
+    """:class:`MemberActivity` for each of ``member_ids`` (members without events are absent);
+    with ``events_of``, ``recent`` is read only for those members (empty for the others).
 
-    Two queries per 500 members, both on the per-member indexes: the rollups, and the events
-    with ``occurred_at >= since``.
+    Per 500 members, one query of the rollups and one of the events with ``occurred_at >=
+    since``, both on the per-member indexes.
     """
     found: dict[str, MemberActivity] = {}
     for start in range(0, len(member_ids), 500):
@@ -138,6 +144,10 @@ def activity_of(
             )
         ):
             found[member_id] = MemberActivity(first_seen_at, order_count, [])
+        if events_of is not None:
+            chunk = [m for m in chunk if m in events_of]
+            if not chunk:
+                continue
         for member_id, type_, occurred_at, amount_fen in session.execute(
             select(Event.member_id, Event.type, Event.occurred_at, Event.amount_fen)
             .where(

@@ -31,6 +31,14 @@ class MemberStage(Base):
     the super window…), through the ``(merchant_id, due_on)`` index. ``stage`` is ``None`` for a
     member not yet classified (created before this table existed; the sweep classifies it).
     ``seq`` numbers the member's ledger entries.
+
+    ``recent`` is the member's recent events in brief — ``[type, slot, count, amount_fen]`` per
+    event type and quarter hour (``slot`` = Unix seconds // 900; every time zone's midnight is on
+    a quarter hour, so local days come out exact) — complete for every event that occurred at or
+    after ``recent_since``. Classifying a member reads this row instead of its events: one row
+    already locked, not a dozen scattered ones (measured on PostgreSQL at 600 k events: the event
+    read was the one phase of ingestion that grew with the data). ``recent_since`` ``None``
+    (after a merge, or before the first classification) means "read the events".
     """
 
     __tablename__ = "member_stages"
@@ -46,6 +54,8 @@ class MemberStage(Base):
     since: Mapped[date | None] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
     seq: Mapped[int] = mapped_column(Integer, default=0)
+    recent: Mapped[list[list[object]] | None] = mapped_column(JSONType)
+    recent_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class StageTransition(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, case, delete, func, or_, select, update
@@ -29,6 +29,8 @@ class StageRow:
     since: date | None
     due_on: date | None
     seq: int
+    recent: list[list[Any]] | None
+    recent_since: datetime | None
 
 
 def lock_states(session: Session, merchant_id: str, member_ids: Sequence[str]) -> dict[str, StageRow]:
@@ -46,6 +48,8 @@ def lock_states(session: Session, merchant_id: str, member_ids: Sequence[str]) -
                 MemberStage.since,
                 MemberStage.due_on,
                 MemberStage.seq,
+                MemberStage.recent,
+                MemberStage.recent_since,
             )
             .where(MemberStage.merchant_id == merchant_id, MemberStage.member_id.in_(chunk))
             .order_by(MemberStage.member_id)
@@ -101,6 +105,16 @@ def count_due(session: Session, merchant_id: str, on: date) -> int:
     )
 
 
+def forget_recent(session: Session, merchant_id: str, member_ids: Sequence[str]) -> None:
+    """Drop these members' recent-events digests: their next classification reads the events
+    (after a merge moved another member's events to them)."""
+    session.execute(
+        update(MemberStage)
+        .where(MemberStage.merchant_id == merchant_id, MemberStage.member_id.in_(list(member_ids)))
+        .values(recent=None, recent_since=None)
+    )
+
+
 def mark_due(session: Session, merchant_id: str, on: date, member_ids: Sequence[str] | None = None) -> int:
     """Make the sweep of ``on`` re-classify these members (all when ``None``); an earlier
     pending date is kept, so no time-based change is skipped."""
@@ -130,12 +144,15 @@ def _upsert_stage(dialect: str) -> Any:
             "since": statement.excluded.since,
             "due_on": statement.excluded.due_on,
             "seq": statement.excluded.seq,
+            "recent": statement.excluded.recent,
+            "recent_since": statement.excluded.recent_since,
         },
     )
 
 
 def save_states(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert or replace stage rows (``merchant_id, member_id, stage, since, due_on, seq``)."""
+    """Insert or replace stage rows (``merchant_id, member_id, stage, since, due_on, seq, recent,
+    recent_since``)."""
     execute_many(session, _stages, "lifecycle.stages.upsert", _upsert_stage, rows)
 
 

@@ -102,11 +102,13 @@ class StageRules(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Happening:
-    """One event as the rules see it: its local day, type and amount."""
+    """``count`` events of one type on one local day, as the rules see them; ``amount_fen`` is
+    their total (paid or refunded orders)."""
 
     day: date
     type: str
     amount_fen: int | None = None
+    count: int = 1
 
 
 @dataclass(slots=True)
@@ -139,11 +141,11 @@ class History:
         money: list[tuple[date, int]] = []
         for h in happenings:
             if h.type not in inactive:
-                active.append(h.day)
+                active.extend([h.day] * h.count)
             if h.type in engagement:
-                engaged.append(h.day)
+                engaged.extend([h.day] * h.count)
             if h.type == "order_paid":
-                orders.append(h.day)
+                orders.extend([h.day] * h.count)
                 money.append((h.day, h.amount_fen or 0))
             elif h.type == "order_refunded":
                 money.append((h.day, -(h.amount_fen or 0)))

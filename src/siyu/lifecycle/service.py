@@ -14,7 +14,7 @@ events known by then — so a late sweep gives the same ledger as a punctual one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from siyu.events import facade as events
 from siyu.events.service import AcceptedEvent, on_ingest
 from siyu.lifecycle import repository as repo
 from siyu.lifecycle.models import LifecycleRules
+from siyu.lifecycle.recent import Recent
 from siyu.lifecycle.rules import Happening, History, Stage, StageRules
 from siyu.members.service import on_merge
 from siyu.tenancy import facade as tenancy
@@ -66,6 +67,10 @@ class Evaluated:
     transitions: int
 
 
+Fresh = Mapping[str, Sequence[tuple[str, datetime, int | None]]]
+"""A batch's newly stored events per member: ``(type, occurred_at, amount_fen)``."""
+
+
 def evaluate(
     session: Session,
     merchant_id: str,
@@ -75,9 +80,16 @@ def evaluate(
     cause: str,
     rules: StageRules | None = None,
     zone: ZoneInfo | None = None,
+    fresh: Fresh | None = None,
 ) -> Evaluated:
     """Classify ``member_ids`` for today (the merchant's local day of ``now``), first catching
-    up the time-based changes each was due since; append a ledger entry per change."""
+    up the time-based changes each was due since; append a ledger entry per change.
+
+    ``fresh`` are events stored in this transaction that the members' recent-events briefs do
+    not hold yet (the ingest listener's batch); a member whose brief does not reach back far
+    enough (none yet, a merge, longer rules) has its events read instead, and a new brief
+    started from them.
+    """
     rules = rules or rules_of(session, merchant_id)
     zone = zone or zone_of(session, merchant_id)
     today = local_day(now, zone)
@@ -85,9 +97,18 @@ def evaluate(
     unique = sorted(set(member_ids))
     for start in range(0, len(unique), CHUNK):
         written += _evaluate_chunk(
-            session, merchant_id, unique[start : start + CHUNK], today, now, cause, rules, zone
+            session, merchant_id, unique[start : start + CHUNK], today, now, cause, rules, zone, fresh or {}
         )
     return Evaluated(len(unique), written)
+
+
+def _needed_since(state: repo.StageRow | None, today: date, rules: StageRules, zone: ZoneInfo) -> datetime:
+    """The earliest event time classifying this member can look at: the look-back window
+    before the first day it is classified for (a pending ``due_on``, or today)."""
+    first = today
+    if state is not None and state.stage is not None and state.due_on is not None:
+        first = min(state.due_on, today)
+    return day_start(first - timedelta(days=rules.lookback_days - 1), zone)
 
 
 def _evaluate_chunk(
@@ -99,17 +120,33 @@ def _evaluate_chunk(
     cause: str,
     rules: StageRules,
     zone: ZoneInfo,
+    fresh: Fresh,
 ) -> int:
     states = repo.lock_states(session, merchant_id, member_ids)
-    earliest = min([s.due_on for s in states.values() if s.stage is not None and s.due_on] + [today])
-    since = day_start(earliest - timedelta(days=rules.lookback_days - 1), zone)
-    activity = events.activity_of(session, merchant_id, member_ids, since=since)
+    needed = {m: _needed_since(states.get(m), today, rules, zone) for m in member_ids}
+    unread = {
+        m
+        for m in member_ids
+        if (state := states.get(m)) is None or state.recent_since is None or state.recent_since > needed[m]
+    }
+    since = min((needed[m] for m in unread), default=day_start(today, zone))
+    activity = events.activity_of(session, merchant_id, member_ids, since=since, events_of=unread)
+    keep_from = day_start(today - timedelta(days=rules.lookback_days + 1), zone)
     transitions: list[dict[str, Any]] = []
     saved: list[dict[str, Any]] = []
     for member_id in member_ids:
         state = states.get(member_id)
         found = activity.get(member_id)
-        history = _history(rules, zone, found)
+        if member_id in unread:  # the events read include this batch's
+            recent = Recent.of(found.recent if found else [])
+            recent_since: datetime | None = since
+        else:
+            assert state is not None
+            recent = Recent.load(state.recent)
+            for type_, at, amount in fresh.get(member_id, ()):
+                recent.add(type_, at, amount)
+            recent_since = state.recent_since
+        history = _history(rules, zone, found, recent)
         prior = stage = state.stage if state else None
         since_day = state.since if state else None
         seq = state.seq if state else 0
@@ -140,7 +177,9 @@ def _evaluate_chunk(
             )
             prior, since_day = to_stage, effective_on
         due = history.next_change(today)
-        if state is None or changes or state.due_on != due:
+        touched = member_id in unread or member_id in fresh
+        if state is None or changes or state.due_on != due or touched:
+            recent.prune(keep_from)
             saved.append(
                 {
                     "merchant_id": merchant_id,
@@ -149,6 +188,8 @@ def _evaluate_chunk(
                     "since": since_day,
                     "due_on": due,
                     "seq": seq,
+                    "recent": recent.dump(),
+                    "recent_since": max(recent_since, keep_from) if recent_since else None,
                 }
             )
     repo.append_transitions(session, transitions)
@@ -162,7 +203,10 @@ def _value(stage: Stage | None) -> str | None:
 
 @on_ingest
 def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEvent], now: datetime) -> None:
-    evaluate(session, merchant_id, [a.member_id for a in accepted], now=now, cause=Cause.EVENT)
+    fresh: dict[str, list[tuple[str, datetime, int | None]]] = {}
+    for a in accepted:
+        fresh.setdefault(a.member_id, []).append((a.type, a.occurred_at, a.amount_fen))
+    evaluate(session, merchant_id, list(fresh), now=now, cause=Cause.EVENT, fresh=fresh)
 
 
 @on_merge
@@ -192,6 +236,7 @@ def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[st
     )
     repo.delete_states(session, merchant_id, list(states))
     repo.mark_due(session, merchant_id, today, [survivor])
+    repo.forget_recent(session, merchant_id, [survivor])  # it holds the merged members' events now
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +331,7 @@ def rebuild(
     members = transitions = 0
     after = ""
     epoch = datetime(1970, 1, 1, tzinfo=zone)
+    keep_from = day_start(today - timedelta(days=rules.lookback_days + 1), zone)
     while True:
         chunk = repo.member_ids_after(session, merchant_id, after=after, limit=CHUNK)
         if not chunk:
@@ -318,6 +364,8 @@ def rebuild(
                     )
                     stage, since_day = now_stage, day
                 day = history.next_change(day)
+            recent = Recent.of(found.recent if (found := activity.get(member_id)) else [])
+            recent.prune(keep_from)
             saved.append(
                 {
                     "merchant_id": merchant_id,
@@ -326,6 +374,8 @@ def rebuild(
                     "since": since_day,
                     "due_on": history.next_change(today),
                     "seq": seq,
+                    "recent": recent.dump(),
+                    "recent_since": keep_from,
                 }
             )
         repo.append_transitions(session, entries)
@@ -338,10 +388,14 @@ def rebuild(
     return SweepResult(today, members, transitions)
 
 
-def _history(rules: StageRules, zone: ZoneInfo, found: events.MemberActivity | None) -> History:
+def _history(
+    rules: StageRules, zone: ZoneInfo, found: events.MemberActivity | None, recent: Recent | None = None
+) -> History:
     return History.build(
         rules,
-        [Happening(local_day(at, zone), kind, fen) for kind, at, fen in (found.recent if found else [])],
+        recent.happenings(zone)
+        if recent is not None
+        else [Happening(local_day(at, zone), kind, fen) for kind, at, fen in (found.recent if found else [])],
         first_seen=local_day(found.first_seen_at, zone) if found and found.first_seen_at else None,
         orders_total=found.order_count if found else 0,
     )
