@@ -57,6 +57,13 @@ class TestDefaultRules:
         assert history(*orders, (170, "visit")).stage_on(day(180)) is Stage.REPEAT
         assert history(*orders, (170, "visit")).next_change(day(179)) == day(180)
 
+    def test_super_ends_the_day_an_order_leaves_the_window_before_any_dormancy(self) -> None:
+        rules = StageRules(super_orders=2, super_net_spend_fen=0, super_window_days=5)
+        h = history((0, "order_paid", 1), (1, "order_paid", 1), (3, "visit"), rules=rules)
+        assert h.stage_on(day(4)) is Stage.SUPER
+        assert h.stage_on(day(5)) is Stage.REPEAT
+        assert h.next_change(day(1)) == day(5)
+
     def test_dormant_after_60_days_without_activity_and_lost_after_180(self) -> None:
         h = history((0, "order_paid", 100))
         assert h.stage_on(day(59)) is Stage.FIRST_ORDER
@@ -139,6 +146,10 @@ small_rules = st.builds(
 )
 
 
+def _low_spend_bar(rules: StageRules) -> StageRules:
+    return rules.model_copy(update={"super_net_spend_fen": rules.super_net_spend_fen // 10})
+
+
 class TestAgainstScratch:
     @settings(max_examples=300, deadline=None)
     @given(events=st.lists(happening, min_size=1, max_size=25), rules=small_rules, at=st.integers(0, 90))
@@ -166,4 +177,32 @@ class TestAgainstScratch:
         )
         current = h.stage_on(day(at))
         scanned = next((day(d) for d in range(at + 1, 200) if h.stage_on(day(d)) != current), None)
+        assert h.next_change(day(at)) == scanned
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        events=st.lists(
+            st.builds(
+                Happening,
+                st.integers(0, 20).map(day),
+                st.sampled_from(["order_paid", "order_paid", "order_refunded", "visit", "scan"]),
+                st.integers(0, 400),
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        rules=small_rules.map(_low_spend_bar),
+        at=st.integers(0, 30),
+    )
+    def test_next_change_with_dense_orders(self, events: list[Happening], rules: StageRules, at: int) -> None:
+        """Orders close together and a low spend bar: super starts and ends inside the
+        windows, where the day it ends is only the window's (not a dormancy's)."""
+        h = History.build(
+            rules,
+            events,
+            first_seen=min(e.day for e in events),
+            orders_total=sum(e.type == "order_paid" for e in events),
+        )
+        current = h.stage_on(day(at))
+        scanned = next((day(d) for d in range(at + 1, 120) if h.stage_on(day(d)) != current), None)
         assert h.next_change(day(at)) == scanned

@@ -10,14 +10,21 @@ was active in the look-back window, not by its number of events.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from siyu.lifecycle.rules import Happening
 
 SLOT_SECONDS = 900
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _local_day(slot: int, zone: ZoneInfo) -> date:
+    """The local day a quarter hour falls on (cached: a batch's members share their recent days)."""
+    return datetime.fromtimestamp(slot * SLOT_SECONDS, zone).date()
 
 
 class Recent:
@@ -59,7 +66,7 @@ class Recent:
 
     def happenings(self, zone: ZoneInfo) -> list[Happening]:
         return [
-            Happening(datetime.fromtimestamp(slot * SLOT_SECONDS, zone).date(), type_, amount, count)
+            Happening(_local_day(slot, zone), type_, amount, count)
             for (type_, slot), (count, amount) in self.entries.items()
         ]
 

@@ -219,10 +219,18 @@ class History:
             if active is not None:  # the last activity so far, or one dated later, growing old
                 candidates.add(active + timedelta(days=r.dormant_after_days))
                 candidates.add(active + timedelta(days=r.lost_after_days))
-        for d in self.engagement_days:
-            candidates.add(d + timedelta(days=r.high_potential_window_days))
-        for d in self.money_days:
-            candidates.add(d + timedelta(days=r.super_window_days))
+        # Windows letting events go only matter to the rule that counts them: engagements to
+        # high-potential, which needs no order by then (orders never go away); money to super,
+        # which needs ``super_orders`` orders in all. Skipping the rest keeps the day the same
+        # (the rules' property test compares with a day-by-day scan) and the classification of
+        # a busy member cheap.
+        orders_by_day = self.orders_total - self._count(self.order_days, day + timedelta(days=1), date.max)
+        if orders_by_day == 0:
+            for d in self.engagement_days:
+                candidates.add(d + timedelta(days=r.high_potential_window_days))
+        if self.orders_total >= r.super_orders:
+            for d in self.money_days:
+                candidates.add(d + timedelta(days=r.super_window_days))
         for days in (self.active_days, self.engagement_days, self.money_days):
             candidates.update(days[bisect_right(days, day) :])  # dated after ``day``: they arrive
         if self.first_seen is not None and self.first_seen > day:
