@@ -191,7 +191,7 @@ def run_anchor(url: str, args: argparse.Namespace) -> float:
                     "received_at": now,
                     "channel": e.get("channel"),
                     "store_id": None,
-                    "amount_fen": (e.get("properties") or {}).get("amount_fen"),  # type: ignore[union-attr]
+                    "amount_fen": dict(e.get("properties") or {}).get("amount_fen"),  # type: ignore[call-overload]
                     "properties": e.get("properties") or {},
                 }
                 for e in chunk
@@ -202,7 +202,7 @@ def run_anchor(url: str, args: argparse.Namespace) -> float:
             spent += time.perf_counter() - began
             progress.advance(task, len(chunk))
     db.dispose()
-    return args.events / spent
+    return float(args.events / spent)
 
 
 def main() -> int:

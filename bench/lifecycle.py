@@ -5,11 +5,12 @@
 Set-up (not timed): ``--members`` members, each with a few visits and orders 61–70 days ago,
 ingested through the real path 61 days ago — so on the benchmark's "today" every
 one of them is due to turn dormant. Figures: members/s of :func:`siyu.lifecycle.service.sweep`
-(find the due members by index, lock their stage rows, read their recent events and rollups,
-classify, write the stage rows and one ledger entry each), in chunks of 500 as the upkeep runs it.
-The anchor: the same members' events of the lookback window read with one plain driver query per
-500 members (the read the sweep cannot avoid). The ratio is sweep ÷ anchor. A second sweep the
-same day must find nothing due (printed).
+(find the due members by index, lock their stage rows — which carry each member's brief of recent
+events —, read their rollups, classify, write the stage rows and one ledger entry each), in chunks
+of 500 as the upkeep runs it. The anchor: the same members' events of the lookback window read
+with one plain driver query per 500 members (what the sweep read before the briefs, and still
+reads for a member without one). The ratio is sweep ÷ anchor. A second sweep the same day must
+find nothing due (printed).
 """
 
 from __future__ import annotations

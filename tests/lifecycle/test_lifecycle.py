@@ -3,6 +3,7 @@ time zones, late events, merges, the upkeep round, tenant isolation."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 from fastapi.testclient import TestClient
@@ -378,7 +379,7 @@ class TestRecentEvents:
                 select(MemberStage.recent).where(MemberStage.merchant_id == merchant_id)
             ).scalars()
         assert brief is not None
-        assert any(entry[0] == "order_paid" for entry in brief)
+        assert any(entry[0] == "order_paid" for entry in json.loads(brief))
 
     def test_the_brief_forgets_what_is_older_than_the_look_back(
         self, db: Database, client: TestClient
@@ -398,7 +399,7 @@ class TestRecentEvents:
                     MemberStage.merchant_id == merchant_id
                 )
             ).one()
-        assert [entry[0] for entry in brief] == ["visit"]
+        assert [entry[0] for entry in json.loads(brief)] == ["visit"]
         assert since == at(date(2026, 7, 20) - timedelta(days=181), 0, "Asia/Shanghai")
 
 

@@ -68,7 +68,7 @@ class TestRecent:
             first_seen=seen,
             orders_total=orders,
         )
-        stored = Recent.of(events).dump()
+        stored = Recent.of(events).dumps()
         briefed = History.build(
             RULES, Recent.load(stored).happenings(zone), first_seen=seen, orders_total=orders
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy import Date, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.db import Base, JSONType, UTCDateTime
@@ -54,7 +54,8 @@ class MemberStage(Base):
     since: Mapped[date | None] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
     seq: Mapped[int] = mapped_column(Integer, default=0)
-    recent: Mapped[list[list[object]] | None] = mapped_column(JSONType)
+    recent: Mapped[str | None] = mapped_column(Text)
+    """JSON text of :meth:`siyu.lifecycle.recent.Recent.dumps`."""
     recent_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

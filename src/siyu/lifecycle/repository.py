@@ -29,7 +29,7 @@ class StageRow:
     since: date | None
     due_on: date | None
     seq: int
-    recent: list[list[Any]] | None
+    recent: str | None
     recent_since: datetime | None
 
 

@@ -188,7 +188,7 @@ def _evaluate_chunk(
                     "since": since_day,
                     "due_on": due,
                     "seq": seq,
-                    "recent": recent.dump(),
+                    "recent": recent.dumps(),
                     "recent_since": max(recent_since, keep_from) if recent_since else None,
                 }
             )
@@ -374,7 +374,7 @@ def rebuild(
                     "since": since_day,
                     "due_on": history.next_change(today),
                     "seq": seq,
-                    "recent": recent.dump(),
+                    "recent": recent.dumps(),
                     "recent_since": keep_from,
                 }
             )

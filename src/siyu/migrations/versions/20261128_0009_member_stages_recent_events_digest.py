@@ -24,7 +24,7 @@ def upgrade() -> None:
     # Existing rows get no digest (recent_since NULL): their next classification reads the
     # member's events once and starts one.
     with op.batch_alter_table("member_stages", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("recent", siyu.db.JSONDocument(), nullable=True))
+        batch_op.add_column(sa.Column("recent", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("recent_since", siyu.db.UTCDateTime(timezone=True), nullable=True))
 
 
