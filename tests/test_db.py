@@ -7,13 +7,14 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import StatementError
 
 from siyu.db import Base, Database, refresh_statistics
 from siyu.tenancy import facade
 from siyu.tenancy.models import Merchant
 from tests.conftest import Tenant
+from tests.pgstats import flush_counters, grow_merchants, last_analysis
 
 
 class TestEngine:
@@ -92,44 +93,23 @@ class TestPlannerStatistics:
     empty is planned as if it were still empty (measured: ingestion fell from ~3,000 to ~1,100
     events/s over 600 k events). :func:`refresh_statistics` analyzes what changed enough."""
 
-    def _stats_flushed(self, connection: Connection) -> None:
-        """PostgreSQL 15+ holds a backend's counters for up to 10 s: flush them at commit."""
-        connection.execute(text("SELECT pg_stat_force_next_flush()"))
-
     def test_a_table_that_grew_is_analyzed_once(self, db: Database) -> None:
-        # given: a merchant table grown by 2,000 rows and never analyzed
-        with db.engine.begin() as connection:
-            connection.execute(text("ANALYZE merchants"))
-            connection.execute(
-                text(
-                    "INSERT INTO merchants"
-                    " (id, name, timezone, currency, store_number_seq, created_at, updated_at)"
-                    " SELECT 'mch_stat_' || n, 'm' || n, 'Asia/Shanghai', 'CNY', 0, now(), now()"
-                    " FROM generate_series(1, 2000) AS n"
-                )
-            )
-            self._stats_flushed(connection)
+        # given: a merchant table grown by 2,000 rows since its statistics
+        grow_merchants(db, "mch_stat_")
         # when
         first = refresh_statistics(db.engine)
         second = refresh_statistics(db.engine)
         # then
         assert "merchants" in first
         assert "merchants" not in second
-        with db.engine.connect() as connection:
-            analyzed = connection.execute(
-                text(
-                    "SELECT coalesce(last_analyze, last_autoanalyze) IS NOT NULL, n_mod_since_analyze"
-                    " FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = 'merchants'"
-                )
-            ).one()
-        assert analyzed == (True, 0)
+        assert last_analysis(db, "merchants") == (True, 0)
 
     def test_small_changes_are_left_alone(self, db: Database) -> None:
         with db.engine.begin() as connection:
             connection.execute(text("ANALYZE merchants"))
         with db.unit_of_work() as session:
             facade.create_merchant(session, name="one more")
-            self._stats_flushed(session.connection())
+            flush_counters(session.connection())
         assert "merchants" not in refresh_statistics(db.engine)
 
 

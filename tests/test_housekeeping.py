@@ -6,12 +6,13 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from siyu.db import Database
 from siyu.housekeeping import background_upkeep, run_once
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
+from tests.pgstats import grow_merchants, last_analysis
 
 
 class TestHousekeeping:
@@ -34,28 +35,10 @@ class TestHousekeeping:
 class TestStatisticsLoop:
     def test_the_server_loop_analyzes_a_grown_table(self, db: Database) -> None:
         # given: 2,000 merchants added since the table's statistics were taken
-        with db.engine.begin() as connection:
-            connection.execute(text("ANALYZE merchants"))
-            connection.execute(
-                text(
-                    "INSERT INTO merchants"
-                    " (id, name, timezone, currency, store_number_seq, created_at, updated_at)"
-                    " SELECT 'mch_loop_' || n, 'm' || n, 'Asia/Shanghai', 'CNY', 0, now(), now()"
-                    " FROM generate_series(1, 2000) AS n"
-                )
-            )
-            connection.execute(text("SELECT pg_stat_force_next_flush()"))
+        grow_merchants(db, "mch_loop_")
 
         def changed_since_analyze() -> int:
-            with db.engine.connect() as connection:
-                return int(
-                    connection.execute(
-                        text(
-                            "SELECT n_mod_since_analyze FROM pg_stat_user_tables"
-                            " WHERE schemaname = current_schema() AND relname = 'merchants'"
-                        )
-                    ).scalar_one()
-                )
+            return last_analysis(db, "merchants")[1]
 
         assert changed_since_analyze() >= 2000
 

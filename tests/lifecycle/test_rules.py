@@ -146,6 +146,21 @@ small_rules = st.builds(
 )
 
 
+def _history_of(events: list[Happening], rules: StageRules) -> History:
+    return History.build(
+        rules,
+        events,
+        first_seen=min(e.day for e in events),
+        orders_total=sum(e.type == "order_paid" for e in events),
+    )
+
+
+def _scanned_change(h: History, at: int, *, until: int) -> date | None:
+    """The first day after ``at`` whose stage differs, found by trying each day."""
+    current = h.stage_on(day(at))
+    return next((day(d) for d in range(at + 1, until) if h.stage_on(day(d)) != current), None)
+
+
 def _low_spend_bar(rules: StageRules) -> StageRules:
     return rules.model_copy(update={"super_net_spend_fen": rules.super_net_spend_fen // 10})
 
@@ -156,12 +171,7 @@ class TestAgainstScratch:
     def test_stage_on_equals_the_plain_definition(
         self, events: list[Happening], rules: StageRules, at: int
     ) -> None:
-        h = History.build(
-            rules,
-            events,
-            first_seen=min(e.day for e in events),
-            orders_total=sum(e.type == "order_paid" for e in events),
-        )
+        h = _history_of(events, rules)
         assert h.stage_on(day(at)) == stage_from_scratch(events, day(at), rules)
 
     @settings(max_examples=300, deadline=None)
@@ -169,15 +179,8 @@ class TestAgainstScratch:
     def test_next_change_is_the_first_later_day_with_another_stage(
         self, events: list[Happening], rules: StageRules, at: int
     ) -> None:
-        h = History.build(
-            rules,
-            events,
-            first_seen=min(e.day for e in events),
-            orders_total=sum(e.type == "order_paid" for e in events),
-        )
-        current = h.stage_on(day(at))
-        scanned = next((day(d) for d in range(at + 1, 200) if h.stage_on(day(d)) != current), None)
-        assert h.next_change(day(at)) == scanned
+        h = _history_of(events, rules)
+        assert h.next_change(day(at)) == _scanned_change(h, at, until=200)
 
     @settings(max_examples=300, deadline=None)
     @given(
@@ -197,12 +200,5 @@ class TestAgainstScratch:
     def test_next_change_with_dense_orders(self, events: list[Happening], rules: StageRules, at: int) -> None:
         """Orders close together and a low spend bar: super starts and ends inside the
         windows, where the day it ends is only the window's (not a dormancy's)."""
-        h = History.build(
-            rules,
-            events,
-            first_seen=min(e.day for e in events),
-            orders_total=sum(e.type == "order_paid" for e in events),
-        )
-        current = h.stage_on(day(at))
-        scanned = next((day(d) for d in range(at + 1, 120) if h.stage_on(day(d)) != current), None)
-        assert h.next_change(day(at)) == scanned
+        h = _history_of(events, rules)
+        assert h.next_change(day(at)) == _scanned_change(h, at, until=120)

@@ -27,7 +27,7 @@ from siyu.events.service import AcceptedEvent, on_ingest
 from siyu.lifecycle import repository as repo
 from siyu.lifecycle.models import LifecycleRules
 from siyu.lifecycle.recent import Recent
-from siyu.lifecycle.rules import Happening, History, Stage, StageRules
+from siyu.lifecycle.rules import History, Stage, StageRules
 from siyu.members.service import on_merge
 from siyu.tenancy import facade as tenancy
 
@@ -111,6 +111,12 @@ def _needed_since(state: repo.StageRow | None, today: date, rules: StageRules, z
     return day_start(first - timedelta(days=rules.lookback_days - 1), zone)
 
 
+def _brief_start(today: date, rules: StageRules, zone: ZoneInfo) -> datetime:
+    """From when a brief saved today must be complete: the look-back window before today, and
+    two days more so a day's lag (or a time-zone edge) does not force a read of the events."""
+    return day_start(today - timedelta(days=rules.lookback_days + 1), zone)
+
+
 def _evaluate_chunk(
     session: Session,
     merchant_id: str,
@@ -131,7 +137,7 @@ def _evaluate_chunk(
     }
     since = min((needed[m] for m in unread), default=day_start(today, zone))
     activity = events.activity_of(session, merchant_id, member_ids, since=since, events_of=unread)
-    keep_from = day_start(today - timedelta(days=rules.lookback_days + 1), zone)
+    keep_from = _brief_start(today, rules, zone)
     transitions: list[dict[str, Any]] = []
     saved: list[dict[str, Any]] = []
     for member_id in member_ids:
@@ -331,7 +337,7 @@ def rebuild(
     members = transitions = 0
     after = ""
     epoch = datetime(1970, 1, 1, tzinfo=zone)
-    keep_from = day_start(today - timedelta(days=rules.lookback_days + 1), zone)
+    keep_from = _brief_start(today, rules, zone)
     while True:
         chunk = repo.member_ids_after(session, merchant_id, after=after, limit=CHUNK)
         if not chunk:
@@ -341,7 +347,9 @@ def rebuild(
         entries: list[dict[str, Any]] = []
         saved: list[dict[str, Any]] = []
         for member_id in chunk:
-            history = _history(rules, zone, activity.get(member_id))
+            found = activity.get(member_id)
+            recent = Recent.of(found.recent if found else [])
+            history = _history(rules, zone, found, recent)
             day: date | None = history.first_seen or today
             stage: str | None = None
             since_day: date | None = None
@@ -364,7 +372,6 @@ def rebuild(
                     )
                     stage, since_day = now_stage, day
                 day = history.next_change(day)
-            recent = Recent.of(found.recent if (found := activity.get(member_id)) else [])
             recent.prune(keep_from)
             saved.append(
                 {
@@ -389,13 +396,12 @@ def rebuild(
 
 
 def _history(
-    rules: StageRules, zone: ZoneInfo, found: events.MemberActivity | None, recent: Recent | None = None
+    rules: StageRules, zone: ZoneInfo, found: events.MemberActivity | None, recent: Recent
 ) -> History:
+    """``recent`` holds the member's events; ``found`` its totals (first seen, orders ever)."""
     return History.build(
         rules,
-        recent.happenings(zone)
-        if recent is not None
-        else [Happening(local_day(at, zone), kind, fen) for kind, at, fen in (found.recent if found else [])],
+        recent.happenings(zone),
         first_seen=local_day(found.first_seen_at, zone) if found and found.first_seen_at else None,
         orders_total=found.order_count if found else 0,
     )
