@@ -3,13 +3,16 @@
 Each new module with a ``models.py`` adds one import line here.
 """
 
+from siyu.coupons import models as coupons_models  # noqa: F401
 from siyu.db import Base
 from siyu.events import models as events_models  # noqa: F401
 from siyu.imports import models as imports_models  # noqa: F401
 from siyu.kit import idempotency  # noqa: F401
 from siyu.lifecycle import models as lifecycle_models  # noqa: F401
 from siyu.members import models as members_models  # noqa: F401
+from siyu.points import models as points_models  # noqa: F401
 from siyu.reachability import models as reachability_models  # noqa: F401
 from siyu.tenancy import models as tenancy_models  # noqa: F401
+from siyu.tiers import models as tiers_models  # noqa: F401
 
 metadata = Base.metadata

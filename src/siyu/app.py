@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 import siyu
 import siyu.wiring  # listeners of every module
 from siyu.config import Settings, load_settings
+from siyu.coupons.endpoints import router as coupons_router
 from siyu.db import Database
 from siyu.events.endpoints import router as events_router
 from siyu.housekeeping import background_upkeep
@@ -27,10 +28,12 @@ from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
 from siyu.kit.runtime import tune_gc
 from siyu.lifecycle.endpoints import router as lifecycle_router
 from siyu.members.endpoints import router as members_router
+from siyu.points.endpoints import router as points_router
 from siyu.reachability.endpoints import router as reachability_router
 from siyu.tenancy.auth import request_session
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tenancy.schemas import Health
+from siyu.tiers.endpoints import router as tiers_router
 
 log = logging.getLogger("siyu")
 
@@ -137,6 +140,9 @@ def create_app(
     app.include_router(imports_router, prefix=API_PREFIX)
     app.include_router(reachability_router, prefix=API_PREFIX)
     app.include_router(lifecycle_router, prefix=API_PREFIX)
+    app.include_router(coupons_router, prefix=API_PREFIX)
+    app.include_router(points_router, prefix=API_PREFIX)
+    app.include_router(tiers_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

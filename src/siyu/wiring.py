@@ -8,9 +8,12 @@ the API (:mod:`siyu.app`), the CLI and the tests import this module. A new modul
 listeners adds one line here.
 """
 
+from siyu.coupons import service as coupons_service  # noqa: F401
 from siyu.events import facade as events_facade  # noqa: F401
 from siyu.events import service as events_service  # noqa: F401
 from siyu.lifecycle import facade as lifecycle_facade  # noqa: F401
 from siyu.lifecycle import service as lifecycle_service  # noqa: F401
+from siyu.points import service as points_service  # noqa: F401
 from siyu.reachability import facade as reachability_facade  # noqa: F401
 from siyu.reachability import service as reachability_service  # noqa: F401
+from siyu.tiers import service as tiers_service  # noqa: F401

@@ -31,6 +31,18 @@ class IdKind(StrEnum):
     IMPORT = "imp"
     CONSENT = "cns"
     REACH_CHANGE = "rch"
+    COUPON_TEMPLATE = "cpt"
+    COUPON = "cpn"
+    REDEMPTION = "rdm"
+    POINTS_RULE = "ptr"
+    POINTS_ENTRY = "pte"
+    POINTS_LOT = "ptl"
+    MALL_ITEM = "mli"
+    MALL_EXCHANGE = "mlx"
+    VOUCHER = "gvc"
+    TIER = "tir"
+    TIER_CHANGE = "tch"
+    TIER_LINK = "tlk"
 
 
 def _encode(value: int, length: int) -> str:

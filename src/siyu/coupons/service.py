@@ -1,0 +1,3 @@
+"""Coupons rules (no HTTP, never commits)."""
+
+from __future__ import annotations

@@ -1,0 +1,7 @@
+"""Points API (thin handlers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["points"])

@@ -1,0 +1,3 @@
+"""Points rules (no HTTP, never commits)."""
+
+from __future__ import annotations

@@ -1,0 +1,7 @@
+"""Tiers API (thin handlers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["tiers"])

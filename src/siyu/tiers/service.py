@@ -1,0 +1,3 @@
+"""Tiers rules (no HTTP, never commits)."""
+
+from __future__ import annotations
