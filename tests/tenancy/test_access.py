@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from siyu.db import Database
 from siyu.kit.clock import utcnow
 from siyu.kit.crypto import hash_api_key
 from siyu.kit.ids import IdKind, new_id
+from siyu.tenancy.access import Authenticated, Principal, PrincipalCache, principals
 from siyu.tenancy.models import ApiKey
+from siyu.tenancy.scopes import Scope
 from tests.conftest import Tenant
 
 
@@ -29,6 +32,23 @@ class TestApiKeys:
         assert row is not None
         assert row.secret_hash == hash_api_key(created["secret"])
         assert created["secret"] not in (row.hint, row.secret_hash)
+
+    def test_whoami_names_the_key_its_merchant_and_scopes(self, client: TestClient, make_tenant) -> None:  # type: ignore[no-untyped-def]
+        # given
+        narrow: Tenant = make_tenant("乙", scopes=["stores:read"])
+        # when
+        answer = client.get("/api/v1/whoami", headers=narrow.headers)
+        anonymous = client.get("/api/v1/whoami")
+        # then
+        assert answer.status_code == 200
+        assert answer.json() == {
+            "key_id": narrow.key_id,
+            "merchant_id": narrow.merchant_id,
+            "provider_id": None,
+            "grant_id": None,
+            "scopes": ["stores:read"],
+        }
+        assert anonymous.status_code == 401
 
     def test_revoked_key_is_refused_on_the_next_request(self, client: TestClient, tenant: Tenant) -> None:
         # given
@@ -276,3 +296,35 @@ class TestAudit:
         assert all(
             "password" not in str(e.detail.get("fields", [])) for e in entries if e.action == "staff.created"
         )
+
+
+class TestPrincipalCache:
+    """Authenticated keys are trusted for a short while per process; revocations clear it."""
+
+    def test_a_cached_key_expires_after_the_ttl(self) -> None:
+        # given
+        now = [100.0]
+        cache = PrincipalCache(ttl=1.0, clock=lambda: now[0])
+        entry = Authenticated(Principal(key_id="key_x", scopes=frozenset({Scope.STORES_READ})), None)
+        cache.put("hash", None, entry)
+        # when / then
+        now[0] = 100.9
+        assert cache.get("hash", None) == entry
+        assert cache.get("hash", "mch_other") is None
+        now[0] = 101.0
+        assert cache.get("hash", None) is None
+
+    def test_a_revocation_in_another_process_is_seen_once_the_cache_expires(
+        self, client: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        # given: the key is cached by a first request
+        assert client.get("/api/v1/stores", headers=tenant.headers).status_code == 200
+        # when: another worker process revokes it (only the database changes here)
+        with db.unit_of_work() as session:
+            session.execute(update(ApiKey).where(ApiKey.id == tenant.key_id).values(revoked_at=utcnow()))
+        served_from_cache = client.get("/api/v1/stores", headers=tenant.headers).status_code
+        principals.clear()  # what PRINCIPAL_CACHE_SECONDS later amounts to
+        after_expiry = client.get("/api/v1/stores", headers=tenant.headers).status_code
+        # then
+        assert served_from_cache == 200
+        assert after_expiry == 401

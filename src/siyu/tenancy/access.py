@@ -7,12 +7,17 @@ A *principal* is what an authenticated request acts as:
   merchant — for that merchant, but only while an unrevoked grant exists, and only with the scopes
   both the key and the grant carry.
 
-Revocation is read on every request, so it takes effect on the next one.
+Authenticated principals are cached per process for :data:`PRINCIPAL_CACHE_SECONDS` (an API
+call then needs no key look-up, which is most of the cost of a cheap request). Revoking a key or a
+grant clears this process's cache, so revocation takes effect on the next request served by the
+same process, and within :data:`PRINCIPAL_CACHE_SECONDS` on every other worker process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -42,6 +47,10 @@ from siyu.tenancy.service import audit
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 """``last_used_at`` is refreshed at most this often, so reads do not turn into writes."""
+
+PRINCIPAL_CACHE_SECONDS = 1.0
+"""How long one process trusts an authenticated key without reading it again: the bound on how
+late a revocation made through another worker process takes effect there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +162,7 @@ def revoke_api_key(session: Session, key: ApiKey, *, now: datetime, actor: str) 
     if key.revoked_at is None:
         key.revoked_at = now
         session.flush()
+        principals.clear()
         audit(
             session,
             now=now,
@@ -200,6 +210,77 @@ def authenticate(
         grant_id=grant.id,
     )
     return principal, key
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A successful authentication as the request needs it (no ORM object: it outlives sessions)."""
+
+    principal: Principal
+    last_used_at: datetime | None
+
+
+class PrincipalCache:
+    """Successful authentications of this process, for :data:`PRINCIPAL_CACHE_SECONDS`.
+
+    Keyed by the key's SHA-256 (never the secret) and the merchant it acts for; failures are not
+    cached. :meth:`clear` runs whenever this process revokes a key or a grant.
+    """
+
+    def __init__(
+        self,
+        ttl: float = PRINCIPAL_CACHE_SECONDS,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str | None], tuple[float, Authenticated]] = {}
+
+    def get(self, secret_hash: str, acting_for: str | None) -> Authenticated | None:
+        entry = self._entries.get((secret_hash, acting_for))
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return entry[1]
+
+    def put(self, secret_hash: str, acting_for: str | None, value: Authenticated) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[(secret_hash, acting_for)] = (self.clock() + self.ttl, value)
+
+    def used(self, secret_hash: str, acting_for: str | None, at: datetime) -> None:
+        """The key's ``last_used_at`` was just recorded: stop asking for it until it is due again."""
+        with self._lock:
+            entry = self._entries.get((secret_hash, acting_for))
+            if entry is not None:
+                self._entries[(secret_hash, acting_for)] = (
+                    entry[0],
+                    Authenticated(entry[1].principal, at),
+                )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+principals = PrincipalCache()
+
+
+def authenticate_cached(
+    session: Session, *, secret: str, now: datetime, acting_for: str | None = None
+) -> Authenticated:
+    """:func:`authenticate` through this process's :data:`principals` cache."""
+    secret_hash = hash_api_key(secret)
+    cached = principals.get(secret_hash, acting_for)
+    if cached is not None:
+        return cached
+    principal, key = authenticate(session, secret=secret, now=now, acting_for=acting_for)
+    result = Authenticated(principal, key.last_used_at)
+    principals.put(secret_hash, acting_for, result)
+    return result
 
 
 def touch_last_used(session: Session, key_id: str, now: datetime) -> None:
@@ -259,6 +340,7 @@ def revoke_grant(session: Session, grant: ProviderGrant, *, now: datetime, actor
     if grant.revoked_at is None:
         grant.revoked_at = now
         session.flush()
+        principals.clear()
         audit(
             session,
             now=now,

@@ -14,18 +14,26 @@ variables (``Depends(inner)``) that a string annotation cannot resolve — the p
 silently turn into a required query parameter.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from siyu.db import Database
 from siyu.kit.clock import utcnow
+from siyu.kit.crypto import hash_api_key
 from siyu.kit.problems import BadRequest, Forbidden, Unauthorized
-from siyu.tenancy.access import LAST_USED_RESOLUTION, Principal, authenticate, touch_last_used
+from siyu.tenancy.access import (
+    LAST_USED_RESOLUTION,
+    Principal,
+    authenticate_cached,
+    principals,
+    touch_last_used,
+)
 from siyu.tenancy.scopes import Scope
 
 MERCHANT_HEADER = "Siyu-Merchant"
@@ -68,7 +76,7 @@ class ProviderCtx(AnyCtx):
     provider_id: str
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     siyu_merchant: Annotated[
@@ -76,14 +84,22 @@ def current_principal(
         Header(alias=MERCHANT_HEADER, description="provider keys: the merchant to act for (needs a grant)"),
     ] = None,
 ) -> AnyCtx:
+    """Async, so that a request whose key is in :data:`~siyu.tenancy.access.principals` does not
+    pay a worker-thread hand-off for authentication; a cache miss reads the key in a worker thread."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
     session = request_session(request)
     now = utcnow()
-    principal, key = authenticate(session, secret=credentials.credentials, now=now, acting_for=siyu_merchant)
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        _record_use(request, session, key.id)
-    return AnyCtx(session=session, principal=principal)
+    secret = credentials.credentials
+    found = principals.get(hash_api_key(secret), siyu_merchant)
+    if found is None:
+        found = await run_in_threadpool(
+            authenticate_cached, session, secret=secret, now=now, acting_for=siyu_merchant
+        )
+    if found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION:
+        await run_in_threadpool(_record_use, request, session, found.principal.key_id)
+        principals.used(hash_api_key(secret), siyu_merchant, now)
+    return AnyCtx(session=session, principal=found.principal)
 
 
 def _record_use(request: Request, session: Session, key_id: str) -> None:
@@ -102,16 +118,16 @@ def _check_scopes(principal: Principal, scopes: tuple[Scope, ...]) -> None:
         raise Forbidden(f"this key lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
 
 
-def any_context(*scopes: Scope) -> Callable[..., AnyCtx]:
-    def dependency(ctx: Annotated[AnyCtx, Depends(current_principal)]) -> AnyCtx:
+def any_context(*scopes: Scope) -> Callable[..., Awaitable[AnyCtx]]:
+    async def dependency(ctx: Annotated[AnyCtx, Depends(current_principal)]) -> AnyCtx:
         _check_scopes(ctx.principal, scopes)
         return ctx
 
     return dependency
 
 
-def merchant_context(*scopes: Scope) -> Callable[..., MerchantCtx]:
-    def dependency(ctx: Annotated[AnyCtx, Depends(current_principal)]) -> MerchantCtx:
+def merchant_context(*scopes: Scope) -> Callable[..., Awaitable[MerchantCtx]]:
+    async def dependency(ctx: Annotated[AnyCtx, Depends(current_principal)]) -> MerchantCtx:
         if ctx.principal.merchant_id is None:
             raise BadRequest(
                 f"provider keys must name the merchant to act for in the {MERCHANT_HEADER} header"
@@ -124,8 +140,8 @@ def merchant_context(*scopes: Scope) -> Callable[..., MerchantCtx]:
     return dependency
 
 
-def provider_context(*scopes: Scope) -> Callable[..., ProviderCtx]:
-    def dependency(ctx: Annotated[AnyCtx, Depends(current_principal)]) -> ProviderCtx:
+def provider_context(*scopes: Scope) -> Callable[..., Awaitable[ProviderCtx]]:
+    async def dependency(ctx: Annotated[AnyCtx, Depends(current_principal)]) -> ProviderCtx:
         if ctx.principal.provider_id is None or ctx.principal.merchant_id is not None:
             raise Forbidden("only a provider key, acting for itself, may do this")
         _check_scopes(ctx.principal, scopes)
@@ -136,12 +152,12 @@ def provider_context(*scopes: Scope) -> Callable[..., ProviderCtx]:
     return dependency
 
 
-def merchant_owned_context(*scopes: Scope) -> Callable[..., MerchantCtx]:
+def merchant_owned_context(*scopes: Scope) -> Callable[..., Awaitable[MerchantCtx]]:
     """Merchant context with the merchant's *own* key: providers may not do this even with a grant."""
 
     inner = merchant_context(*scopes)
 
-    def dependency(ctx: Annotated[MerchantCtx, Depends(inner)]) -> MerchantCtx:
+    async def dependency(ctx: Annotated[MerchantCtx, Depends(inner)]) -> MerchantCtx:
         if ctx.principal.is_delegated:
             raise Forbidden("only the merchant's own keys may do this, not a provider acting under a grant")
         return ctx

@@ -36,12 +36,30 @@ from siyu.tenancy.schemas import (
     StoreCreate,
     StoreOut,
     StoreUpdate,
+    WhoAmI,
 )
 from siyu.tenancy.scopes import GRANTABLE_SCOPES, Scope, sorted_scopes
 
 router = APIRouter()
 Paging = Annotated[PageRequest, Depends(page_params)]
 CREATED = status.HTTP_201_CREATED
+
+
+# ---------------------------------------------------------------- the caller
+
+
+@router.get("/whoami", tags=["api keys"], summary="The calling key: its merchant or provider and scopes")
+async def whoami(ctx: Annotated[AnyCtx, Depends(any_context())]) -> WhoAmI:
+    """Check a key without touching any data (integrators' first call; the API's cheapest
+    authenticated request, which ``bench/coupons.py`` uses as the framework ceiling)."""
+    p = ctx.principal
+    return WhoAmI(
+        key_id=p.key_id,
+        merchant_id=p.merchant_id,
+        provider_id=p.provider_id,
+        grant_id=p.grant_id,
+        scopes=sorted_scopes(p.scopes),
+    )
 
 
 # ---------------------------------------------------------------- merchants

@@ -153,3 +153,15 @@ class Health(BaseModel):
     status: str
     version: str
     database: str
+
+
+class WhoAmI(BaseModel):
+    """The caller, as the API sees its key."""
+
+    key_id: str
+    merchant_id: str | None = Field(
+        description="the merchant this request acts for (None: a provider for itself)"
+    )
+    provider_id: str | None
+    grant_id: str | None
+    scopes: list[str]
