@@ -415,8 +415,10 @@ class TestHelp:
 
 
 class TestServe:
-    def test_serve_starts_on_a_fresh_data_directory(self, tmp_path: Path) -> None:
-        """A real process: fresh SQLite, migrations, bootstrap, health answers, the printed key works."""
+    @pytest.mark.parametrize("workers", [1, 2])
+    def test_serve_starts_on_a_fresh_data_directory(self, tmp_path: Path, workers: int) -> None:
+        """A real process: fresh SQLite, migrations, bootstrap, health answers, the printed key works
+        (served by one process, or by worker processes that build the app from the environment)."""
         # given
         port = free_port()
         env = {
@@ -429,7 +431,7 @@ class TestServe:
         for variable in ("SIYU_DATABASE_URL", "SIYU_BOOTSTRAP_PASSWORD", "SIYU_BOOTSTRAP_API_KEY"):
             env.pop(variable, None)
         process = subprocess.Popen(
-            [sys.executable, "-m", "siyu.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "siyu.cli", "serve", "--port", str(port), "--workers", str(workers)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

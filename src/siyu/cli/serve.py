@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -91,6 +92,15 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="port to bind (default SIYU_PORT or 8000)")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="server processes (PostgreSQL deployments: about one per core); more than one "
+            "serves the API only — run the console in a one-process instance",
+        ),
+    ] = 1,
 ) -> None:
     """Run Siyu: migrate the database, create the first merchant if there is none, serve API and console.
 
@@ -98,6 +108,10 @@ def serve(
     SIYU_DATA_DIR (SQLite) unless SIYU_DATABASE_URL names a PostgreSQL database.
 
     Example: SIYU_DATA_DIR=/var/lib/siyu siyu serve --host 0.0.0.0 --port 8080
+
+    With --workers N, N processes share the port; each builds the app from the same environment.
+    The console keeps per-process state (its live page connections), so it is served only when
+    there is one process.
     """
     overrides: dict[str, object] = {}
     if host is not None:
@@ -115,6 +129,23 @@ def serve(
 
     from siyu.app import create_app
 
+    if workers > 1:
+        database.dispose()
+        os.environ["SIYU_CONSOLE"] = "false"
+        if settings.console:
+            say(
+                f"{workers} worker processes: API only (the console needs a one-process instance)",
+                style="dim",
+            )
+        uvicorn.run(
+            "siyu.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level="info",
+        )
+        return
     with domain_errors(settings):
         app = create_app(settings, db=database)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
