@@ -6,13 +6,19 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
+from siyu.coupons.models import Coupon
 from siyu.db import Database
-from siyu.housekeeping import background_upkeep, run_once
+from siyu.housekeeping import background_upkeep, run_expiry, run_once
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
+from siyu.points.models import ExpiryPolicy
+from tests.conftest import Tenant
+from tests.coupons.helpers import claimed, coupon, make_members, make_template
 from tests.pgstats import grow_merchants, last_analysis
+from tests.points.helpers import T0, balance, earn, entries, make_member, make_merchant, paid, settings
 
 
 class TestHousekeeping:
@@ -29,6 +35,37 @@ class TestHousekeeping:
         with db.reading() as session:
             keys = session.execute(select(idempotency.IdempotencyRecord.key)).scalars().all()
         assert keys == ["new"]
+
+
+class TestExpiryRound:
+    def test_coupons_and_points_past_their_end_expire_and_a_second_round_finds_nothing(
+        self, db: Database, client: TestClient, tenant: Tenant
+    ) -> None:
+        # given: a coupon whose validity ended an hour ago, one still valid; points earned in
+        # March with a 30-day expiry (well past), on another merchant
+        template = make_template(client, tenant)
+        ended, valid = (
+            claimed(client, tenant, template["id"], m) for m in make_members(db, tenant.merchant_id, 2)
+        )
+        with db.unit_of_work() as session:
+            session.execute(
+                update(Coupon)
+                .where(Coupon.merchant_id == tenant.merchant_id, Coupon.id == ended["id"])
+                .values(valid_until=utcnow() - timedelta(hours=1))
+            )
+        merchant = make_merchant(db)
+        member = make_member(db, merchant)
+        settings(db, merchant, expiry_policy=ExpiryPolicy.DAYS, expiry_days=30)
+        earn(db, merchant, paid(member, "o1", 5_000, T0))
+        # when
+        first, second = run_expiry(db), run_expiry(db)
+        # then
+        assert first == {"coupons_expired": 1, "points_lots_expired": 1}
+        assert second == {"coupons_expired": 0, "points_lots_expired": 0}
+        assert coupon(client, tenant, ended["id"])["status"] == "expired"
+        assert coupon(client, tenant, valid["id"])["status"] == "available"
+        assert balance(db, merchant, member) == 0
+        assert [e.kind for e in entries(db, merchant, member)] == ["earn", "expire"]
 
 
 @pytest.mark.postgres_only

@@ -2,10 +2,14 @@
 
 Today: delete ``Idempotency-Key`` records and the rejected rows of import uploads past their
 retention; run each merchant's lifecycle sweep (the daily job: time-based stage changes, in the
-merchant's time zone — a round each hour means they land within the hour after local midnight). Later issues
-add their jobs to :func:`run_once` (the outbox worker and the analytics sync get loops of their
-own). A second, faster loop keeps PostgreSQL's planner statistics fresh
-(:func:`siyu.db.refresh_statistics`), for servers where autovacuum is off or behind.
+merchant's time zone — a round each hour means they land within the hour after local midnight),
+and each merchant's tier jobs (period-end downgrades, monthly privilege coupons, birthday gifts).
+Later issues add their jobs to :func:`run_once` (the outbox worker and the analytics sync get loops
+of their own). A faster loop expires coupons and points lots past their end
+(:func:`run_expiry`, every :data:`EXPIRY_INTERVAL_SECONDS`; spending also expires a member's
+due points first, so the loop only keeps statuses and reports current), and another keeps
+PostgreSQL's planner statistics fresh (:func:`siyu.db.refresh_statistics`), for servers where
+autovacuum is off or behind.
 """
 
 from __future__ import annotations
@@ -18,16 +22,20 @@ from contextlib import asynccontextmanager
 
 from starlette.concurrency import run_in_threadpool
 
+from siyu.coupons import facade as coupons
 from siyu.db import Database, autovacuum_enabled, is_postgres, refresh_statistics
 from siyu.imports import facade as imports
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
 from siyu.lifecycle import facade as lifecycle
+from siyu.points import facade as points
 from siyu.tenancy import facade as tenancy
 
 log = logging.getLogger("siyu.housekeeping")
 
 INTERVAL_SECONDS = 3600.0
+EXPIRY_INTERVAL_SECONDS = 300.0
+EXPIRY_SLICE = 5000
 STATISTICS_INTERVAL_SECONDS = 15.0
 """How often the statistics loop looks for grown tables (one catalog query when nothing changed)."""
 
@@ -50,6 +58,21 @@ def run_once(db: Database) -> dict[str, int]:
         "import_rejections_purged": rejections,
         "stage_transitions": transitions,
     }
+
+
+def run_expiry(db: Database) -> dict[str, int]:
+    """Expire coupons and points lots past their end, a slice per transaction; what expired."""
+    done = {"coupons_expired": 0, "points_lots_expired": 0}
+    for name, job in (("coupons_expired", coupons.expire_due), ("points_lots_expired", points.expire_due)):
+        while True:
+            with db.unit_of_work() as session:
+                count = job(session, now=utcnow(), limit=EXPIRY_SLICE)
+            done[name] += count
+            if count < EXPIRY_SLICE:
+                break
+    if any(done.values()):
+        log.info("expired %(coupons_expired)d coupons and %(points_lots_expired)d points lots", done)
+    return done
 
 
 def _sweep(db: Database, merchant_id: str) -> int:
@@ -83,6 +106,15 @@ async def _loop(db: Database, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _expiry_loop(db: Database, interval: float) -> None:
+    while True:
+        try:
+            await run_in_threadpool(run_expiry, db)
+        except Exception:
+            log.exception("expiring coupons and points failed")
+        await asyncio.sleep(interval)
+
+
 async def _statistics_loop(db: Database, interval: float) -> None:
     if await run_in_threadpool(autovacuum_enabled, db.engine) is False:
         log.warning(
@@ -99,11 +131,15 @@ async def _statistics_loop(db: Database, interval: float) -> None:
 
 @asynccontextmanager
 async def background_upkeep(
-    db: Database, interval: float = INTERVAL_SECONDS, statistics_interval: float = STATISTICS_INTERVAL_SECONDS
+    db: Database,
+    interval: float = INTERVAL_SECONDS,
+    statistics_interval: float = STATISTICS_INTERVAL_SECONDS,
+    expiry_interval: float = EXPIRY_INTERVAL_SECONDS,
 ) -> AsyncIterator[None]:
-    """Run :func:`run_once` now and every ``interval`` seconds while the app lives, and
+    """Run :func:`run_once` now and every ``interval`` seconds while the app lives,
+    :func:`run_expiry` every ``expiry_interval`` seconds, and
     :func:`siyu.db.refresh_statistics` every ``statistics_interval`` seconds (PostgreSQL)."""
-    tasks = [asyncio.create_task(_loop(db, interval))]
+    tasks = [asyncio.create_task(_loop(db, interval)), asyncio.create_task(_expiry_loop(db, expiry_interval))]
     if is_postgres(db.engine):
         tasks.append(asyncio.create_task(_statistics_loop(db, statistics_interval)))
     try:

@@ -1,0 +1,481 @@
+"""Every query of the points module; all filtered by ``merchant_id``.
+
+Balances change only through :func:`add_to_balances` / :func:`take_from_balance` — relative,
+conditional statements — and only after :func:`lock_accounts` has locked the member's account
+row, which serialises every ledger write of one member (spends, reversals, expiry, merges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from siyu.kit.pagination import PageRequest, paginate
+from siyu.kit.sql import insert_ignore
+from siyu.points.models import (
+    EntryKind,
+    GoodsVoucher,
+    MallExchange,
+    MallItem,
+    MallMemberCount,
+    PointsAccount,
+    PointsEntry,
+    PointsLot,
+    PointsRule,
+    PointsSettings,
+)
+
+CHUNK = 500
+ACCOUNTS = cast(Table, PointsAccount.__table__)
+ENTRIES = cast(Table, PointsEntry.__table__)
+LOTS = cast(Table, PointsLot.__table__)
+COUNTS = cast(Table, MallMemberCount.__table__)
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def lock_accounts(
+    session: Session, merchant_id: str, member_ids: Iterable[str], now: datetime
+) -> dict[str, int]:
+    """Each member's balance, the account row created if missing and locked until the end.
+
+    Rows are locked in member order, so writers on overlapping members queue rather than
+    deadlock. SQLite needs no row locks: a write transaction holds the whole database.
+    """
+    wanted = sorted(set(member_ids))
+    found: dict[str, int] = {}
+    for chunk in _chunks(wanted):
+        insert_ignore(
+            session,
+            ACCOUNTS,
+            [{"merchant_id": merchant_id, "member_id": m, "balance": 0, "updated_at": now} for m in chunk],
+        )
+        statement = (
+            select(PointsAccount.member_id, PointsAccount.balance)
+            .where(PointsAccount.merchant_id == merchant_id, PointsAccount.member_id.in_(chunk))
+            .order_by(PointsAccount.member_id)
+            .with_for_update()
+        )
+        found.update({m: int(b) for m, b in session.execute(statement).all()})
+    return found
+
+
+def add_to_balances(session: Session, merchant_id: str, deltas: Mapping[str, int], now: datetime) -> None:
+    """``balance = balance + delta`` per member, one statement for all."""
+    rows = [{"m": member_id, "d": delta} for member_id, delta in sorted(deltas.items()) if delta]
+    if not rows:
+        return
+    statement = (
+        update(ACCOUNTS)
+        .where(ACCOUNTS.c.merchant_id == merchant_id, ACCOUNTS.c.member_id == bindparam("m"))
+        .values(balance=ACCOUNTS.c.balance + bindparam("d"), updated_at=now)
+    )
+    session.connection().execute(statement, rows)
+
+
+def take_from_balance(
+    session: Session, merchant_id: str, member_id: str, points: int, now: datetime, *, covered: bool
+) -> int | None:
+    """``balance = balance - points`` (only if the balance covers it, when ``covered``): the new balance."""
+    statement = (
+        update(ACCOUNTS)
+        .where(ACCOUNTS.c.merchant_id == merchant_id, ACCOUNTS.c.member_id == member_id)
+        .values(balance=ACCOUNTS.c.balance - points, updated_at=now)
+        .returning(ACCOUNTS.c.balance)
+    )
+    if covered:
+        statement = statement.where(ACCOUNTS.c.balance >= points)
+    value = session.execute(statement).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def balance_of(session: Session, merchant_id: str, member_id: str) -> int:
+    statement = select(PointsAccount.balance).where(
+        PointsAccount.merchant_id == merchant_id, PointsAccount.member_id == member_id
+    )
+    return int(session.execute(statement).scalar_one_or_none() or 0)
+
+
+def delete_accounts(session: Session, merchant_id: str, member_ids: Sequence[str]) -> None:
+    session.execute(
+        delete(PointsAccount).where(
+            PointsAccount.merchant_id == merchant_id, PointsAccount.member_id.in_(member_ids)
+        )
+    )
+
+
+# ---------------------------------------------------------------- entries and lots
+
+
+def entries_by_key(session: Session, merchant_id: str, keys: Iterable[str]) -> dict[str, PointsEntry]:
+    found: dict[str, PointsEntry] = {}
+    for chunk in _chunks(sorted(set(keys))):
+        statement = select(PointsEntry).where(
+            PointsEntry.merchant_id == merchant_id, PointsEntry.key.in_(chunk)
+        )
+        found.update({e.key: e for e in session.execute(statement).scalars()})
+    return found
+
+
+def order_entries(session: Session, merchant_id: str, order_ids: Iterable[str]) -> list[PointsEntry]:
+    """The earn and reverse entries of these orders, oldest first."""
+    found: list[PointsEntry] = []
+    for chunk in _chunks(sorted(set(order_ids))):
+        statement = (
+            select(PointsEntry)
+            .where(
+                PointsEntry.merchant_id == merchant_id,
+                PointsEntry.order_id.in_(chunk),
+                PointsEntry.kind.in_([EntryKind.EARN.value, EntryKind.REVERSE.value]),
+            )
+            .order_by(PointsEntry.id)
+        )
+        found.extend(session.execute(statement).scalars())
+    return found
+
+
+def action_times(
+    session: Session,
+    merchant_id: str,
+    member_ids: Sequence[str],
+    types: Sequence[str],
+    since: datetime,
+    until: datetime,
+) -> list[tuple[str, str, datetime]]:
+    """``(member, action type, at)`` of action earnings in ``[since, until)`` (daily caps)."""
+    found: list[tuple[str, str, datetime]] = []
+    for chunk in _chunks(sorted(set(member_ids))):
+        statement = select(PointsEntry.member_id, PointsEntry.action_type, PointsEntry.at).where(
+            PointsEntry.merchant_id == merchant_id,
+            PointsEntry.member_id.in_(chunk),
+            PointsEntry.action_type.in_(types),
+            PointsEntry.kind == EntryKind.EARN.value,
+            PointsEntry.at >= since,
+            PointsEntry.at < until,
+        )
+        found.extend((m, str(t), a) for m, t, a in session.execute(statement).all())
+    return found
+
+
+def add_entries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(ENTRIES.insert(), list(rows))
+
+
+def add_lots(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(LOTS.insert(), list(rows))
+
+
+def open_lots(
+    session: Session, merchant_id: str, member_id: str, *, due_by: datetime | None = None
+) -> list[tuple[str, int, datetime | None]]:
+    """``(lot id, remaining, expires_at)`` of the member's lots with points left, first-expiring-first."""
+    statement = (
+        select(PointsLot.id, PointsLot.remaining, PointsLot.expires_at)
+        .where(
+            PointsLot.merchant_id == merchant_id,
+            PointsLot.member_id == member_id,
+            PointsLot.remaining > 0,
+        )
+        .order_by(PointsLot.expires_at.is_(None), PointsLot.expires_at, PointsLot.id)
+        .with_for_update()
+    )
+    if due_by is not None:
+        statement = statement.where(PointsLot.expires_at <= due_by)
+    return [(i, int(r), e) for i, r, e in session.execute(statement).all()]
+
+
+def take_from_lots(session: Session, merchant_id: str, takes: Sequence[tuple[str, int]]) -> int:
+    """``remaining = remaining - n`` per lot, never below zero; the number of lots changed."""
+    rows = [{"lot": lot_id, "n": n} for lot_id, n in takes if n > 0]
+    if not rows:
+        return 0
+    statement = (
+        update(LOTS)
+        .where(
+            LOTS.c.merchant_id == merchant_id,
+            LOTS.c.id == bindparam("lot"),
+            LOTS.c.remaining >= bindparam("n"),
+        )
+        .values(remaining=LOTS.c.remaining - bindparam("n"))
+    )
+    result = session.connection().execute(statement, rows)
+    return int(result.rowcount)
+
+
+def due_lot_members(session: Session, merchant_id: str, now: datetime, limit: int) -> list[str]:
+    """Members with lots past expiry (at most ``limit`` lots looked at)."""
+    statement = (
+        select(PointsLot.member_id)
+        .where(PointsLot.merchant_id == merchant_id, PointsLot.expires_at <= now, PointsLot.remaining > 0)
+        .order_by(PointsLot.expires_at, PointsLot.id)
+        .limit(limit)
+    )
+    return sorted(set(session.execute(statement).scalars()))
+
+
+def lots_of(session: Session, merchant_id: str, member_id: str) -> list[PointsLot]:
+    statement = (
+        select(PointsLot)
+        .where(
+            PointsLot.merchant_id == merchant_id, PointsLot.member_id == member_id, PointsLot.remaining > 0
+        )
+        .order_by(PointsLot.expires_at.is_(None), PointsLot.expires_at, PointsLot.id)
+    )
+    return list(session.execute(statement).scalars())
+
+
+def list_entries(session: Session, merchant_id: str, member_id: str, page: PageRequest) -> list[PointsEntry]:
+    """Newest first would break id-cursor paging; entries come oldest first, like every list."""
+    statement = select(PointsEntry).where(
+        PointsEntry.merchant_id == merchant_id, PointsEntry.member_id == member_id
+    )
+    return list(session.execute(paginate(statement, PointsEntry.id, page)).scalars())
+
+
+def recent_entries(session: Session, merchant_id: str, member_id: str, limit: int) -> list[PointsEntry]:
+    statement = (
+        select(PointsEntry)
+        .where(PointsEntry.merchant_id == merchant_id, PointsEntry.member_id == member_id)
+        .order_by(PointsEntry.id.desc())
+        .limit(limit)
+    )
+    return list(session.execute(statement).scalars())
+
+
+def all_entries(session: Session, merchant_id: str, member_id: str) -> list[PointsEntry]:
+    statement = (
+        select(PointsEntry)
+        .where(PointsEntry.merchant_id == merchant_id, PointsEntry.member_id == member_id)
+        .order_by(PointsEntry.id)
+    )
+    return list(session.execute(statement).scalars())
+
+
+# ---------------------------------------------------------------- liability
+
+
+def outstanding_by_expiry(session: Session, merchant_id: str) -> list[tuple[datetime | None, int]]:
+    statement = (
+        select(PointsLot.expires_at, func.sum(PointsLot.remaining))
+        .where(PointsLot.merchant_id == merchant_id, PointsLot.remaining > 0)
+        .group_by(PointsLot.expires_at)
+    )
+    return [(e, int(n)) for e, n in session.execute(statement).all()]
+
+
+def balance_totals(session: Session, merchant_id: str) -> tuple[int, int, int]:
+    """``(sum of positive balances, sum of negative balances, members with points)``."""
+    positive = func.coalesce(func.sum(PointsAccount.balance).filter(PointsAccount.balance > 0), 0)
+    negative = func.coalesce(func.sum(PointsAccount.balance).filter(PointsAccount.balance < 0), 0)
+    members = func.count().filter(PointsAccount.balance > 0)
+    statement = select(positive, negative, members).where(PointsAccount.merchant_id == merchant_id)
+    p, n, m = session.execute(statement).one()
+    return int(p), int(n), int(m)
+
+
+def shortfall_total(session: Session, merchant_id: str) -> int:
+    statement = select(func.coalesce(func.sum(PointsEntry.shortfall), 0)).where(
+        PointsEntry.merchant_id == merchant_id, PointsEntry.shortfall > 0
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+# ---------------------------------------------------------------- settings and rules
+
+
+def get_settings(session: Session, merchant_id: str) -> PointsSettings | None:
+    return session.get(PointsSettings, merchant_id)
+
+
+def list_rules(session: Session, merchant_id: str) -> list[PointsRule]:
+    statement = select(PointsRule).where(PointsRule.merchant_id == merchant_id).order_by(PointsRule.id)
+    return list(session.execute(statement).scalars())
+
+
+def get_rule(session: Session, merchant_id: str, rule_id: str) -> PointsRule | None:
+    return session.get(PointsRule, (merchant_id, rule_id))
+
+
+def rule_by_type(session: Session, merchant_id: str, event_type: str) -> PointsRule | None:
+    statement = select(PointsRule).where(
+        PointsRule.merchant_id == merchant_id, PointsRule.event_type == event_type
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+# ---------------------------------------------------------------- mall
+
+
+def get_item(session: Session, merchant_id: str, item_id: str) -> MallItem | None:
+    return session.get(MallItem, (merchant_id, item_id))
+
+
+def list_items(session: Session, merchant_id: str, page: PageRequest) -> list[MallItem]:
+    statement = select(MallItem).where(MallItem.merchant_id == merchant_id)
+    return list(session.execute(paginate(statement, MallItem.id, page)).scalars())
+
+
+def take_stock(session: Session, merchant_id: str, item_id: str, now: datetime) -> bool:
+    """``stock = stock - 1`` if any is left (one conditional statement)."""
+    statement = (
+        update(MallItem)
+        .where(MallItem.merchant_id == merchant_id, MallItem.id == item_id, MallItem.stock > 0)
+        .values(stock=MallItem.stock - 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def count_exchange(
+    session: Session, merchant_id: str, item_id: str, member_id: str, limit: int | None
+) -> bool:
+    """Count one more exchange of the item by the member, only while under ``limit``."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(COUNTS).values(merchant_id=merchant_id, item_id=item_id, member_id=member_id, n=1)
+    if limit is None:
+        upsert = statement.on_conflict_do_update(
+            index_elements=[COUNTS.c.merchant_id, COUNTS.c.item_id, COUNTS.c.member_id],
+            set_={"n": COUNTS.c.n + 1},
+        )
+    else:
+        if limit < 1:
+            return False
+        upsert = statement.on_conflict_do_update(
+            index_elements=[COUNTS.c.merchant_id, COUNTS.c.item_id, COUNTS.c.member_id],
+            set_={"n": COUNTS.c.n + 1},
+            where=COUNTS.c.n < limit,
+        )
+    return session.execute(upsert.returning(COUNTS.c.n)).scalar_one_or_none() is not None
+
+
+def exchange_by_key(session: Session, merchant_id: str, key: str) -> MallExchange | None:
+    statement = select(MallExchange).where(MallExchange.merchant_id == merchant_id, MallExchange.key == key)
+    return session.execute(statement).scalar_one_or_none()
+
+
+def vouchers_of(session: Session, merchant_id: str, member_id: str, page: PageRequest) -> list[GoodsVoucher]:
+    statement = select(GoodsVoucher).where(
+        GoodsVoucher.merchant_id == merchant_id, GoodsVoucher.member_id == member_id
+    )
+    return list(session.execute(paginate(statement, GoodsVoucher.id, page)).scalars())
+
+
+def voucher_by_code(session: Session, merchant_id: str, code: str) -> GoodsVoucher | None:
+    statement = select(GoodsVoucher).where(GoodsVoucher.merchant_id == merchant_id, GoodsVoucher.code == code)
+    return session.execute(statement).scalar_one_or_none()
+
+
+def use_voucher(session: Session, merchant_id: str, code: str, now: datetime, by: str) -> bool:
+    """Mark an issued voucher used (one conditional statement: never used twice)."""
+    statement = (
+        update(GoodsVoucher)
+        .where(
+            GoodsVoucher.merchant_id == merchant_id,
+            GoodsVoucher.code == code,
+            GoodsVoucher.status == "issued",
+        )
+        .values(status="used", used_at=now, used_by=by[:200])
+        .execution_options(synchronize_session=False)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def exchanges_of(session: Session, merchant_id: str, member_id: str) -> list[MallExchange]:
+    statement = (
+        select(MallExchange)
+        .where(MallExchange.merchant_id == merchant_id, MallExchange.member_id == member_id)
+        .order_by(MallExchange.id)
+    )
+    return list(session.execute(statement).scalars())
+
+
+def all_vouchers(session: Session, merchant_id: str, member_id: str) -> list[GoodsVoucher]:
+    statement = (
+        select(GoodsVoucher)
+        .where(GoodsVoucher.merchant_id == merchant_id, GoodsVoucher.member_id == member_id)
+        .order_by(GoodsVoucher.id)
+    )
+    return list(session.execute(statement).scalars())
+
+
+# ---------------------------------------------------------------- merge and erasure
+
+
+def move_member_rows(session: Session, merchant_id: str, merged: Sequence[str], survivor: str) -> None:
+    """Entries, lots, exchanges and vouchers of the merged members now belong to the survivor."""
+    for model in (PointsEntry, PointsLot, MallExchange, GoodsVoucher):
+        session.execute(
+            update(model)
+            .where(model.merchant_id == merchant_id, model.member_id.in_(merged))
+            .values(member_id=survivor)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def move_counts(session: Session, merchant_id: str, merged: Sequence[str], survivor: str) -> None:
+    """Per-member exchange counts add up on the survivor."""
+    statement = (
+        select(MallMemberCount.item_id, func.sum(MallMemberCount.n))
+        .where(MallMemberCount.merchant_id == merchant_id, MallMemberCount.member_id.in_(merged))
+        .group_by(MallMemberCount.item_id)
+    )
+    sums = [(item, int(n)) for item, n in session.execute(statement).all()]
+    session.execute(
+        delete(MallMemberCount).where(
+            MallMemberCount.merchant_id == merchant_id, MallMemberCount.member_id.in_(merged)
+        )
+    )
+    if not sums:
+        return
+    insert_ignore(
+        session,
+        COUNTS,
+        [{"merchant_id": merchant_id, "item_id": i, "member_id": survivor, "n": 0} for i, _n in sums],
+    )
+    statement_add = (
+        update(COUNTS)
+        .where(
+            COUNTS.c.merchant_id == merchant_id,
+            COUNTS.c.item_id == bindparam("i"),
+            COUNTS.c.member_id == survivor,
+        )
+        .values(n=COUNTS.c.n + bindparam("d"))
+    )
+    session.connection().execute(statement_add, [{"i": i, "d": n} for i, n in sums])
+
+
+def delete_member_rows(session: Session, merchant_id: str, member_id: str) -> None:
+    """Erasure: the member's ledger, lots, account and counters go."""
+    for model in (PointsLot, PointsEntry, MallMemberCount, PointsAccount):
+        session.execute(
+            delete(model)
+            .where(model.merchant_id == merchant_id, model.member_id == member_id)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def add_stock(session: Session, merchant_id: str, item_id: str, n: int, now: datetime) -> bool:
+    """``stock = stock + n``, never below zero (one conditional statement)."""
+    statement = (
+        update(MallItem)
+        .where(MallItem.merchant_id == merchant_id, MallItem.id == item_id, MallItem.stock + n >= 0)
+        .values(stock=MallItem.stock + n, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
