@@ -16,7 +16,7 @@ from siyu.kit.crypto import (
     hash_password,
     verify_password,
 )
-from siyu.kit.ids import IdGenerator, IdKind, looks_like_id, new_id
+from siyu.kit.ids import CROCKFORD, IdGenerator, IdKind, _encode, looks_like_id, new_id
 from siyu.kit.money import apply_basis_points, format_yuan, round_half_up_div
 from siyu.kit.pagination import decode_cursor, encode_cursor
 from siyu.kit.problems import BadRequest
@@ -28,6 +28,20 @@ class TestIds:
         assert value.startswith("str_")
         assert looks_like_id(value, IdKind.STORE)
         assert not looks_like_id(value, IdKind.MERCHANT)
+
+    @given(
+        st.integers(min_value=1, max_value=26).flatmap(
+            lambda n: st.tuples(st.just(n), st.integers(0, 32**n - 1))
+        )
+    )
+    def test_encoding_is_base32_of_the_value_most_significant_first(self, case: tuple[int, int]) -> None:
+        length, value = case
+        text = _encode(value, length)
+        assert len(text) == length
+        decoded = 0
+        for c in text:
+            decoded = decoded * 32 + CROCKFORD.index(c)
+        assert decoded == value
 
     def test_ids_sort_by_creation_even_within_one_millisecond(self) -> None:
         generator = IdGenerator()

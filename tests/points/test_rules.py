@@ -215,7 +215,6 @@ class TestExpiry:
         assert (last.kind, last.points) == ("expire", -60)
         assert ledger_totals(db, merchant, member)[:3] == (70, 70, 70)
 
-
     def test_points_past_their_expiry_cannot_be_spent_before_the_job_runs(self, db: Database) -> None:
         # given: 50 points that expired a day ago, 70 that have not; the expiry job has not run
         merchant = make_merchant(db)

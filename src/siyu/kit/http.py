@@ -27,6 +27,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
 from siyu.kit.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+
+FINISHING_THREADS = 40
 
 log = logging.getLogger("siyu.http")
 
@@ -69,13 +73,30 @@ async def _send_bytes(send: Send, status: int, body: bytes, content_type: str, e
     await send({"type": "http.response.body", "body": body})
 
 
+_finishing: anyio.CapacityLimiter | None = None
+
+
+async def _finish(func: Callable[..., Any], *args: Any) -> None:
+    """Commit, roll back or close a request's session in a worker thread of its own pool.
+
+    Handlers run in the default thread pool (40 threads). If commits queued there too, forty
+    handlers waiting on row locks (a hot coupon, a member's points account) would hold every
+    thread while the commits that release those locks wait for one: the process stops. Ends of
+    transactions therefore get their own threads.
+    """
+    global _finishing
+    if _finishing is None:
+        _finishing = anyio.CapacityLimiter(FINISHING_THREADS)
+    await anyio.to_thread.run_sync(func, *args, limiter=_finishing)
+
+
 async def _close(session: Session) -> None:
     """Close a request's session; only one that still holds a transaction (and so may roll back
     over the network) is closed in a worker thread — after a commit, a rollback, or when the
     request never touched the database, closing is instant and a thread hand-off would cost more
     than the whole close."""
     if session.in_transaction():
-        await run_in_threadpool(session.close)
+        await _finish(session.close)
     else:
         session.close()
 
@@ -180,16 +201,16 @@ class ApiUnitOfWork:
                 too_large = True
             status = int(start.get("status", 500))
             if too_large:
-                await run_in_threadpool(session.rollback)
+                await _finish(session.rollback)
                 status, body = _too_large(path, self.max_upload_bytes)
                 await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
                 return
             if status < 400:
                 try:
-                    await run_in_threadpool(session.commit)
+                    await _finish(session.commit)
                 except (IntegrityError, OperationalError) as exc:
                     log.warning("commit failed on %s %s: %s", method, path, exc)
-                    await run_in_threadpool(session.rollback)
+                    await _finish(session.rollback)
                     status, body = _problem(
                         409,
                         "write-conflict",
@@ -200,7 +221,7 @@ class ApiUnitOfWork:
                     await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
                     return
             else:
-                await run_in_threadpool(session.rollback)
+                await _finish(session.rollback)
             await send(
                 {"type": "http.response.start", "status": status, "headers": list(start.get("headers", []))}
             )
@@ -283,7 +304,7 @@ class ApiUnitOfWork:
                 "application/json",
             )
             try:
-                await run_in_threadpool(
+                await _finish(
                     self._commit,
                     session,
                     principal,
@@ -292,7 +313,7 @@ class ApiUnitOfWork:
                 )
             except (IntegrityError, OperationalError) as exc:
                 log.warning("commit failed on %s %s: %s", method, path, exc)
-                await run_in_threadpool(session.rollback)
+                await _finish(session.rollback)
                 status, body = _problem(
                     409,
                     "write-conflict",
@@ -303,7 +324,7 @@ class ApiUnitOfWork:
                 await _send_bytes(send, status, body, PROBLEM_MEDIA_TYPE, [])
                 return
         else:
-            await run_in_threadpool(session.rollback)
+            await _finish(session.rollback)
 
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})

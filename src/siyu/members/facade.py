@@ -29,13 +29,16 @@ class MemberRef:
 
 
 def find_member(session: Session, merchant_id: str, member_id: str) -> MemberRef | None:
-    """The member behind ``member_id`` (following a merge to its survivor), or ``None``."""
-    member = repo.get_member(session, merchant_id, member_id)
-    if member is not None and member.merged_into_id:
-        member = repo.get_member(session, merchant_id, member.merged_into_id)
-    if member is None:
+    """The member behind ``member_id`` (following a merge to its survivor), or ``None``.
+
+    Reads three columns, not the ORM object: every write API for a member starts here (a coupon
+    claim spent ~15 % of its time loading the member into the session)."""
+    found = repo.member_status(session, merchant_id, member_id)
+    if found is not None and found[2]:
+        found = repo.member_status(session, merchant_id, found[2])
+    if found is None:
         return None
-    return MemberRef(id=member.id, status=MemberStatus(member.status))
+    return MemberRef(id=found[0], status=MemberStatus(found[1]))
 
 
 def has_identity(session: Session, merchant_id: str, member_id: str, kind: IdentityKind) -> bool:

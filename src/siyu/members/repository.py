@@ -18,6 +18,16 @@ def get_member(session: Session, merchant_id: str, member_id: str) -> Member | N
     return session.get(Member, (merchant_id, member_id))
 
 
+def member_status(session: Session, merchant_id: str, member_id: str) -> tuple[str, str, str | None] | None:
+    """``(id, status, merged_into_id)`` of one member, without loading it into the session."""
+    row = session.execute(
+        select(Member.id, Member.status, Member.merged_into_id).where(
+            Member.merchant_id == merchant_id, Member.id == member_id
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 def identities_by_index(
     session: Session, merchant_id: str, keys: Iterable[tuple[str, str]]
 ) -> Sequence[MemberIdentity]:
