@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from tests.conftest import Tenant
+from tests.coupons.helpers import claimed, make_template
+from tests.points.helpers import api_member
 
 
 def send(client: TestClient, tenant: Tenant, *events: dict[str, object]) -> list[dict]:  # type: ignore[type-arg]
@@ -139,3 +141,26 @@ class TestMemberApi:
         )
         assert lookup.status_code == 404
         assert client.get("/api/v1/members", headers=other.headers).json()["items"] == []
+
+
+class TestMemberLoyaltyView:
+    def test_360_view_shows_coupons_points_balance_and_history(
+        self, client: TestClient, tenant: Tenant
+    ) -> None:
+        # given: a member with one claimed coupon and a manual points adjustment
+        member_id = api_member(client, tenant)
+        template = make_template(client, tenant)
+        coupon = claimed(client, tenant, template["id"], member_id)
+        adjusted = client.post(
+            f"/api/v1/members/{member_id}/points/adjustments",
+            json={"points": 120, "reason": "开卡礼", "key": "welcome"},
+            headers=tenant.headers,
+        )
+        assert adjusted.status_code in (200, 201), adjusted.text
+        # when
+        view = client.get(f"/api/v1/members/{member_id}", headers=tenant.headers).json()
+        # then
+        assert [c["id"] for c in view["coupons"]] == [coupon["id"]]
+        assert view["coupons"][0]["status"] == "available"
+        assert view["points"]["balance"] == 120
+        assert [(e["kind"], e["points"]) for e in view["points_history"]] == [("adjust", 120)]

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
+from siyu.coupons import facade as coupons
 from siyu.events import facade as events
 from siyu.kit.clock import utcnow
 from siyu.kit.pagination import Page, PageRequest, make_page, page_params
@@ -19,6 +20,7 @@ from siyu.lifecycle.rules import Stage
 from siyu.members import repository as repo
 from siyu.members import rights, service
 from siyu.members.schemas import IdentityOut, LookupIn, MemberOut, MemberSummary, RollupOut, TagsIn
+from siyu.points import facade as points
 from siyu.reachability import facade as reachability
 from siyu.tenancy import facade as tenancy
 from siyu.tenancy.auth import MerchantCtx, merchant_context
@@ -53,6 +55,9 @@ def member_view(session: Session, merchant_id: str, member_id: str) -> MemberOut
         rollup=RollupOut.model_validate(rollup) if rollup else None,
         reachability=reachability.reachability_of(session, merchant_id, member.id, recent_changes=5),
         lifecycle=lifecycle.stage_of(session, merchant_id, member.id, history=10),
+        coupons=coupons.coupons_of(session, merchant_id, member.id, limit=10),
+        points=points.balance_of(session, merchant_id, member.id, now=utcnow()),
+        points_history=points.history_of(session, merchant_id, member.id, limit=10),
     )
 
 

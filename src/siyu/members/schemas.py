@@ -7,8 +7,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from siyu.coupons.facade import CouponView
 from siyu.kit.pii import IdentityKind
 from siyu.lifecycle.facade import StageView
+from siyu.points.facade import PointsBalanceView, PointsEntryView
 from siyu.reachability.facade import ReachabilityView
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -50,6 +52,9 @@ class MemberOut(BaseModel):
     rollup: RollupOut | None
     reachability: ReachabilityView = Field(description="owned channels and whether the member is operable")
     lifecycle: StageView = Field(description="lifecycle stage and its latest ledger entries (newest first)")
+    coupons: list[CouponView] = Field(description="the member's latest coupons (newest first)")
+    points: PointsBalanceView = Field(description="points balance and when it expires")
+    points_history: list[PointsEntryView] = Field(description="the latest points entries (newest first)")
 
 
 class MemberSummary(BaseModel):
