@@ -222,3 +222,6 @@ def live_server(app: FastAPI) -> Iterator[str]:
     yield url
     server.should_exit = True
     thread.join(timeout=10)
+    if thread.is_alive():  # keep-alive clients hold a graceful exit open: stop the server anyway,
+        server.force_exit = True  # or its background upkeep still runs when the schema is dropped
+        thread.join(timeout=10)

@@ -1,0 +1,1 @@
+"""Loyalty wiring: orders and actions from event ingestion drive coupons, tiers and points."""
