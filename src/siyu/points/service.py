@@ -125,7 +125,8 @@ def earn_for_orders(
     if settings.points_per_yuan <= 0:
         return
     keyed = {f"order:{o.order_id}": o for o in paid}
-    fresh = [k for k in keyed if k not in repo.entries_by_key(session, merchant_id, keyed)]
+    done = repo.entries_by_key(session, merchant_id, keyed)  # once per batch, not once per order
+    fresh = [k for k in keyed if k not in done]
     wanted = {
         k: order_points(
             keyed[k].amount_fen,
