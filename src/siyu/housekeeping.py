@@ -2,8 +2,7 @@
 
 Today: delete ``Idempotency-Key`` records and the rejected rows of import uploads past their
 retention; run each merchant's lifecycle sweep (the daily job: time-based stage changes, in the
-merchant's time zone — a round each hour means they land within the hour after local midnight),
-and each merchant's tier jobs (period-end downgrades, monthly privilege coupons, birthday gifts).
+merchant's time zone — a round each hour means they land within the hour after local midnight).
 Later issues add their jobs to :func:`run_once` (the outbox worker and the analytics sync get loops
 of their own). A faster loop expires coupons and points lots past their end
 (:func:`run_expiry`, every :data:`EXPIRY_INTERVAL_SECONDS`; spending also expires a member's

@@ -40,9 +40,6 @@ class IdKind(StrEnum):
     MALL_ITEM = "mli"
     MALL_EXCHANGE = "mlx"
     VOUCHER = "gvc"
-    TIER = "tir"
-    TIER_CHANGE = "tch"
-    TIER_LINK = "tlk"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

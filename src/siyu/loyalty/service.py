@@ -1,4 +1,4 @@
-"""Order and action events drive coupons, tier progress and points, in the events' transaction.
+"""Order and action events drive coupons and points, in the events' transaction.
 
 One :func:`siyu.events.service.on_ingest` listener turns a batch's accepted ``order_paid`` and
 ``order_refunded`` events into :class:`~siyu.kit.orders.OrderFact` values and every other event
@@ -8,13 +8,13 @@ the whole batch, in this order:
 1. coupons — redeem the codes a paid order carries (idempotent by order id: a POS that already
    redeemed them through ``POST /redemptions`` is confirmed, not charged twice); reverse the
    coupons of refunded orders;
-2. the points multiplier of each member's tier *before* this batch's orders — an order that lifts
-   a member to a higher tier earns at the tier the member held when paying;
-3. tiers — growth value and rolling spend, upgrades at once;
-4. points — earned for paid orders (× the tier multiplier), reversed for refunds, earned for
-   actions (check-in, review, …) by the merchant's action rules.
+2. points — earned for paid orders (× the member's tier multiplier), reversed for refunds, earned
+   for actions (check-in, review, …) by the merchant's action rules.
 
-The three modules never import each other for this; each only knows ``OrderFact``.
+Tiers (会员等级) are not built yet: every member earns at 1×. When they are, their step goes
+between the two — the multiplier read *before* the batch's orders count (an order that lifts a
+member earns at the tier held when paying), then growth value and rolling spend recorded.
+The modules never import each other for this; each only knows ``OrderFact``.
 """
 
 from __future__ import annotations

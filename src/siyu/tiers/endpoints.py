@@ -1,7 +1,0 @@
-"""Tiers API (thin handlers)."""
-
-from __future__ import annotations
-
-from fastapi import APIRouter
-
-router = APIRouter(tags=["tiers"])

@@ -1,3 +1,0 @@
-"""Tiers rules (no HTTP, never commits)."""
-
-from __future__ import annotations
