@@ -162,3 +162,30 @@ class TestNoServerErrorForAnyJson:
         assert response.status_code < 500, response.text
         if response.status_code >= 400:
             assert response.headers["content-type"] == PROBLEM
+
+
+class TestBusyDatabase:
+    @staticmethod
+    def app_raising(message: str) -> TestClient:
+        from fastapi import FastAPI
+        from sqlalchemy.exc import OperationalError
+
+        from siyu.kit.problems import install_problem_handlers
+
+        app = FastAPI()
+        install_problem_handlers(app)
+
+        @app.get("/busy")
+        def busy() -> None:
+            raise OperationalError("UPDATE coupon_stock_buckets …", {}, Exception(message))
+
+        return TestClient(app, raise_server_exceptions=False)
+
+    def test_a_lock_wait_that_timed_out_is_a_503_to_retry(self) -> None:
+        response = self.app_raising("database is locked").get("/busy")
+        body = assert_problem(response, 503)
+        assert body["type"].endswith("/database-busy")
+        assert response.headers["retry-after"] == "1"
+
+    def test_other_database_failures_stay_500(self) -> None:
+        assert_problem(self.app_raising("server closed the connection unexpectedly").get("/busy"), 500)

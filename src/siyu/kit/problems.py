@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://siyu.dev/problems/"
@@ -174,6 +174,22 @@ def _integrity_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, request)
 
 
+BUSY_MARKERS = ("database is locked", "deadlock detected", "could not obtain lock", "lock timeout")
+
+
+def _operational_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The database was too busy (SQLite's busy timeout, a PostgreSQL deadlock or lock timeout):
+    nothing was written, so the client should retry — a 503 with ``Retry-After``, not a 500."""
+    if not any(marker in str(exc).lower() for marker in BUSY_MARKERS):
+        return _unexpected_handler(request, exc)
+    log.warning("database busy on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+    problem = ServiceUnavailable("the database is busy; nothing was saved — retry the request shortly")
+    problem.slug = "database-busy"
+    response = problem_response(problem, request)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     problem = Problem("an unexpected error occurred; it has been logged")
@@ -187,4 +203,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(IntegrityError, _integrity_handler)
+    app.add_exception_handler(OperationalError, _operational_handler)
     app.add_exception_handler(Exception, _unexpected_handler)
