@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from urllib.parse import quote
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, delete, text
+from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 import siyu.wiring  # noqa: F401  (listeners of every module)
 from siyu.all_models import metadata
@@ -62,6 +64,21 @@ class DatabaseUnderTest:
     schema: str | None
 
 
+def drop_schema(admin: Engine, schema: str, attempts: int = 5) -> None:
+    """Drop the run's schema, retrying if PostgreSQL picks the drop as a deadlock victim: a
+    server thread of the session (a live test server's background upkeep) may still be finishing
+    a query over the same tables when the session ends."""
+    for attempt in range(attempts):
+        try:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            return
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+
+
 def create_test_database(tmp_dir: Path) -> Iterator[DatabaseUnderTest]:
     """A migrated, empty database: a new PostgreSQL schema or a new SQLite file."""
     if TEST_DATABASE_URL and is_postgres_run():
@@ -72,8 +89,7 @@ def create_test_database(tmp_dir: Path) -> Iterator[DatabaseUnderTest]:
         try:
             yield DatabaseUnderTest(with_search_path(TEST_DATABASE_URL, schema), schema)
         finally:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            drop_schema(admin, schema)
             admin.dispose()
     elif TEST_DATABASE_URL:
         yield DatabaseUnderTest(TEST_DATABASE_URL, None)
