@@ -44,7 +44,7 @@ from siyu.coupons.models import (
     RedemptionStatus,
 )
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import insert_ignore
+from siyu.kit.sql import dialect_insert, insert_ignore
 
 TEMPLATES = cast(Table, CouponTemplate.__table__)
 BUCKETS = cast(Table, CouponStockBucket.__table__)
@@ -62,16 +62,6 @@ def _rowcount(result: Any) -> int:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-def _upsert(session: Session, table: Table) -> Any:
-    if is_postgres(session):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
 
 
 # --- templates and stock --------------------------------------------------------------------
@@ -392,7 +382,7 @@ def bump_counts(
         }
         for key, cap in caps
     ]
-    statement = _upsert(session, COUNTS).values(rows)
+    statement = dialect_insert(session.get_bind().dialect.name, COUNTS).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=[COUNTS.c.merchant_id, COUNTS.c.template_id, COUNTS.c.member_id, COUNTS.c.period_key],
         set_={"claimed": COUNTS.c.claimed + 1, "cap": statement.excluded.cap},
@@ -748,7 +738,7 @@ def move_member_rows(session: Session, merchant_id: str, merged: Sequence[str], 
         .where(COUNTS.c.merchant_id == merchant_id, COUNTS.c.member_id.in_(list(merged)))
         .group_by(COUNTS.c.merchant_id, COUNTS.c.template_id, COUNTS.c.period_key)
     )
-    statement = _upsert(session, COUNTS).from_select(
+    statement = dialect_insert(session.get_bind().dialect.name, COUNTS).from_select(
         ["merchant_id", "template_id", "member_id", "period_key", "claimed", "cap"], combined
     )
     statement = statement.on_conflict_do_update(

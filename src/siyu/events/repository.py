@@ -12,27 +12,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, and_, case, delete, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from siyu.events.models import Event, MemberRollup
 from siyu.kit.bulk import execute_many
+from siyu.kit.sql import dialect_insert
 
 if TYPE_CHECKING:
     from siyu.events.service import AcceptedEvent
 
 _events = cast(Table, Event.__table__)
 _rollups = cast(Table, MemberRollup.__table__)
-
-
-def _insert_for(dialect: str, table: Any) -> Any:
-    """``INSERT`` with ``ON CONFLICT`` support for the engine."""
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"no upsert for {dialect}")
 
 
 def insert_events(
@@ -67,7 +58,7 @@ def insert_events(
 
 
 def _insert_events(dialect: str) -> Any:
-    return _insert_for(dialect, _events).on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
+    return dialect_insert(dialect, _events).on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
 
 
 @dataclass(slots=True)
@@ -153,7 +144,7 @@ def _later(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[An
 
 
 def _upsert_rollups(dialect: str) -> Any:
-    statement = _insert_for(dialect, _rollups)
+    statement = dialect_insert(dialect, _rollups)
     new, old = statement.excluded, _rollups.c
     first_wins = or_(
         old.first_seen_at.is_(None),

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """``INSERT`` with the engine's ``ON CONFLICT`` support (``on_conflict_do_nothing/update``)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no ON CONFLICT insert for {dialect}")  # pragma: no cover
+
+
+def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``values`` in slices of at most ``size`` (bound-parameter limits of ``IN (…)`` lists)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def insert_ignore(
@@ -25,17 +41,7 @@ def insert_ignore(
     """
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(table).on_conflict_do_nothing()  # type: ignore[assignment]
-    else:  # pragma: no cover - only the two engines are supported
-        raise NotImplementedError(f"insert_ignore on {dialect}")
+    statement = dialect_insert(session.get_bind().dialect.name, table).on_conflict_do_nothing()
     if returning:
         return [tuple(row) for row in session.execute(statement.returning(*returning), list(rows))]
     session.execute(statement, list(rows))

@@ -16,6 +16,7 @@ from siyu.lifecycle import service
 from siyu.lifecycle.models import MemberStage, StageTransition
 from siyu.lifecycle.rules import STAGE_ORDER, Stage
 from siyu.members.rights import on_export
+from siyu.tenancy import facade as tenancy
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def rebuild(
 
 def today(session: Session, merchant_id: str, now: datetime) -> date:
     """The merchant's local day at ``now``."""
-    return service.local_day(now, service.zone_of(session, merchant_id))
+    return service.local_day(now, tenancy.merchant_zone(session, merchant_id))
 
 
 def stage_counts(session: Session, merchant_id: str, on: date) -> dict[Stage, int]:

@@ -8,10 +8,10 @@ from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, case, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from siyu.kit.bulk import execute_many
+from siyu.kit.sql import dialect_insert
 from siyu.lifecycle.models import LifecycleRules, MemberStage, StageTransition
 
 _stages = cast(Table, MemberStage.__table__)
@@ -129,14 +129,8 @@ def mark_due(session: Session, merchant_id: str, on: date, member_ids: Sequence[
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
-def _insert(dialect: str, table: Any) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _upsert_stage(dialect: str) -> Any:
-    statement = _insert(dialect, _stages)
+    statement = dialect_insert(dialect, _stages)
     return statement.on_conflict_do_update(
         index_elements=["merchant_id", "member_id"],
         set_={
@@ -160,7 +154,7 @@ def append_transitions(session: Session, rows: Sequence[Mapping[str, Any]]) -> N
     """Append ledger entries (their ``(merchant_id, member_id, seq)`` is new by construction:
     the stage row holding ``seq`` is locked while they are written)."""
     execute_many(
-        session, _transitions, "lifecycle.transitions.insert", lambda d: _insert(d, _transitions), rows
+        session, _transitions, "lifecycle.transitions.insert", lambda d: dialect_insert(d, _transitions), rows
     )
 
 

@@ -47,11 +47,6 @@ def rules_of(session: Session, merchant_id: str) -> StageRules:
     return StageRules.model_validate(stored.rules) if stored else StageRules()
 
 
-def zone_of(session: Session, merchant_id: str) -> ZoneInfo:
-    merchant = tenancy.get_merchant(session, merchant_id)
-    return ZoneInfo(merchant.timezone if merchant else "Asia/Shanghai")
-
-
 def local_day(moment: datetime, zone: ZoneInfo) -> date:
     return moment.astimezone(zone).date()
 
@@ -91,7 +86,7 @@ def evaluate(
     started from them.
     """
     rules = rules or rules_of(session, merchant_id)
-    zone = zone or zone_of(session, merchant_id)
+    zone = zone or tenancy.merchant_zone(session, merchant_id)
     today = local_day(now, zone)
     written = 0
     unique = sorted(set(member_ids))
@@ -220,7 +215,7 @@ def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[st
     """The merged members leave the base (a closing ledger entry, ``to_stage`` ``None``); the
     survivor is re-classified with everything it now holds — by the ingest listener when an
     event caused the merge, else by the next sweep."""
-    zone = zone_of(session, merchant_id)
+    zone = tenancy.merchant_zone(session, merchant_id)
     today = local_day(now, zone)
     states = repo.lock_states(session, merchant_id, merged)
     repo.append_transitions(
@@ -266,7 +261,7 @@ def sweep(
     total)`` is called after each chunk. With ``max_members``, stops after that many:
     callers commit and call again until fewer come back, so no transaction holds the stage rows
     of a whole day's changes (a million members at a large merchant) while ingestion waits."""
-    rules, zone = rules_of(session, merchant_id), zone_of(session, merchant_id)
+    rules, zone = rules_of(session, merchant_id), tenancy.merchant_zone(session, merchant_id)
     today = local_day(now, zone)
     total = repo.count_due(session, merchant_id, today) if progress else 0
     members = transitions = 0
@@ -307,13 +302,13 @@ def set_rules(
     else:
         stored.rules, stored.updated_at, stored.updated_by = document, now, actor[:200]
     session.flush()
-    repo.mark_due(session, merchant_id, local_day(now, zone_of(session, merchant_id)))
+    repo.mark_due(session, merchant_id, local_day(now, tenancy.merchant_zone(session, merchant_id)))
     return sweep(session, merchant_id, now=now, cause=Cause.RULES, max_members=inline)
 
 
 def pending(session: Session, merchant_id: str, now: datetime) -> int:
     """Members the next sweep will re-classify (due today, or after a rules change)."""
-    return repo.count_due(session, merchant_id, local_day(now, zone_of(session, merchant_id)))
+    return repo.count_due(session, merchant_id, local_day(now, tenancy.merchant_zone(session, merchant_id)))
 
 
 def rebuild(
@@ -330,7 +325,7 @@ def rebuild(
     it all today). Members merged away disappear from the rebuilt ledger: their events are their
     survivor's from the start. The only operation that rewrites the ledger; the CLI asks first.
     """
-    rules, zone = rules_of(session, merchant_id), zone_of(session, merchant_id)
+    rules, zone = rules_of(session, merchant_id), tenancy.merchant_zone(session, merchant_id)
     today = local_day(now, zone)
     repo.delete_ledger(session, merchant_id)
     total = repo.count_states(session, merchant_id)

@@ -23,6 +23,7 @@ from siyu.kit.orders import OrderFact
 from siyu.points import repository as repo
 from siyu.points import service
 from siyu.points.models import PointsEntry, PointsLot
+from siyu.tenancy import facade as tenancy
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,7 @@ def expire_due(session: Session, *, now: datetime, limit: int = 5000) -> int:
 
 
 def liability(session: Session, merchant_id: str, *, now: datetime) -> LiabilityView:
-    zone = service.zone_of(session, merchant_id)
+    zone = tenancy.merchant_zone(session, merchant_id)
     months: dict[str | None, int] = defaultdict(int)
     for expires_at, points in repo.outstanding_by_expiry(session, merchant_id):
         months[expires_at.astimezone(zone).strftime("%Y-%m") if expires_at else None] += points

@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import insert_ignore
+from siyu.kit.sql import chunked, dialect_insert, insert_ignore
 from siyu.points.models import (
     EntryKind,
     GoodsVoucher,
@@ -36,11 +36,6 @@ LOTS = cast(Table, PointsLot.__table__)
 COUNTS = cast(Table, MallMemberCount.__table__)
 
 
-def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 # ---------------------------------------------------------------- accounts
 
 
@@ -54,7 +49,7 @@ def lock_accounts(
     """
     wanted = sorted(set(member_ids))
     found: dict[str, int] = {}
-    for chunk in _chunks(wanted):
+    for chunk in chunked(wanted, CHUNK):
         insert_ignore(
             session,
             ACCOUNTS,
@@ -119,7 +114,7 @@ def delete_accounts(session: Session, merchant_id: str, member_ids: Sequence[str
 
 def entries_by_key(session: Session, merchant_id: str, keys: Iterable[str]) -> dict[str, PointsEntry]:
     found: dict[str, PointsEntry] = {}
-    for chunk in _chunks(sorted(set(keys))):
+    for chunk in chunked(sorted(set(keys)), CHUNK):
         statement = select(PointsEntry).where(
             PointsEntry.merchant_id == merchant_id, PointsEntry.key.in_(chunk)
         )
@@ -130,7 +125,7 @@ def entries_by_key(session: Session, merchant_id: str, keys: Iterable[str]) -> d
 def order_entries(session: Session, merchant_id: str, order_ids: Iterable[str]) -> list[PointsEntry]:
     """The earn and reverse entries of these orders, oldest first."""
     found: list[PointsEntry] = []
-    for chunk in _chunks(sorted(set(order_ids))):
+    for chunk in chunked(sorted(set(order_ids)), CHUNK):
         statement = (
             select(PointsEntry)
             .where(
@@ -154,7 +149,7 @@ def action_times(
 ) -> list[tuple[str, str, datetime]]:
     """``(member, action type, at)`` of action earnings in ``[since, until)`` (daily caps)."""
     found: list[tuple[str, str, datetime]] = []
-    for chunk in _chunks(sorted(set(member_ids))):
+    for chunk in chunked(sorted(set(member_ids)), CHUNK):
         statement = select(PointsEntry.member_id, PointsEntry.action_type, PointsEntry.at).where(
             PointsEntry.merchant_id == merchant_id,
             PointsEntry.member_id.in_(chunk),
@@ -342,25 +337,16 @@ def count_exchange(
     session: Session, merchant_id: str, item_id: str, member_id: str, limit: int | None
 ) -> bool:
     """Count one more exchange of the item by the member, only while under ``limit``."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(COUNTS).values(merchant_id=merchant_id, item_id=item_id, member_id=member_id, n=1)
-    if limit is None:
-        upsert = statement.on_conflict_do_update(
-            index_elements=[COUNTS.c.merchant_id, COUNTS.c.item_id, COUNTS.c.member_id],
-            set_={"n": COUNTS.c.n + 1},
-        )
-    else:
-        if limit < 1:
-            return False
-        upsert = statement.on_conflict_do_update(
-            index_elements=[COUNTS.c.merchant_id, COUNTS.c.item_id, COUNTS.c.member_id],
-            set_={"n": COUNTS.c.n + 1},
-            where=COUNTS.c.n < limit,
-        )
+    if limit is not None and limit < 1:
+        return False
+    statement = dialect_insert(session.get_bind().dialect.name, COUNTS).values(
+        merchant_id=merchant_id, item_id=item_id, member_id=member_id, n=1
+    )
+    upsert = statement.on_conflict_do_update(
+        index_elements=[COUNTS.c.merchant_id, COUNTS.c.item_id, COUNTS.c.member_id],
+        set_={"n": COUNTS.c.n + 1},
+        where=None if limit is None else COUNTS.c.n < limit,
+    )
     return session.execute(upsert.returning(COUNTS.c.n)).scalar_one_or_none() is not None
 
 

@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -66,11 +65,6 @@ class InsufficientPoints(Conflict):
         super().__init__(
             f"the member has {balance} points, {wanted} needed", extra={"balance": balance, "needed": wanted}
         )
-
-
-def zone_of(session: Session, merchant_id: str) -> ZoneInfo:
-    merchant = tenancy.get_merchant(session, merchant_id)
-    return ZoneInfo(merchant.timezone if merchant else "Asia/Shanghai")
 
 
 def settings_of(session: Session, merchant_id: str) -> Settings:
@@ -138,7 +132,7 @@ def earn_for_orders(
     wanted = {k: p for k, p in wanted.items() if p > 0}
     if not wanted:
         return
-    zone = zone_of(session, merchant_id)
+    zone = tenancy.merchant_zone(session, merchant_id)
     balances = repo.lock_accounts(session, merchant_id, {keyed[k].member_id for k in wanted}, now)
     ledger = LedgerWriter(session, merchant_id, balances, now)
     for key in sorted(wanted, key=lambda k: (keyed[k].occurred_at, k)):
@@ -249,7 +243,7 @@ def earn_for_actions(
     fresh = {k: a for k, a in fresh.items() if points[k] > 0}
     if not fresh:
         return
-    zone = zone_of(session, merchant_id)
+    zone = tenancy.merchant_zone(session, merchant_id)
     counts: dict[tuple[str, str, object], int] = defaultdict(int)
     capped = [a for a in fresh.values() if rules[a.type].daily_cap is not None]
     if capped:
@@ -344,7 +338,7 @@ def adjust(
             points,
             key=ledger_key,
             at=now,
-            expires_at=expiry_of(now, settings, zone_of(session, merchant_id)),
+            expires_at=expiry_of(now, settings, tenancy.merchant_zone(session, merchant_id)),
             reason=reason.strip(),
             source=source,
         )

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, sele
 from sqlalchemy.orm import Session
 
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import insert_ignore
+from siyu.kit.sql import chunked, insert_ignore
 from siyu.reachability.models import ConsentRecord, ReachChange, ReachChannel, ReachState
 
 CHUNK = 500
@@ -96,11 +96,6 @@ def _row(values: Sequence[Any]) -> StateRow:
     return StateRow(*values)
 
 
-def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 _IN_PK_ORDER = (ReachState.member_id, ReachState.channel, ReachState.target)
 
 
@@ -121,7 +116,7 @@ def lock_states(session: Session, merchant_id: str, keys: Iterable[Key]) -> dict
     """
     wanted = set(keys)
     found: dict[Key, StateRow] = {}
-    for chunk in _chunks(sorted(wanted)):
+    for chunk in chunked(sorted(wanted), CHUNK):
         _collect(
             session,
             found,
@@ -136,7 +131,7 @@ def lock_states(session: Session, merchant_id: str, keys: Iterable[Key]) -> dict
 def lock_member_states(session: Session, merchant_id: str, member_ids: Iterable[str]) -> dict[Key, StateRow]:
     """Every row of these members, locked (merges)."""
     found: dict[Key, StateRow] = {}
-    for chunk in _chunks(sorted(set(member_ids))):
+    for chunk in chunked(sorted(set(member_ids)), CHUNK):
         _collect(session, found, ReachState.merchant_id == merchant_id, ReachState.member_id.in_(chunk))
     return found
 

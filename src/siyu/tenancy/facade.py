@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -199,6 +200,15 @@ def create_merchant(
 def get_merchant(session: Session, merchant_id: str) -> MerchantView | None:
     merchant = repo.get_merchant(session, merchant_id)
     return _merchant(merchant) if merchant else None
+
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+def merchant_zone(session: Session, merchant_id: str) -> ZoneInfo:
+    """The merchant's time zone: what "today", local days, months and periods are measured in."""
+    merchant = repo.get_merchant(session, merchant_id)
+    return ZoneInfo(merchant.timezone if merchant else DEFAULT_TIMEZONE)
 
 
 def merchant_ids(session: Session) -> list[str]:
