@@ -91,14 +91,15 @@ async def current_principal(
     session = request_session(request)
     now = utcnow()
     secret = credentials.credentials
-    found = principals.get(hash_api_key(secret), siyu_merchant)
+    secret_hash = hash_api_key(secret)
+    found = principals.get(secret_hash, siyu_merchant)
     if found is None:
         found = await run_in_threadpool(
             authenticate_cached, session, secret=secret, now=now, acting_for=siyu_merchant
         )
     if found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION:
         await run_in_threadpool(_record_use, request, session, found.principal.key_id)
-        principals.used(hash_api_key(secret), siyu_merchant, now)
+        principals.used(secret_hash, siyu_merchant, now)
     return AnyCtx(session=session, principal=found.principal)
 
 
