@@ -33,6 +33,7 @@ from siyu.reachability.endpoints import router as reachability_router
 from siyu.tenancy.auth import request_session
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tenancy.schemas import Health
+from siyu.tiers.endpoints import router as tiers_router
 
 log = logging.getLogger("siyu")
 
@@ -141,6 +142,7 @@ def create_app(
     app.include_router(lifecycle_router, prefix=API_PREFIX)
     app.include_router(coupons_router, prefix=API_PREFIX)
     app.include_router(points_router, prefix=API_PREFIX)
+    app.include_router(tiers_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

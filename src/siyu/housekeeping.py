@@ -2,7 +2,9 @@
 
 Today: delete ``Idempotency-Key`` records and the rejected rows of import uploads past their
 retention; run each merchant's lifecycle sweep (the daily job: time-based stage changes, in the
-merchant's time zone — a round each hour means they land within the hour after local midnight).
+merchant's time zone — a round each hour means they land within the hour after local midnight),
+and each merchant's tier jobs (re-assessments after a period end, monthly privilege coupons,
+birthday gifts: :func:`siyu.tiers.facade.run_due`).
 Later issues add their jobs to :func:`run_once` (the outbox worker and the analytics sync get loops
 of their own). A faster loop expires coupons and points lots past their end
 (:func:`run_expiry`, every :data:`EXPIRY_INTERVAL_SECONDS`; spending also expires a member's
@@ -29,12 +31,14 @@ from siyu.kit.clock import utcnow
 from siyu.lifecycle import facade as lifecycle
 from siyu.points import facade as points
 from siyu.tenancy import facade as tenancy
+from siyu.tiers import facade as tiers
 
 log = logging.getLogger("siyu.housekeeping")
 
 INTERVAL_SECONDS = 3600.0
 EXPIRY_INTERVAL_SECONDS = 300.0
 EXPIRY_SLICE = 5000
+TIER_SLICE = 2000
 STATISTICS_INTERVAL_SECONDS = 15.0
 """How often the statistics loop looks for grown tables (one catalog query when nothing changed)."""
 
@@ -45,9 +49,10 @@ def run_once(db: Database) -> dict[str, int]:
         now = utcnow()
         purged = idempotency.purge_expired(session, now)
         rejections = imports.purge_expired_rejections(session, now)
-    transitions = 0
+    transitions = tier_changes = 0
     for merchant_id in _merchant_ids(db):
         transitions += _sweep(db, merchant_id)
+        tier_changes += _tiers(db, merchant_id)
     if purged:
         log.info("purged %d expired idempotency records", purged)
     if rejections:
@@ -56,6 +61,7 @@ def run_once(db: Database) -> dict[str, int]:
         "idempotency_records_purged": purged,
         "import_rejections_purged": rejections,
         "stage_transitions": transitions,
+        "tier_changes": tier_changes,
     }
 
 
@@ -89,6 +95,20 @@ def _sweep(db: Database, merchant_id: str) -> int:
             "lifecycle sweep of %s for %s: %d members, %d changes", merchant_id, swept.day, members, changes
         )
     return changes
+
+
+def _tiers(db: Database, merchant_id: str) -> int:
+    """One merchant's tier jobs (re-assessments, monthly privileges, birthdays), a slice of
+    members per transaction; the tier changes."""
+    changed = 0
+    while True:
+        with db.unit_of_work() as session:
+            report = tiers.run_due(session, merchant_id, now=utcnow(), max_members=TIER_SLICE)
+        changed += report.changed
+        if report.refused:
+            log.warning("tier benefits of %s refused: %s", merchant_id, report.refused)
+        if report.done:
+            return changed
 
 
 def _merchant_ids(db: Database) -> list[str]:

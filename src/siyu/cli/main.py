@@ -30,6 +30,7 @@ from siyu.cli.imports import import_app
 from siyu.cli.lifecycle import lifecycle_app
 from siyu.cli.points import points_app
 from siyu.cli.serve import db_app, serve
+from siyu.cli.tiers import tiers_app
 from siyu.kit.crypto import generate_password
 from siyu.kit.problems import NotFound
 from siyu.tenancy import facade
@@ -69,6 +70,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(lifecycle_app, name="lifecycle")
 app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
+app.add_typer(tiers_app, name="tiers")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the created object as JSON only")]

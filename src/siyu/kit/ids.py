@@ -40,6 +40,9 @@ class IdKind(StrEnum):
     MALL_ITEM = "mli"
     MALL_EXCHANGE = "mlx"
     VOUCHER = "gvc"
+    TIER = "tir"
+    TIER_CHANGE = "tch"
+    TIER_PROGRESS = "tpg"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

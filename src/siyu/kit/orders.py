@@ -1,9 +1,8 @@
 """An order as the loyalty modules see it: what ``order_paid`` / ``order_refunded`` events carry.
 
 Ingestion turns accepted order events into :class:`OrderFact` values and hands them, a batch at
-a time, to the coupons and points facades (``siyu.loyalty``; tiers too, once built), in the same
-transaction as the events. Defined here, in ``kit``, so those modules share one shape without
-importing each other.
+a time, to the coupons, tiers and points facades (``siyu.loyalty``), in the same transaction as
+the events. Defined here, in ``kit``, so those modules share one shape without importing each other.
 """
 
 from __future__ import annotations

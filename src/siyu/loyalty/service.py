@@ -1,4 +1,4 @@
-"""Order and action events drive coupons and points, in the events' transaction.
+"""Order and action events drive coupons, tier progress and points, in the events' transaction.
 
 One :func:`siyu.events.service.on_ingest` listener turns a batch's accepted ``order_paid`` and
 ``order_refunded`` events into :class:`~siyu.kit.orders.OrderFact` values and every other event
@@ -8,12 +8,13 @@ the whole batch, in this order:
 1. coupons — redeem the codes a paid order carries (idempotent by order id: a POS that already
    redeemed them through ``POST /redemptions`` is confirmed, not charged twice); reverse the
    coupons of refunded orders;
-2. points — earned for paid orders (× the member's tier multiplier), reversed for refunds, earned
-   for actions (check-in, review, …) by the merchant's action rules.
+2. the points multiplier of each member's tier, read *before* this batch's orders count — an
+   order that lifts a member to a higher tier earns at the tier the member held when paying;
+3. tiers — paid and refunded orders count towards growth value or rolling 365-day spend;
+   upgrades happen at once (downgrades only at a period end, by the job);
+4. points — earned for paid orders (× the tier multiplier), reversed for refunds, earned for
+   actions (check-in, review, …) by the merchant's action rules.
 
-Tiers (会员等级) are not built yet: every member earns at 1×. When they are, their step goes
-between the two — the multiplier read *before* the batch's orders count (an order that lifts a
-member earns at the tier held when paying), then growth value and rolling spend recorded.
 The modules never import each other for this; each only knows ``OrderFact``.
 """
 
@@ -29,6 +30,7 @@ from siyu.coupons import facade as coupons
 from siyu.events.service import AcceptedEvent, on_ingest
 from siyu.kit.orders import OrderFact, OrderFactKind
 from siyu.points import facade as points
+from siyu.tiers import facade as tiers
 
 ORDER_TYPES = {"order_paid": OrderFactKind.PAID, "order_refunded": OrderFactKind.REFUNDED}
 
@@ -84,7 +86,10 @@ def drive_loyalty(
         coupons.redeem_for_orders(session, merchant_id, with_codes, now=now)
     if refunds:
         coupons.reverse_for_refunds(session, merchant_id, refunds, now=now)
-    multipliers: dict[str, int] = {}
+    earning = {fact.member_id for fact in paid} | {action.member_id for action in actions}
+    multipliers = tiers.multipliers_of(session, merchant_id, earning, now=now) if earning else {}
+    if paid or refunds:
+        tiers.record_orders(session, merchant_id, paid, refunds, now=now)
     if paid:
         points.earn_for_orders(session, merchant_id, paid, multipliers_bp=multipliers, now=now)
     if refunds:

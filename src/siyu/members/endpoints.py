@@ -17,14 +17,23 @@ from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import NotFound, UnprocessableEntity
 from siyu.lifecycle import facade as lifecycle
 from siyu.lifecycle.rules import Stage
+from siyu.members import facade, rights, service
 from siyu.members import repository as repo
-from siyu.members import rights, service
-from siyu.members.schemas import IdentityOut, LookupIn, MemberOut, MemberSummary, RollupOut, TagsIn
+from siyu.members.schemas import (
+    BirthdayIn,
+    IdentityOut,
+    LookupIn,
+    MemberOut,
+    MemberSummary,
+    RollupOut,
+    TagsIn,
+)
 from siyu.points import facade as points
 from siyu.reachability import facade as reachability
 from siyu.tenancy import facade as tenancy
 from siyu.tenancy.auth import MerchantCtx, merchant_context
 from siyu.tenancy.scopes import Scope
+from siyu.tiers import facade as tiers
 
 router = APIRouter(tags=["members"])
 Reader = Annotated[MerchantCtx, Depends(merchant_context(Scope.MEMBERS_READ))]
@@ -42,6 +51,7 @@ def member_view(session: Session, merchant_id: str, member_id: str) -> MemberOut
         id=member.id,
         status=member.status,
         created_at=member.created_at,
+        birthday=member.birthday,
         identities=[
             IdentityOut(
                 kind=IdentityKind(i.kind),
@@ -58,6 +68,8 @@ def member_view(session: Session, merchant_id: str, member_id: str) -> MemberOut
         coupons=coupons.coupons_of(session, merchant_id, member.id, limit=10),
         points=points.balance_of(session, merchant_id, member.id, now=utcnow()),
         points_history=points.history_of(session, merchant_id, member.id, limit=10),
+        tier=tiers.tier_of(session, merchant_id, member.id, now=utcnow()),
+        tier_history=tiers.history_of(session, merchant_id, member.id, limit=10),
     )
 
 
@@ -127,6 +139,21 @@ def add_tags(member_id: str, body: TagsIn, ctx: Writer) -> MemberOut:
 def remove_tag(member_id: str, tag: str, ctx: Writer) -> MemberOut:
     view = member_view(ctx.session, ctx.merchant_id, member_id)
     repo.remove_tag(ctx.session, ctx.merchant_id, view.id, tag)
+    return member_view(ctx.session, ctx.merchant_id, view.id)
+
+
+@router.put("/members/{member_id}/birthday", summary="Record a member's birthday (MM-DD) for birthday gifts")
+def put_birthday(member_id: str, body: BirthdayIn, ctx: Writer) -> MemberOut:
+    view = member_view(ctx.session, ctx.merchant_id, member_id)
+    if view.status != "active":
+        raise NotFound(f"no active member {member_id}")
+    try:
+        facade.set_birthday(ctx.session, ctx.merchant_id, view.id, body.birthday, now=utcnow())
+    except ValueError:
+        detail = f"{body.birthday} is not a day of any year"
+        raise UnprocessableEntity(
+            detail, extra={"errors": [{"pointer": "/birthday", "detail": detail}]}
+        ) from None
     return member_view(ctx.session, ctx.merchant_id, view.id)
 
 

@@ -6,12 +6,15 @@ Registration hooks stay where they are (``members.service.on_merge``, ``members.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.pii import IdentityKind
+from siyu.kit.problems import NotFound
 from siyu.members import repository as repo
 from siyu.members.models import Member, MemberIdentity, MemberStatus
 
@@ -55,6 +58,42 @@ def ids_with_identity(merchant_id: str, kind: IdentityKind) -> Select[str]:
     return select(MemberIdentity.member_id).where(
         MemberIdentity.merchant_id == merchant_id, MemberIdentity.kind == kind.value
     )
+
+
+def active_ids(merchant_id: str, *, excluding: Select[str] | None = None) -> Select[str]:
+    """A query of the merchant's active members' ids (not merged, not erased), in id order,
+    optionally without those ``excluding`` (a sub-query of member ids) selects."""
+    statement = select(Member.id).where(
+        Member.merchant_id == merchant_id, Member.status == MemberStatus.ACTIVE
+    )
+    if excluding is not None:
+        statement = statement.where(Member.id.not_in(excluding))
+    return statement.order_by(Member.id)
+
+
+def ids_born_on(merchant_id: str, month_days: Sequence[str]) -> Select[str]:
+    """A sub-query of the active members whose birthday (``MM-DD``) is one of ``month_days``."""
+    return select(Member.id).where(
+        Member.merchant_id == merchant_id,
+        Member.status == MemberStatus.ACTIVE,
+        Member.birthday.in_(month_days),
+    )
+
+
+def set_birthday(
+    session: Session, merchant_id: str, member_id: str, birthday: str | None, *, now: datetime
+) -> None:
+    """Record (or, with ``None``, forget) a member's birthday, ``MM-DD``; raises ``ValueError`` on a
+    day that no year has."""
+    if birthday is not None:
+        month, day = (int(part) for part in birthday.split("-"))
+        date(2000, month, day)  # a leap year: 02-29 is a birthday
+    member = repo.get_member(session, merchant_id, member_id)
+    if member is None:
+        raise NotFound(f"no member {member_id}")
+    member.birthday = birthday
+    member.updated_at = now
+    session.flush()
 
 
 def count_active_members(session: Session, merchant_id: str) -> int:

@@ -30,6 +30,8 @@ class Member(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default=MemberStatus.ACTIVE)
     merged_into_id: Mapped[str | None] = mapped_column(ID)
+    birthday: Mapped[str | None] = mapped_column(String(5))
+    """``MM-DD`` (no year: the least the birthday gift needs); ``None`` when not given."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

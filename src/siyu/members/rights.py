@@ -67,7 +67,12 @@ def export_member(
         for identity in repo.identities_of(session, merchant_id, member_id)
     ]
     data: dict[str, Any] = {
-        "member": {"id": member.id, "created_at": member.created_at.isoformat(), "status": member.status},
+        "member": {
+            "id": member.id,
+            "created_at": member.created_at.isoformat(),
+            "status": member.status,
+            "birthday": member.birthday,
+        },
         "identities": identities,
         "tags": repo.tags_of(session, merchant_id, member_id),
         "merged_member_ids": _ids_of_person(session, merchant_id, member_id)[1:],
@@ -99,5 +104,6 @@ def erase_member(session: Session, merchant_id: str, member_id: str, *, now: dat
         for one in person:
             listener(session, merchant_id, one)
     member.status = MemberStatus.ERASED
+    member.birthday = None
     member.updated_at = now
     session.flush()

@@ -12,6 +12,7 @@ from siyu.kit.pii import IdentityKind
 from siyu.lifecycle.facade import StageView
 from siyu.points.facade import PointsBalanceView, PointsEntryView
 from siyu.reachability.facade import ReachabilityView
+from siyu.tiers.facade import TierChangeView, TierView
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
@@ -47,6 +48,7 @@ class MemberOut(BaseModel):
     id: str
     status: str
     created_at: datetime
+    birthday: str | None = Field(description="MM-DD, when the member gave it (birthday gifts)")
     identities: list[IdentityOut]
     tags: list[str]
     rollup: RollupOut | None
@@ -55,6 +57,8 @@ class MemberOut(BaseModel):
     coupons: list[CouponView] = Field(description="the member's latest coupons (newest first)")
     points: PointsBalanceView = Field(description="points balance and when it expires")
     points_history: list[PointsEntryView] = Field(description="the latest points entries (newest first)")
+    tier: TierView = Field(description="tier (会员等级), progress to the next, paid and joint membership")
+    tier_history: list[TierChangeView] = Field(description="the latest tier changes (newest first)")
 
 
 class MemberSummary(BaseModel):
@@ -72,6 +76,14 @@ class LookupIn(BaseModel):
 
     kind: IdentityKind
     value: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class BirthdayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    birthday: (
+        Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")] | None
+    ) = Field(description="MM-DD (no year); null forgets it", examples=["05-20"])
 
 
 class TagsIn(BaseModel):

@@ -46,6 +46,10 @@ class Scope(StrEnum):
     """Read points balances, ledgers, earn rules, the mall and the liability report."""
     POINTS_WRITE = "points:write"
     """Earn rules, manual adjustments, spends and mall exchanges, mall items."""
+    TIERS_READ = "tiers:read"
+    """Read the tier ladder, members' tiers and history, joint-membership mappings."""
+    TIERS_WRITE = "tiers:write"
+    """Change the ladder and settings, record paid memberships, link joint memberships, run the jobs."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
