@@ -35,10 +35,12 @@ from siyu.config import load_settings
 from siyu.db import Database
 from siyu.events.models import Event
 from siyu.kit.bulk import execute_many
+from siyu.kit.clock import utcnow
 from siyu.members.models import Member
 from siyu.migrate import upgrade
 from siyu.tenancy import facade
 from siyu.tenancy.scopes import MERCHANT_SCOPES, sorted_scopes
+from siyu.tiers import membership
 
 console = Console()
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=181)
@@ -117,6 +119,15 @@ def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float
     upgrade(db.engine)
     with db.unit_of_work() as session:
         merchant = facade.create_merchant(session, name="bench")
+        if args.tiers:
+            for rank, threshold in enumerate((0, 1_000, 5_000, 20_000)):
+                values = {"name": f"tier {rank}", "rank": rank, "threshold": threshold}
+                membership.create_tier(
+                    session,
+                    merchant.id,
+                    values | {"points_multiplier_bp": 10_000 + 2_500 * rank},
+                    now=utcnow(),
+                )
         key = facade.issue_key(
             session, name="bench", scopes=sorted_scopes(MERCHANT_SCOPES), merchant_id=merchant.id
         )
@@ -214,6 +225,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=os.environ.get("SIYU_BENCH_DATABASE_URL"))
+    parser.add_argument(
+        "--tiers", action="store_true", help="give the merchant a 4-tier ladder (orders then assess tiers)"
+    )
     args = parser.parse_args()
     engine = "postgresql" if args.database_url else "sqlite"
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,6 +244,7 @@ def main() -> int:
             drop_schema(args.database_url, schema)
     console.print(
         f"engine {engine}: {args.events:,} events, {args.members:,} members, batches of {args.batch:,}"
+        + (", 4-tier ladder" if args.tiers else "")
     )
     console.print(f"batch API      {api:10,.0f} events/s  (last tenth of the run: {api_tail:,.0f}/s)")
     console.print(f"bulk insert    {anchor:10,.0f} events/s  (anchor: the same rows, driver executemany)")
