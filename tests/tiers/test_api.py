@@ -168,6 +168,10 @@ class TestMemberTier:
             "paid_ended",
             "paid",
         ]
+        bad_platform = client.put(
+            f"{API}/tier-joint-mappings/{'x' * 65}", json={"levels": {}}, headers=tenant.headers
+        )
+        assert bad_platform.status_code == 422
         missing = client.delete(f"{API}/members/{someone}/joint-links/app", headers=tenant.headers)
         assert missing.status_code == 404
         unknown = post(

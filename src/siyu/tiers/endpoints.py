@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from siyu.kit.clock import utcnow
 from siyu.kit.problems import Conflict, NotFound
@@ -32,6 +32,12 @@ router = APIRouter(tags=["tiers"])
 Reader = Annotated[MerchantCtx, Depends(merchant_context(Scope.TIERS_READ))]
 Writer = Annotated[MerchantCtx, Depends(merchant_context(Scope.TIERS_WRITE))]
 CREATED = status.HTTP_201_CREATED
+Platform = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="the external platform (`app`, `alipay`…)"
+    ),
+]
 
 
 def _member_id(ctx: MerchantCtx, member_id: str, *, writing: bool = False) -> str:
@@ -103,7 +109,7 @@ def list_mappings(ctx: Reader) -> list[MappingOut]:
 
 
 @router.put("/tier-joint-mappings/{platform}", summary="Map a platform's member levels onto tiers (replaces)")
-def put_mapping(platform: str, body: MappingIn, ctx: Writer) -> list[MappingOut]:
+def put_mapping(platform: Platform, body: MappingIn, ctx: Writer) -> list[MappingOut]:
     rows = membership.put_mapping(ctx.session, ctx.merchant_id, platform, body.levels, now=utcnow())
     return [MappingOut.model_validate(m) for m in rows]
 
@@ -151,7 +157,7 @@ def cancel_purchase(order_id: str, ctx: Writer) -> PurchaseOut:
 @router.put(
     "/members/{member_id}/joint-links/{platform}", summary="Link a member's external level (floor at once)"
 )
-def put_link(member_id: str, platform: str, body: LinkIn, ctx: Writer) -> MemberTierOut:
+def put_link(member_id: str, platform: Platform, body: LinkIn, ctx: Writer) -> MemberTierOut:
     found = _member_id(ctx, member_id, writing=True)
     membership.link(
         ctx.session,
@@ -166,7 +172,7 @@ def put_link(member_id: str, platform: str, body: LinkIn, ctx: Writer) -> Member
 
 
 @router.delete("/members/{member_id}/joint-links/{platform}", summary="Unlink: the floor no longer applies")
-def delete_link(member_id: str, platform: str, ctx: Writer) -> MemberTierOut:
+def delete_link(member_id: str, platform: Platform, ctx: Writer) -> MemberTierOut:
     found = _member_id(ctx, member_id, writing=True)
     membership.unlink(ctx.session, ctx.merchant_id, found, platform, now=utcnow())
     return member_tier(ctx, found, 10)

@@ -54,6 +54,7 @@ def put_settings(
     row.period_months = int(values.get("period_months", 12))
     row.updated_at = now
     session.flush()
+    _ladder_changed(session, merchant_id, now)
     return row
 
 

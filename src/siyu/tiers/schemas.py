@@ -11,7 +11,6 @@ from siyu.tiers.facade import TierChangeView, TierView
 from siyu.tiers.models import Basis
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Slug = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 Level = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=2_000_000_000)]
 Rank = Annotated[int, Field(strict=True, ge=0, le=100)]
