@@ -298,7 +298,11 @@ class ApiUnitOfWork:
         response_headers: list[Any] = list(start.get("headers", []))
         body = b"".join(chunks)
 
-        if status < 400:
+        if idem_key is None and not session.in_transaction():
+            # The handler wrote nothing through the session (a read-only POST, or a claim that
+            # committed on its own): nothing to commit or roll back, no thread hand-off.
+            pass
+        elif status < 400:
             content_type = next(
                 (v.decode("latin-1") for k, v in response_headers if k.lower() == b"content-type"),
                 "application/json",
