@@ -240,6 +240,57 @@ class TestClaims:
         erased = claim(client, tenant, t["id"], member)
         assert (erased.status_code, erased.json()["reason"]) == (409, "member_erased")
 
+    def test_a_merged_members_old_id_claims_for_the_survivor(
+        self, client: TestClient, tenant: Tenant
+    ) -> None:
+        # given: two members merged into one
+        a = send(client, tenant, ev("a", "visit", identities=PHONE))
+        b = send(client, tenant, ev("b", "visit", identities=OPENID))
+        survivor = send(client, tenant, ev("link", "visit", identities={**PHONE, **OPENID}))
+        merged = b if survivor == a else a
+        t = make_template(client, tenant, per_member_limit=2)
+        # when
+        first = claimed(client, tenant, t["id"], merged)
+        second = claimed(client, tenant, t["id"], survivor)
+        third = claim(client, tenant, t["id"], merged)
+        # then: one member, one limit
+        assert (first["member_id"], second["member_id"]) == (survivor, survivor)
+        assert (third.status_code, third.json()["reason"]) == (409, "member_limit")
+        assert survivor in third.json()["detail"]
+
+    def test_a_claim_with_an_idempotency_key_answers_the_same_coupon_again(
+        self, client: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        # given
+        (member,) = make_members(db, tenant.merchant_id, 1)
+        t = make_template(client, tenant)
+        headers = {**tenant.headers, "Idempotency-Key": "claim-1"}
+        path = f"{API}/coupon-templates/{t['id']}/claims"
+        # when
+        first = client.post(path, json={"member_id": member}, headers=headers)
+        again = client.post(path, json={"member_id": member}, headers=headers)
+        # then
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert again.json() == first.json()
+        assert again.headers["idempotent-replayed"] == "true"
+        assert template(client, tenant, t["id"])["issued"] == 1
+
+    def test_a_period_limit_over_the_api_stops_claims_and_counts_the_day(
+        self, client: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        # given: a day limit of 2 under a lifetime limit of 5
+        (member,) = make_members(db, tenant.merchant_id, 1)
+        t = make_template(client, tenant, per_member_limit=5, period="day", period_limit=2)
+        # when
+        answers = [claim(client, tenant, t["id"], member) for _ in range(3)]
+        # then
+        assert [a.status_code for a in answers] == [201, 201, 409]
+        assert answers[2].json()["reason"] == "period_limit"
+        counts = claim_counts(db, tenant.merchant_id, member)
+        assert counts[(t["id"], "*")] == 2
+        assert sorted(counts.values()) == [2, 2]
+        assert stock_state(db, tenant.merchant_id, t["id"])[0] == 2
+
     def test_validity_is_n_days_after_the_claim_or_the_fixed_window(
         self, client: TestClient, tenant: Tenant, db: Database
     ) -> None:

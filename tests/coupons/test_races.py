@@ -6,6 +6,7 @@ uvicorn on PostgreSQL, as the bench does."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -185,3 +186,40 @@ class TestOverHttp:
         )
         assert stock_state(db, tenant.merchant_id, hot["id"]) == (50, 0, 0)
         assert stock_state(db, tenant.merchant_id, limited["id"])[0] == 2
+
+    def test_once_a_pause_is_answered_no_claim_sent_after_it_issues(
+        self, client: TestClient, tenant: Tenant, db: Database, live_server: str
+    ) -> None:
+        # given: 40 clients claiming a template with plenty of stock
+        members = make_members(db, tenant.merchant_id, 400)
+        hot = make_template(client, tenant, total_stock=1000, per_member_limit=1)
+        answers: list[tuple[float, int, str | None]] = []
+        paused_at: list[float] = []
+        pauses: list[bool] = []
+
+        def work(index: int) -> None:
+            path = f"{API}/coupon-templates/{hot['id']}"
+            with httpx.Client(base_url=live_server, headers=tenant.headers, timeout=60) as http:
+                for member in members[index * 10 : index * 10 + 10]:
+                    sent = time.monotonic()
+                    answer = http.post(f"{path}/claims", json={"member_id": member})
+                    reason = answer.json().get("reason") if answer.status_code != 201 else None
+                    with LOCK:
+                        answers.append((sent, answer.status_code, reason))
+                        pausing = len(answers) >= 40 and not pauses
+                        if pausing:
+                            pauses.append(True)
+                    if pausing:  # one client pauses the template mid-drop
+                        pause = http.post(f"{path}/pause")
+                        assert pause.status_code == 200
+                        paused_at.append(time.monotonic())
+
+        # when
+        run_threads(40, work)
+        # then: the pause stopped the drop at once (the template is re-read by every claim)
+        assert paused_at
+        late = [(status, reason) for sent, status, reason in answers if sent > paused_at[0]]
+        assert late
+        assert set(late) == {(409, "not_active")}
+        issued = sum(1 for _, status, _ in answers if status == 201)
+        assert stock_state(db, tenant.merchant_id, hot["id"])[0] == issued

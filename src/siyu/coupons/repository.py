@@ -13,8 +13,10 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import (
     CursorResult,
+    Engine,
     Select,
     Table,
     and_,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from siyu.coupons.models import (
@@ -361,6 +364,110 @@ def claim_in_one_statement(
         params[f"k{index}"], params[f"c{index}"] = key, cap
     keys, inserted = session.execute(_CLAIM_SQL[len(caps)], params).one()
     return {str(k) for k in keys}, bool(inserted)
+
+
+_CLAIM_ALONE = """\
+WITH mem AS MATERIALIZED (
+  SELECT COALESCE(s.id, m.id) AS id, COALESCE(s.status, m.status) AS status
+  FROM members AS m LEFT JOIN members AS s ON s.merchant_id = m.merchant_id AND s.id = m.merged_into_id
+  WHERE m.merchant_id = %(m)s AND m.id = %(member)s AND (m.merged_into_id IS NULL OR s.id IS NOT NULL)),
+tpl AS MATERIALIZED (
+  SELECT per_member_limit, valid_days, valid_from, valid_until FROM coupon_templates
+  WHERE merchant_id = %(m)s AND id = %(t)s AND status = 'active' AND period IS NULL
+  AND (valid_until IS NULL OR valid_until > %(now)s) AND (budget_fen IS NULL OR budget_used_fen < budget_fen)
+  AND EXISTS (SELECT 1 FROM mem WHERE status <> 'erased')),
+pick AS MATERIALIZED (
+  SELECT bucket FROM coupon_stock_buckets
+  WHERE merchant_id = %(m)s AND template_id = %(t)s AND remaining > 0 AND EXISTS (SELECT 1 FROM tpl)
+  ORDER BY remaining DESC, bucket LIMIT 1 FOR UPDATE SKIP LOCKED),
+counted AS (
+  INSERT INTO coupon_claim_counts (merchant_id, template_id, member_id, period_key, claimed, cap)
+  SELECT %(m)s, %(t)s, mem.id, '*', 1, tpl.per_member_limit FROM tpl, mem
+  WHERE tpl.per_member_limit IS NOT NULL AND EXISTS (SELECT 1 FROM pick)
+  ON CONFLICT (merchant_id, template_id, member_id, period_key)
+  DO UPDATE SET claimed = coupon_claim_counts.claimed + 1, cap = excluded.cap
+  WHERE coupon_claim_counts.claimed < excluded.cap RETURNING 1),
+taken AS (
+  UPDATE coupon_stock_buckets SET remaining = remaining - 1
+  WHERE merchant_id = %(m)s AND template_id = %(t)s AND bucket = (SELECT bucket FROM pick) AND remaining > 0
+  AND EXISTS (SELECT 1 FROM tpl WHERE per_member_limit IS NULL OR EXISTS (SELECT 1 FROM counted))
+  RETURNING bucket),
+inserted AS (
+  INSERT INTO coupons (merchant_id, id, template_id, member_id, issued_to, code, status, source,
+    source_ref, valid_from, valid_until, issued_at, updated_at)
+  SELECT %(m)s, %(id)s, %(t)s, mem.id, mem.id, %(code)s, 'available', %(source)s, NULL,
+    CASE WHEN valid_days IS NULL THEN COALESCE(valid_from, %(now)s) ELSE %(now)s END,
+    CASE WHEN valid_days IS NULL THEN valid_until
+    ELSE LEAST(%(now)s + make_interval(hours => valid_days * 24),
+      COALESCE(valid_until, 'infinity'::timestamptz)) END,
+    %(now)s, %(now)s
+  FROM tpl, mem WHERE EXISTS (SELECT 1 FROM taken) RETURNING member_id, valid_from, valid_until)
+SELECT (SELECT count(*) FROM pick), (SELECT per_member_limit FROM tpl), (SELECT id FROM mem),
+  i.member_id, i.valid_from, i.valid_until,
+  CAST(CASE WHEN (SELECT count(*) FROM counted) > (SELECT count(*) FROM inserted)
+  THEN 'siyu: a claim counted without a coupon' END AS integer)
+FROM (SELECT 1) AS one LEFT JOIN inserted AS i ON true"""
+
+
+PREPARE_EXPLICITLY_ONLY = 1 << 30
+"""A psycopg ``prepare_threshold`` no query reaches: only ``prepare=True`` prepares."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoneClaim:
+    """What :func:`claim_alone` did: a coupon issued (``member_id``, validity) or nothing."""
+
+    picked: bool
+    """A stock bucket was free (so nothing issued with ``picked`` means the limit stopped it)."""
+    limit: int | None
+    owner: str | None
+    """The member claiming (a merged member's survivor)."""
+    member_id: str | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+
+
+def claim_alone(engine: Engine, params: dict[str, Any]) -> LoneClaim | None:
+    """PostgreSQL, the API's hot path: a whole claim as ONE statement in its own transaction
+    (autocommit) on a pooled connection, outside any ORM session — one round trip, row locks held
+    only while the statement runs.
+
+    The statement resolves the member (following a merge, refusing an erased one), re-reads the
+    template (active, in its window, within budget, no period limit), picks a stock bucket no one
+    holds (``SKIP LOCKED``), counts the claim against the lifetime limit, takes one from the
+    bucket and inserts the coupon, each gated on the one before. The bucket is *picked* before
+    the count, so a statement that issues nothing wrote nothing (a count without a coupon aborts
+    the whole statement). ``params``: ``m``, ``t``, ``member``, ``id``, ``code``, ``source``,
+    ``now``. ``None`` if the guard aborted it (the caller takes the transactional path).
+    """
+    pooled = engine.raw_connection()
+    try:
+        connection = pooled.driver_connection
+        assert connection is not None
+        connection.autocommit = True
+        # Prepared on each pooled connection (the engine disables psycopg's automatic preparing):
+        # planning the statement costs more PostgreSQL time than running it (measured 0.9 ms
+        # unprepared, 0.36 ms prepared, one client); every step is a primary-key look-up.
+        connection.prepare_threshold = PREPARE_EXPLICITLY_ONLY
+        try:
+            row = connection.execute(_CLAIM_ALONE, params, prepare=True).fetchone()
+        except psycopg.errors.InvalidTextRepresentation:
+            return None
+        except psycopg.errors.IntegrityError as exc:  # a code collision: the API's 409
+            raise IntegrityError(_CLAIM_ALONE, params, exc) from exc
+        except psycopg.OperationalError as exc:  # as SQLAlchemy reports it: 503 or 500
+            if connection.broken:
+                pooled.invalidate(exc)
+            raise OperationalError(_CLAIM_ALONE, params, exc) from exc
+        finally:
+            connection.prepare_threshold = None
+            if not connection.closed:
+                connection.autocommit = False
+    finally:
+        pooled.close()
+    assert row is not None
+    picked, limit, owner, member_id, valid_from, valid_until, _ = row
+    return LoneClaim(bool(picked), limit, owner, member_id, as_aware(valid_from), as_aware(valid_until))
 
 
 # --- claim counters ---------------------------------------------------------------------------

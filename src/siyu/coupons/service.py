@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from siyu.coupons import codes as codes_
@@ -474,6 +475,55 @@ def issue(
         repo.delete_coupon(session, merchant_id, row["id"])
         raise refusal
     return IssuedCoupon(row["id"], codes_.display(row["code"]), template_id, owner, valid_from, valid_until)
+
+
+def claim(
+    session: Session,
+    merchant_id: str,
+    template_id: str,
+    member_id: str,
+    *,
+    source: str,
+    source_ref: str | None,
+    now: datetime,
+) -> IssuedCoupon:
+    """The API's claim: :func:`issue`, but on PostgreSQL, when the request's session holds no
+    transaction yet (no ``Idempotency-Key`` reserved, nothing else written) and there is no
+    ``source_ref``, first as ONE autocommitted statement outside the session
+    (:func:`repository.claim_alone`): one round trip, no ``BEGIN``/``COMMIT``, row locks held only
+    while the statement runs. When it issues nothing (a refusal, a period limit, no free bucket),
+    :func:`issue` runs in the session and gives the precise answer."""
+    if source not in CouponSource._value2member_map_:
+        raise invalid("/source", f"unknown source {source!r}")
+    bind = session.get_bind()
+    if (
+        source_ref is None
+        and not session.in_transaction()
+        and isinstance(bind, Engine)
+        and bind.dialect.name == "postgresql"
+    ):
+        coupon_id, code = new_id(IdKind.COUPON), codes_.new_code()
+        params = {
+            "m": merchant_id,
+            "t": template_id,
+            "member": member_id,
+            "id": coupon_id,
+            "code": code,
+            "source": source,
+            "now": now,
+        }
+        done = repo.claim_alone(bind, params)
+        if done is not None and done.member_id is not None:
+            valid_from, valid_until = done.valid_from, done.valid_until
+            assert valid_from is not None
+            assert valid_until is not None
+            return IssuedCoupon(
+                coupon_id, codes_.display(code), template_id, done.member_id, valid_from, valid_until
+            )
+        if done is not None and done.picked and done.limit is not None and done.owner is not None:
+            # the template, the member and a free bucket were there: the lifetime limit refused
+            raise _limit_refusal(done.owner, template_id, [(repo.LIFETIME, done.limit)], set())
+    return issue(session, merchant_id, template_id, member_id, source=source, source_ref=source_ref, now=now)
 
 
 def _limit_refusal(
