@@ -18,7 +18,7 @@ import siyu
 import siyu.wiring  # listeners of every module
 from siyu.config import Settings, load_settings
 from siyu.coupons.endpoints import router as coupons_router
-from siyu.db import Database
+from siyu.db import AsyncStatements, Database, is_postgres
 from siyu.events.endpoints import router as events_router
 from siyu.housekeeping import background_upkeep
 from siyu.imports.endpoints import router as imports_router
@@ -38,6 +38,8 @@ from siyu.tiers.endpoints import router as tiers_router
 log = logging.getLogger("siyu")
 
 API_PREFIX = "/api/v1"
+LOOP_CONNECTIONS = 8
+"""PostgreSQL connections per process for statements run from the event loop (see lifespan)."""
 
 DESCRIPTION = """
 Siyu (私域) manages a merchant's **user assets** along the C-CARE model.
@@ -115,10 +117,19 @@ def create_app(
     db = db or Database(settings.resolved_database_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_gc()
-        async with background_upkeep(db):
-            yield
+        # PostgreSQL connections for one-statement writes run from the event loop (the coupon
+        # claim), owned by this loop: opened on first use, closed at shutdown.
+        statements = AsyncStatements(db.engine, LOOP_CONNECTIONS) if is_postgres(db.engine) else None
+        app.state.loop_statements = statements
+        try:
+            async with background_upkeep(db):
+                yield
+        finally:
+            app.state.loop_statements = None
+            if statements is not None:
+                await statements.close()
 
     app = FastAPI(
         lifespan=lifespan,

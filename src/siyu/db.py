@@ -10,6 +10,7 @@ with ``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import JSON, DateTime, Engine, MetaData, bindparam, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
@@ -297,3 +299,53 @@ def autovacuum_enabled(engine: Engine) -> bool | None:
         return None
     with engine.connect() as connection:
         return connection.execute(text("SHOW autovacuum")).scalar() == "on"
+
+
+class AsyncStatements:
+    """A few autocommit PostgreSQL connections used from the event loop itself (psycopg's async
+    API), for a hot one-statement write that must not pay a worker-thread hand-off per request
+    (the coupon claim). Opened on first use, at most ``size`` at once (callers beyond that wait
+    their turn), closed by :meth:`close` — the application's lifespan owns one per event loop.
+
+    Only for statements that need no transaction around them: each one commits on its own."""
+
+    def __init__(self, engine: Engine, size: int) -> None:
+        """Create it in the event loop that will use it (the lifespan's)."""
+        _, params = engine.dialect.create_connect_args(engine.url)
+        self._params: dict[str, Any] = {**params, "autocommit": True}
+        self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._closed = False
+
+    def usable_here(self) -> bool:
+        """Running in the loop that owns these connections (a test may serve the same app from
+        several loops) and not closed."""
+        try:
+            return asyncio.get_running_loop() is self._loop and not self._closed
+        except RuntimeError:
+            return False
+
+    async def fetchone(self, statement: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Run ``statement`` (prepared on each connection) and answer its first row."""
+        async with self._slots:
+            connection = self._idle.pop() if self._idle else None
+            if connection is None or connection.closed:
+                connection = await psycopg.AsyncConnection.connect(**self._params)
+            try:
+                cursor = await connection.execute(statement, params, prepare=True)
+                row = await cursor.fetchone()
+            except BaseException:
+                await connection.close()  # its state is unknown after an error: never reused
+                raise
+            if self._closed:
+                await connection.close()
+            else:
+                self._idle.append(connection)
+            return row
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.close()

@@ -7,7 +7,7 @@ from typing import Annotated, TypeVar
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import TypeAdapter
 
 from siyu.coupons import redemption, service
@@ -29,6 +29,7 @@ from siyu.coupons.views import (
     RedemptionView,
     TemplateView,
 )
+from siyu.db import AsyncStatements
 from siyu.kit.clock import utcnow
 from siyu.kit.pagination import Page, PageRequest, page_params
 from siyu.kit.problems import NotFound
@@ -128,23 +129,48 @@ def _claiming() -> anyio.CapacityLimiter:
     response_model=IssuedCoupon,
     summary="Issue a coupon to a member",
 )
-async def claim(template_id: str, body: ClaimIn, ctx: Writer) -> Response:
-    """The hot path of a coupon drop: async, so that the claim costs one worker-thread hand-off
-    (:func:`service.claim`, which may block on the database) and the answer is serialised here
-    once, without FastAPI's response validation."""
+async def claim(template_id: str, body: ClaimIn, ctx: Writer, request: Request) -> Response:
+    """The hot path of a coupon drop. On PostgreSQL under a server (the app's lifespan opened
+    ``loop_statements``) the usual claim is one statement run from the event loop: no worker
+    thread. Anything else — a refusal to explain, SQLite, ``source_ref``, an
+    ``Idempotency-Key`` — goes on in one worker thread (its own limiter). The answer is
+    serialised here once, without FastAPI's response validation."""
+    statements: AsyncStatements | None = getattr(request.app.state, "loop_statements", None)
+    if statements is not None and not statements.usable_here():
+        statements = None
+    source, source_ref, now = body.source.value, body.source_ref, utcnow()
+    if statements is not None:
+        issued = await service.claim_from_loop(
+            ctx.session,
+            statements,
+            ctx.merchant_id,
+            template_id,
+            body.member_id,
+            source=source,
+            source_ref=source_ref,
+            now=now,
+        )
+        if issued is not None:
+            return _created(issued)
+    # the one statement already ran (and issued nothing), or cannot: the stepwise path
+    run = service.issue if statements is not None else service.claim
     issued = await anyio.to_thread.run_sync(
         partial(
-            service.claim,
+            run,
             ctx.session,
             ctx.merchant_id,
             template_id,
             body.member_id,
-            source=body.source.value,
-            source_ref=body.source_ref,
-            now=utcnow(),
+            source=source,
+            source_ref=source_ref,
+            now=now,
         ),
         limiter=_claiming(),
     )
+    return _created(issued)
+
+
+def _created(issued: IssuedCoupon) -> Response:
     return Response(_ISSUED_JSON.dump_json(issued), status_code=CREATED, media_type="application/json")
 
 

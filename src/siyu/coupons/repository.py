@@ -46,6 +46,7 @@ from siyu.coupons.models import (
     CouponTemplate,
     RedemptionStatus,
 )
+from siyu.db import AsyncStatements
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import dialect_insert, insert_ignore
 
@@ -465,6 +466,23 @@ def claim_alone(engine: Engine, params: dict[str, Any]) -> LoneClaim | None:
                 connection.autocommit = False
     finally:
         pooled.close()
+    return _lone_claim(row)
+
+
+async def claim_alone_async(statements: AsyncStatements, params: dict[str, Any]) -> LoneClaim | None:
+    """:func:`claim_alone` from the event loop, on one of ``statements``' connections."""
+    try:
+        row = await statements.fetchone(_CLAIM_ALONE, params)
+    except psycopg.errors.InvalidTextRepresentation:
+        return None
+    except psycopg.errors.IntegrityError as exc:
+        raise IntegrityError(_CLAIM_ALONE, params, exc) from exc
+    except psycopg.OperationalError as exc:
+        raise OperationalError(_CLAIM_ALONE, params, exc) from exc
+    return _lone_claim(row)
+
+
+def _lone_claim(row: Any) -> LoneClaim:
     assert row is not None
     picked, limit, owner, member_id, valid_from, valid_until, _ = row
     return LoneClaim(bool(picked), limit, owner, member_id, as_aware(valid_from), as_aware(valid_until))

@@ -41,6 +41,7 @@ from siyu.coupons.views import (
     PromoCodeView,
     TemplateView,
 )
+from siyu.db import AsyncStatements
 from siyu.kit.clock import as_utc
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pagination import Page, PageRequest, make_page
@@ -477,6 +478,59 @@ def issue(
     return IssuedCoupon(row["id"], codes_.display(row["code"]), template_id, owner, valid_from, valid_until)
 
 
+def _fast_claim_params(
+    session: Session,
+    merchant_id: str,
+    template_id: str,
+    member_id: str,
+    *,
+    source: str,
+    source_ref: str | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The parameters of :func:`repository.claim_alone`, or ``None`` when a claim must run in the
+    request's session: not PostgreSQL, a ``source_ref`` (idempotent issuing), or a session that
+    already holds a transaction (an ``Idempotency-Key`` reserved in it: the coupon must commit
+    with the key's answer)."""
+    if source not in CouponSource._value2member_map_:
+        raise invalid("/source", f"unknown source {source!r}")
+    bind = session.get_bind()
+    if (
+        source_ref is not None
+        or session.in_transaction()
+        or not isinstance(bind, Engine)
+        or bind.dialect.name != "postgresql"
+    ):
+        return None
+    return {
+        "m": merchant_id,
+        "t": template_id,
+        "member": member_id,
+        "id": new_id(IdKind.COUPON),
+        "code": codes_.new_code(),
+        "source": source,
+        "now": now,
+    }
+
+
+def _fast_claim_outcome(params: dict[str, Any], done: repo.LoneClaim | None) -> IssuedCoupon | None:
+    """The coupon :func:`repository.claim_alone` issued, its refusal (raised), or ``None``: the
+    stepwise path must answer."""
+    if done is None:
+        return None
+    template_id = params["t"]
+    if done.member_id is not None:
+        valid_from, valid_until = done.valid_from, done.valid_until
+        assert valid_from is not None
+        assert valid_until is not None
+        code = codes_.display(params["code"])
+        return IssuedCoupon(params["id"], code, template_id, done.member_id, valid_from, valid_until)
+    if done.picked and done.limit is not None and done.owner is not None:
+        # the template, the member and a free bucket were there: the lifetime limit refused
+        raise _limit_refusal(done.owner, template_id, [(repo.LIFETIME, done.limit)], set())
+    return None
+
+
 def claim(
     session: Session,
     merchant_id: str,
@@ -493,37 +547,37 @@ def claim(
     (:func:`repository.claim_alone`): one round trip, no ``BEGIN``/``COMMIT``, row locks held only
     while the statement runs. When it issues nothing (a refusal, a period limit, no free bucket),
     :func:`issue` runs in the session and gives the precise answer."""
-    if source not in CouponSource._value2member_map_:
-        raise invalid("/source", f"unknown source {source!r}")
-    bind = session.get_bind()
-    if (
-        source_ref is None
-        and not session.in_transaction()
-        and isinstance(bind, Engine)
-        and bind.dialect.name == "postgresql"
-    ):
-        coupon_id, code = new_id(IdKind.COUPON), codes_.new_code()
-        params = {
-            "m": merchant_id,
-            "t": template_id,
-            "member": member_id,
-            "id": coupon_id,
-            "code": code,
-            "source": source,
-            "now": now,
-        }
-        done = repo.claim_alone(bind, params)
-        if done is not None and done.member_id is not None:
-            valid_from, valid_until = done.valid_from, done.valid_until
-            assert valid_from is not None
-            assert valid_until is not None
-            return IssuedCoupon(
-                coupon_id, codes_.display(code), template_id, done.member_id, valid_from, valid_until
-            )
-        if done is not None and done.picked and done.limit is not None and done.owner is not None:
-            # the template, the member and a free bucket were there: the lifetime limit refused
-            raise _limit_refusal(done.owner, template_id, [(repo.LIFETIME, done.limit)], set())
+    params = _fast_claim_params(
+        session, merchant_id, template_id, member_id, source=source, source_ref=source_ref, now=now
+    )
+    if params is not None:
+        bind = session.get_bind()
+        assert isinstance(bind, Engine)
+        issued = _fast_claim_outcome(params, repo.claim_alone(bind, params))
+        if issued is not None:
+            return issued
     return issue(session, merchant_id, template_id, member_id, source=source, source_ref=source_ref, now=now)
+
+
+async def claim_from_loop(
+    session: Session,
+    statements: AsyncStatements,
+    merchant_id: str,
+    template_id: str,
+    member_id: str,
+    *,
+    source: str,
+    source_ref: str | None,
+    now: datetime,
+) -> IssuedCoupon | None:
+    """:func:`claim`'s one statement from the event loop (no worker thread at all); ``None`` when
+    the claim must go on with :func:`issue` in a worker thread (see :func:`claim`)."""
+    params = _fast_claim_params(
+        session, merchant_id, template_id, member_id, source=source, source_ref=source_ref, now=now
+    )
+    if params is None:
+        return None
+    return _fast_claim_outcome(params, await repo.claim_alone_async(statements, params))
 
 
 def _limit_refusal(
