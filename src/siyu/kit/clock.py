@@ -22,6 +22,11 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def iso_or_none(value: datetime | None) -> str | None:
+    """ISO 8601 text of ``value``, ``None`` kept (exports)."""
+    return value.isoformat() if value else None
+
+
 def is_valid_timezone(name: str) -> bool:
     """True for an IANA time-zone name this machine knows (``Asia/Shanghai``)."""
     try:

@@ -89,6 +89,11 @@ class UnprocessableEntity(Problem):
     status, slug, title = 422, "validation-error", "Invalid request"
 
 
+def invalid_field(pointer: str, detail: str) -> UnprocessableEntity:
+    """A 422 naming the one field (JSON pointer) that is wrong, shaped like validation errors."""
+    return UnprocessableEntity(detail, extra={"errors": [{"pointer": pointer, "detail": detail}]})
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Bearer realm="siyu"'} if problem.status == 401 else None
     instance = request.url.path if request is not None else None

@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.pii import IdentityKind
-from siyu.kit.problems import NotFound
+from siyu.kit.problems import Conflict, NotFound
 from siyu.members import repository as repo
 from siyu.members.models import Member, MemberIdentity, MemberStatus
 
@@ -42,6 +42,17 @@ def find_member(session: Session, merchant_id: str, member_id: str) -> MemberRef
     if found is None:
         return None
     return MemberRef(id=found[0], status=MemberStatus(found[1]))
+
+
+def require_member(session: Session, merchant_id: str, member_id: str, *, writing: bool = False) -> str:
+    """The current id of the member (a merged id gives its survivor), or ``NotFound``; with
+    ``writing``, an erased member is ``Conflict`` (erased members are read-only)."""
+    found = find_member(session, merchant_id, member_id)
+    if found is None:
+        raise NotFound(f"no member {member_id}")
+    if writing and found.erased:
+        raise Conflict(f"member {member_id} was erased")
+    return found.id
 
 
 def has_identity(session: Session, merchant_id: str, member_id: str, kind: IdentityKind) -> bool:

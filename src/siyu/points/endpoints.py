@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from siyu.kit.clock import utcnow
 from siyu.kit.pagination import Page, PageRequest, make_page, page_params
-from siyu.kit.problems import Conflict, NotFound
+from siyu.kit.problems import NotFound
 from siyu.members import facade as members
 from siyu.points import facade, mall, service
 from siyu.points import repository as repo
@@ -42,13 +42,7 @@ CREATED = status.HTTP_201_CREATED
 
 
 def _member_id(ctx: MerchantCtx, member_id: str, *, writing: bool = False) -> str:
-    """The current id of the member (a merged id gives its survivor), or 404; erased members are read-only."""
-    found = members.find_member(ctx.session, ctx.merchant_id, member_id)
-    if found is None:
-        raise NotFound(f"no member {member_id}")
-    if writing and found.erased:
-        raise Conflict(f"member {member_id} was erased")
-    return found.id
+    return members.require_member(ctx.session, ctx.merchant_id, member_id, writing=writing)
 
 
 def _source(ctx: MerchantCtx) -> str:

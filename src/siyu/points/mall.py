@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from siyu.coupons import facade as coupons
 from siyu.kit.ids import IdKind, new_id
-from siyu.kit.problems import Conflict, NotFound, UnprocessableEntity
+from siyu.kit.problems import Conflict, NotFound, invalid_field
 from siyu.points import repository as repo
 from siyu.points import service
 from siyu.points.models import (
@@ -52,13 +52,9 @@ class Exchanged:
     replayed: bool
 
 
-def _invalid(pointer: str, detail: str) -> UnprocessableEntity:
-    return UnprocessableEntity(detail, extra={"errors": [{"pointer": pointer, "detail": detail}]})
-
-
 def _check_window(valid_from: datetime | None, valid_until: datetime | None) -> None:
     if valid_from and valid_until and valid_until <= valid_from:
-        raise _invalid("/valid_until", "valid_until must be after valid_from")
+        raise invalid_field("/valid_until", "valid_until must be after valid_from")
 
 
 def create_item(session: Session, merchant_id: str, values: dict[str, Any], *, now: datetime) -> MallItem:
@@ -66,11 +62,11 @@ def create_item(session: Session, merchant_id: str, values: dict[str, Any], *, n
     template_id = values.get("coupon_template_id")
     if kind is MallItemKind.COUPON:
         if not template_id:
-            raise _invalid("/coupon_template_id", "a coupon item needs the coupon template it gives")
+            raise invalid_field("/coupon_template_id", "a coupon item needs the coupon template it gives")
         if coupons.get_template(session, merchant_id, template_id) is None:
-            raise _invalid("/coupon_template_id", f"no coupon template {template_id}")
+            raise invalid_field("/coupon_template_id", f"no coupon template {template_id}")
     elif template_id:
-        raise _invalid("/coupon_template_id", "a goods item gives a voucher, not a coupon")
+        raise invalid_field("/coupon_template_id", "a goods item gives a voucher, not a coupon")
     _check_window(values.get("valid_from"), values.get("valid_until"))
     item = MallItem(
         merchant_id=merchant_id,
@@ -101,7 +97,7 @@ def update_item(
         raise NotFound(f"no mall item {item_id}")
     for name in ("name", "cost_points", "status"):
         if name in changes and changes[name] is None:
-            raise _invalid(f"/{name}", f"{name} cannot be null")
+            raise invalid_field(f"/{name}", f"{name} cannot be null")
     add = changes.pop("add_stock", None)
     if add:
         if not repo.add_stock(session, merchant_id, item_id, add, now):
@@ -130,7 +126,7 @@ def exchange(
     """Exchange points for an item (one transaction; a refusal raises and changes nothing)."""
     key = key.strip()
     if not key or len(key) > 255:
-        raise _invalid("/key", "give a key of 1–255 characters")
+        raise invalid_field("/key", "give a key of 1–255 characters")
     found = repo.exchange_by_key(session, merchant_id, key)
     if found is not None:
         if (found.item_id, found.member_id) != (item_id, member_id):

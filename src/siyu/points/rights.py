@@ -9,17 +9,13 @@ to no one.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from siyu.kit.clock import iso_or_none
 from siyu.members.rights import on_erase, on_export
 from siyu.points import repository as repo
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any]:
@@ -31,8 +27,8 @@ def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any
                     "id": lot.id,
                     "points": lot.points,
                     "remaining": lot.remaining,
-                    "earned_at": _iso(lot.earned_at),
-                    "expires_at": _iso(lot.expires_at),
+                    "earned_at": iso_or_none(lot.earned_at),
+                    "expires_at": iso_or_none(lot.expires_at),
                 }
                 for lot in repo.lots_of(session, merchant_id, member_id)
             ],
@@ -45,7 +41,7 @@ def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any
                     "shortfall": e.shortfall,
                     "reason": e.reason,
                     "order_id": e.order_id,
-                    "at": _iso(e.at),
+                    "at": iso_or_none(e.at),
                 }
                 for e in repo.all_entries(session, merchant_id, member_id)
             ],
@@ -56,12 +52,17 @@ def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any
                     "points": x.points,
                     "coupon_code": x.coupon_code,
                     "voucher_code": x.voucher_code,
-                    "at": _iso(x.at),
+                    "at": iso_or_none(x.at),
                 }
                 for x in repo.exchanges_of(session, merchant_id, member_id)
             ],
             "goods_vouchers": [
-                {"code": v.code, "item_name": v.item_name, "status": v.status, "issued_at": _iso(v.issued_at)}
+                {
+                    "code": v.code,
+                    "item_name": v.item_name,
+                    "status": v.status,
+                    "issued_at": iso_or_none(v.issued_at),
+                }
                 for v in repo.all_vouchers(session, merchant_id, member_id)
             ],
         }

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.money import BASIS_POINTS
 from siyu.kit.orders import OrderFact, OrderFactKind
-from siyu.kit.problems import Conflict, NotFound, UnprocessableEntity
+from siyu.kit.problems import Conflict, NotFound, invalid_field
 from siyu.members.service import on_merge
 from siyu.points import repository as repo
 from siyu.points import rights  # noqa: F401  (registers the export and erasure hooks)
@@ -81,9 +81,9 @@ def settings_of(session: Session, merchant_id: str) -> Settings:
 
 def save_settings(session: Session, merchant_id: str, settings: Settings, *, now: datetime) -> Settings:
     if settings.points_per_yuan < 0:
-        raise _invalid("/points_per_yuan", "must not be negative")
+        raise invalid_field("/points_per_yuan", "must not be negative")
     if settings.expiry_policy is ExpiryPolicy.DAYS and not (settings.expiry_days or 0) > 0:
-        raise _invalid("/expiry_days", "the days policy needs expiry_days ≥ 1")
+        raise invalid_field("/expiry_days", "the days policy needs expiry_days ≥ 1")
     stored = repo.get_settings(session, merchant_id)
     if stored is None:
         stored = PointsSettings(merchant_id=merchant_id)
@@ -95,10 +95,6 @@ def save_settings(session: Session, merchant_id: str, settings: Settings, *, now
     stored.updated_at = now
     session.flush()
     return settings_of(session, merchant_id)
-
-
-def _invalid(pointer: str, detail: str) -> UnprocessableEntity:
-    return UnprocessableEntity(detail, extra={"errors": [{"pointer": pointer, "detail": detail}]})
 
 
 # ---------------------------------------------------------------- batch facts (event ingestion)
@@ -300,7 +296,7 @@ def _replay(entry: PointsEntry, kind: EntryKind, points: int) -> Posted:
 def _check_key(key: str) -> str:
     key = key.strip()
     if not key or len(key) > 255:
-        raise _invalid("/key", "give a key of 1–255 characters")
+        raise invalid_field("/key", "give a key of 1–255 characters")
     return key
 
 
@@ -321,9 +317,9 @@ def adjust(
     negative balances.
     """
     if points == 0:
-        raise _invalid("/points", "an adjustment must not be zero")
+        raise invalid_field("/points", "an adjustment must not be zero")
     if not reason.strip():
-        raise _invalid("/reason", "an adjustment needs a reason")
+        raise invalid_field("/reason", "an adjustment needs a reason")
     ledger_key = f"client:{_check_key(key)}"
     balances = repo.lock_accounts(session, merchant_id, [member_id], now)
     found = repo.entries_by_key(session, merchant_id, [ledger_key]).get(ledger_key)
@@ -367,7 +363,7 @@ def spend(
 ) -> Posted:
     """Spend points (积分消耗); never below zero: too few points is a 409 and nothing changes."""
     if points <= 0:
-        raise _invalid("/points", "spend a positive number of points")
+        raise invalid_field("/points", "spend a positive number of points")
     ledger_key = ledger_key or f"client:{_check_key(key)}"
     repo.lock_accounts(session, merchant_id, [member_id], now)
     found = repo.entries_by_key(session, merchant_id, [ledger_key]).get(ledger_key)
@@ -457,7 +453,9 @@ def create_rule(
     if repo.rule_by_type(session, merchant_id, event_type) is not None:
         raise Conflict(f"a rule for {event_type!r} exists; change it instead")
     if event_type in ("order_paid", "order_refunded"):
-        raise _invalid("/event_type", "orders earn by points_per_yuan in the settings, not by an action rule")
+        raise invalid_field(
+            "/event_type", "orders earn by points_per_yuan in the settings, not by an action rule"
+        )
     rule = PointsRule(
         merchant_id=merchant_id,
         id=new_id(IdKind.POINTS_RULE),
@@ -481,7 +479,7 @@ def update_rule(
         raise NotFound(f"no points rule {rule_id}")
     for name in ("points", "active"):
         if changes.get(name) is None and name in changes:
-            raise _invalid(f"/{name}", f"{name} cannot be null")
+            raise invalid_field(f"/{name}", f"{name} cannot be null")
     for name in ("points", "daily_cap", "active"):
         if name in changes:
             setattr(rule, name, changes[name])

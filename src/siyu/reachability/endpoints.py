@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, status
 
 from siyu.kit.clock import utcnow
 from siyu.kit.pagination import Page, PageRequest, make_page, page_params
-from siyu.kit.problems import Conflict, NotFound
 from siyu.members import facade as members
 from siyu.reachability import facade, service
 from siyu.reachability import repository as repo
@@ -24,13 +23,7 @@ Paging = Annotated[PageRequest, Depends(page_params)]
 
 
 def _member_id(ctx: MerchantCtx, member_id: str, *, writing: bool = False) -> str:
-    """The current id of the member (a merged id gives its survivor), or 404; erased members are read-only."""
-    found = members.find_member(ctx.session, ctx.merchant_id, member_id)
-    if found is None:
-        raise NotFound(f"no member {member_id}")
-    if writing and found.erased:
-        raise Conflict(f"member {member_id} was erased")
-    return found.id
+    return members.require_member(ctx.session, ctx.merchant_id, member_id, writing=writing)
 
 
 def _source(ctx: MerchantCtx) -> str:

@@ -36,7 +36,7 @@ from siyu.events.service import AcceptedEvent, on_ingest
 from siyu.kit.clock import utcnow
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pii import IdentityKind
-from siyu.kit.problems import UnprocessableEntity
+from siyu.kit.problems import invalid_field
 from siyu.members import facade as members
 from siyu.members.service import on_merge
 from siyu.reachability import repository as repo
@@ -364,10 +364,6 @@ def consume_subscription(
 # ---------------------------------------------------------------- consents and guides
 
 
-def _invalid(pointer: str, detail: str) -> UnprocessableEntity:
-    return UnprocessableEntity(detail, extra={"errors": [{"pointer": pointer, "detail": detail}]})
-
-
 def record_consent(
     session: Session,
     merchant_id: str,
@@ -384,9 +380,9 @@ def record_consent(
 ) -> ConsentRecord:
     """Append a consent record; SMS marketing consent also drives the ``sms`` channel."""
     if not is_purpose(purpose):
-        raise _invalid("/purpose", f"unknown purpose {purpose!r}; custom purposes start with 'custom.'")
+        raise invalid_field("/purpose", f"unknown purpose {purpose!r}; custom purposes start with 'custom.'")
     if at > now + MAX_CLOCK_SKEW:
-        raise _invalid("/at", "the consent is dated in the future")
+        raise invalid_field("/at", "the consent is dated in the future")
     record = ConsentRecord(
         merchant_id=merchant_id,
         id=new_id(IdKind.CONSENT),
@@ -425,9 +421,9 @@ def assign_guide(
     """Assign a shopping guide (导购): an active staff account of the same merchant."""
     staff = tenancy.get_staff(session, merchant_id, staff_id)
     if staff is None:
-        raise _invalid("/staff_id", f"no staff {staff_id} in this merchant")
+        raise invalid_field("/staff_id", f"no staff {staff_id} in this merchant")
     if not staff.active:
-        raise _invalid("/staff_id", f"staff {staff_id} is deactivated")
+        raise invalid_field("/staff_id", f"staff {staff_id} is deactivated")
     fact = Fact(member_id, ReachChannel.GUIDE, "", FactKind.ON, now, source, staff_id=staff_id)
     apply_facts(session, merchant_id, [fact], now=now)
 

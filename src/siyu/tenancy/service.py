@@ -15,7 +15,7 @@ from siyu.kit.clock import is_valid_timezone
 from siyu.kit.crypto import hash_password, verify_password
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.money import is_currency_code
-from siyu.kit.problems import Conflict, UnprocessableEntity
+from siyu.kit.problems import Conflict, invalid_field
 from siyu.tenancy import repository as repo
 from siyu.tenancy.models import (
     AuditEntry,
@@ -58,10 +58,6 @@ def audit(
     )
 
 
-def _invalid(pointer: str, detail: str) -> UnprocessableEntity:
-    return UnprocessableEntity(detail, extra={"errors": [{"pointer": pointer, "detail": detail}]})
-
-
 def create_provider(session: Session, *, name: str, now: datetime) -> Provider:
     """A service provider (服务商)."""
     provider = Provider(id=new_id(IdKind.PROVIDER), name=name.strip(), created_at=now)
@@ -81,9 +77,11 @@ def create_merchant(
 ) -> Merchant:
     """A merchant (商家) with its reporting time zone and currency."""
     if not is_valid_timezone(timezone):
-        raise _invalid("/timezone", f"unknown time zone {timezone!r}; use an IANA name such as Asia/Shanghai")
+        raise invalid_field(
+            "/timezone", f"unknown time zone {timezone!r}; use an IANA name such as Asia/Shanghai"
+        )
     if not is_currency_code(currency):
-        raise _invalid("/currency", f"currency must be an ISO 4217 code such as CNY, not {currency!r}")
+        raise invalid_field("/currency", f"currency must be an ISO 4217 code such as CNY, not {currency!r}")
     merchant = Merchant(
         id=new_id(IdKind.MERCHANT),
         name=name.strip(),
@@ -108,9 +106,11 @@ def update_merchant(
     currency: str | None = None,
 ) -> Merchant:
     if timezone is not None and not is_valid_timezone(timezone):
-        raise _invalid("/timezone", f"unknown time zone {timezone!r}; use an IANA name such as Asia/Shanghai")
+        raise invalid_field(
+            "/timezone", f"unknown time zone {timezone!r}; use an IANA name such as Asia/Shanghai"
+        )
     if currency is not None and not is_currency_code(currency):
-        raise _invalid("/currency", f"currency must be an ISO 4217 code such as CNY, not {currency!r}")
+        raise invalid_field("/currency", f"currency must be an ISO 4217 code such as CNY, not {currency!r}")
     if name is not None:
         merchant.name = name.strip()
     if timezone is not None:
@@ -148,9 +148,9 @@ def _next_store_code(session: Session, merchant_id: str) -> str:
 def create_store(session: Session, merchant_id: str, fields: StoreFields, *, now: datetime) -> Store:
     """A store (门店). Its code defaults to the next ``S0001``-style number."""
     if not fields.name or not fields.name.strip():
-        raise _invalid("/name", "a store needs a name")
+        raise invalid_field("/name", "a store needs a name")
     if (fields.latitude is None) != (fields.longitude is None):
-        raise _invalid("/latitude", "give both latitude and longitude, or neither")
+        raise invalid_field("/latitude", "give both latitude and longitude, or neither")
     store = Store(
         merchant_id=merchant_id,
         id=new_id(IdKind.STORE),
@@ -176,7 +176,7 @@ def update_store(session: Session, store: Store, fields: StoreFields, *, now: da
         if value is not None:
             setattr(store, name, value.strip() if isinstance(value, str) else value)
     if (store.latitude is None) != (store.longitude is None):
-        raise _invalid("/latitude", "give both latitude and longitude, or neither")
+        raise invalid_field("/latitude", "give both latitude and longitude, or neither")
     store.updated_at = now
     _flush_unique(session, f"store code {store.code!r} is already used by another store of this merchant")
     return store
@@ -198,7 +198,7 @@ def _check_store_ids(session: Session, merchant_id: str, store_ids: Sequence[str
     wanted = sorted(set(store_ids))
     missing = set(wanted) - repo.store_ids_existing(session, merchant_id, wanted)
     if missing:
-        raise _invalid("/store_ids", f"unknown store ids: {', '.join(sorted(missing))}")
+        raise invalid_field("/store_ids", f"unknown store ids: {', '.join(sorted(missing))}")
     return wanted
 
 
@@ -220,11 +220,11 @@ def create_staff(
     """
     login = normalise_login(login)
     if not login:
-        raise _invalid("/login", "a login is required")
+        raise invalid_field("/login", "a login is required")
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise _invalid("/password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise invalid_field("/password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if role == StaffRole.OWNER and store_ids:
-        raise _invalid("/store_ids", "an owner sees every store and cannot be limited to some")
+        raise invalid_field("/store_ids", "an owner sees every store and cannot be limited to some")
     wanted = _check_store_ids(session, merchant_id, store_ids)
     if repo.get_staff_by_login(session, login) is not None:
         raise Conflict(f"login {login!r} is taken")
@@ -274,9 +274,9 @@ def update_staff(
         else repo.staff_store_ids(session, staff.merchant_id, [staff.id])[staff.id]
     )
     if new_role == StaffRole.OWNER and limited:
-        raise _invalid("/store_ids", "an owner sees every store and cannot be limited to some")
+        raise invalid_field("/store_ids", "an owner sees every store and cannot be limited to some")
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise _invalid("/password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise invalid_field("/password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if display_name is not None:
         staff.display_name = display_name.strip() or staff.login
     staff.role = new_role

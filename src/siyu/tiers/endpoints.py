@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from siyu.kit.clock import utcnow
-from siyu.kit.problems import Conflict, NotFound
 from siyu.members import facade as members
 from siyu.tenancy.auth import MerchantCtx, merchant_context
 from siyu.tenancy.scopes import Scope
@@ -41,13 +40,7 @@ Platform = Annotated[
 
 
 def _member_id(ctx: MerchantCtx, member_id: str, *, writing: bool = False) -> str:
-    """The current id of the member (a merged id gives its survivor), or 404; erased members are read-only."""
-    found = members.find_member(ctx.session, ctx.merchant_id, member_id)
-    if found is None:
-        raise NotFound(f"no member {member_id}")
-    if writing and found.erased:
-        raise Conflict(f"member {member_id} was erased")
-    return found.id
+    return members.require_member(ctx.session, ctx.merchant_id, member_id, writing=writing)
 
 
 def _settings(row: TierSettings | None) -> SettingsIO:

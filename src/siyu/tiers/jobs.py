@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from siyu.coupons import facade as coupons
 from siyu.coupons.models import CouponSource
-from siyu.kit.sql import insert_ignore
 from siyu.members import facade as members
 from siyu.points import facade as points
 from siyu.tiers import service
@@ -110,20 +109,12 @@ def _with_rows(merchant_id: str) -> Select[str]:
 def _enrol_everyone(run: _Run) -> None:
     """A ``member_tiers`` row at the entry tier for every active member without one."""
     ctx = run.ctx
-    entry = ctx.ladder.entry
-    assert entry is not None
     while run.left:
         statement = members.active_ids(ctx.merchant_id, excluding=_with_rows(ctx.merchant_id))
         missing = list(run.session.execute(statement.limit(min(service.CHUNK, run.left))).scalars())
         if not missing:
             return
-        row: dict[str, object] = {
-            "merchant_id": ctx.merchant_id,
-            "tier_id": entry.id,
-            "earned_tier_id": entry.id,
-        }
-        row |= {"assessed_period": ctx.periods.label, "since": ctx.now, "updated_at": ctx.now}
-        insert_ignore(run.session, MemberTier.__table__, [row | {"member_id": m} for m in missing])  # type: ignore[arg-type]
+        service.create_rows(run.session, ctx, missing)
         run.handled("enrol", len(missing))
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from siyu.coupons import facade as coupons
 from siyu.db import UTCDateTime
 from siyu.kit.ids import IdKind, new_id
-from siyu.kit.problems import Conflict, NotFound, UnprocessableEntity
+from siyu.kit.problems import Conflict, NotFound, invalid_field
 from siyu.tiers import service
 from siyu.tiers.ladder import PERIOD_MONTHS
 from siyu.tiers.models import (
@@ -32,11 +32,6 @@ from siyu.tiers.models import (
     TierSettings,
 )
 
-
-def _invalid(pointer: str, detail: str) -> UnprocessableEntity:
-    return UnprocessableEntity(detail, extra={"errors": [{"pointer": pointer, "detail": detail}]})
-
-
 # ---------------------------------------------------------------- settings and the ladder
 
 
@@ -44,7 +39,9 @@ def put_settings(
     session: Session, merchant_id: str, values: Mapping[str, Any], *, now: datetime
 ) -> TierSettings:
     if values.get("period_months", 12) not in PERIOD_MONTHS:
-        raise _invalid("/period_months", f"period_months must be one of {', '.join(map(str, PERIOD_MONTHS))}")
+        raise invalid_field(
+            "/period_months", f"period_months must be one of {', '.join(map(str, PERIOD_MONTHS))}"
+        )
     row = session.get(TierSettings, merchant_id)
     if row is None:
         row = TierSettings(merchant_id=merchant_id)
@@ -84,9 +81,9 @@ def _check_tier(session: Session, merchant_id: str, tier: Tier) -> None:
     for name in BENEFIT_TEMPLATES:
         template_id = getattr(tier, name)
         if template_id and coupons.get_template(session, merchant_id, template_id) is None:
-            raise _invalid(f"/{name}", f"no coupon template {template_id}")
+            raise invalid_field(f"/{name}", f"no coupon template {template_id}")
     if (tier.price_fen is None) != (tier.paid_days is None):
-        raise _invalid("/paid_days", "a paid tier needs both price_fen and paid_days")
+        raise invalid_field("/paid_days", "a paid tier needs both price_fen and paid_days")
     others = [t for t in service.tiers_of(session, merchant_id) if t.id != tier.id]
     if any(t.rank == tier.rank for t in others):
         raise Conflict(f"another tier already has rank {tier.rank}")
@@ -95,7 +92,7 @@ def _check_tier(session: Session, merchant_id: str, tier: Tier) -> None:
     lower = [t for t in others if t.rank < tier.rank]
     higher = [t for t in others if t.rank > tier.rank]
     if any(t.threshold > tier.threshold for t in lower) or any(t.threshold < tier.threshold for t in higher):
-        raise _invalid("/threshold", "thresholds must not fall as rank rises")
+        raise invalid_field("/threshold", "thresholds must not fall as rank rises")
 
 
 def create_tier(session: Session, merchant_id: str, values: Mapping[str, Any], *, now: datetime) -> Tier:
@@ -126,7 +123,7 @@ def update_tier(
         "birthday_points",
     ):
         if name in changes and changes[name] is None:
-            raise _invalid(f"/{name}", f"{name} cannot be null")
+            raise invalid_field(f"/{name}", f"{name} cannot be null")
     for name in FIELDS:
         if name in changes:
             setattr(tier, name, changes[name])
@@ -198,7 +195,7 @@ def purchase(
         raise Conflict(f"tier {tier.name!r} cannot be bought (no price)")
     paid = tier.price_fen if amount_fen is None else amount_fen
     if paid < tier.price_fen:
-        raise _invalid("/amount_fen", f"{paid} fen is less than the price {tier.price_fen}")
+        raise invalid_field("/amount_fen", f"{paid} fen is less than the price {tier.price_fen}")
     ctx = service.context(session, merchant_id, now)
     row = service.lock_rows(session, ctx, [member_id])[member_id]
     start = now
@@ -272,7 +269,7 @@ def put_mapping(
     """Replace a platform's level → tier map; members linked to it are re-assessed (by the job)."""
     for level, tier_id in levels.items():
         if session.get(Tier, (merchant_id, tier_id)) is None:
-            raise _invalid(f"/levels/{level}", f"no tier {tier_id}")
+            raise invalid_field(f"/levels/{level}", f"no tier {tier_id}")
     existing = {
         m.external_level: m
         for m in session.execute(
@@ -326,9 +323,9 @@ def link(
 ) -> TierJointLink:
     """Link (or re-level) a member to an external platform; the mapped floor applies at once."""
     if (platform, external_level) not in service.mappings_of(session, merchant_id):
-        raise _invalid("/external_level", f"{platform} level {external_level!r} is not mapped to a tier")
+        raise invalid_field("/external_level", f"{platform} level {external_level!r} is not mapped to a tier")
     if valid_until is not None and valid_until <= now:
-        raise _invalid("/valid_until", "valid_until is in the past")
+        raise invalid_field("/valid_until", "valid_until is in the past")
     ctx = service.context(session, merchant_id, now)
     service.lock_rows(session, ctx, [member_id])
     row = session.get(TierJointLink, (merchant_id, member_id, platform))

@@ -153,25 +153,19 @@ def mappings_of(session: Session, merchant_id: str) -> dict[tuple[str, str], str
 # ---------------------------------------------------------------- assessment
 
 
+def create_rows(session: Session, ctx: Context, member_ids: Iterable[str]) -> None:
+    """A ``member_tiers`` row at the entry tier for each member without one (others untouched)."""
+    entry = ctx.ladder.entry
+    tier_id = entry.id if entry else None
+    base: dict[str, object] = {"merchant_id": ctx.merchant_id, "tier_id": tier_id, "earned_tier_id": tier_id}
+    base |= {"assessed_period": ctx.periods.label, "since": ctx.now, "updated_at": ctx.now}
+    rows = [base | {"member_id": m} for m in sorted(set(member_ids))]
+    insert_ignore(session, MemberTier.__table__, rows)  # type: ignore[arg-type]
+
+
 def lock_rows(session: Session, ctx: Context, member_ids: Sequence[str]) -> dict[str, MemberTier]:
     """The members' rows, created at the entry tier where missing, locked in member-id order."""
-    entry = ctx.ladder.entry
-    insert_ignore(
-        session,
-        MemberTier.__table__,  # type: ignore[arg-type]
-        [
-            {
-                "merchant_id": ctx.merchant_id,
-                "member_id": m,
-                "tier_id": entry.id if entry else None,
-                "earned_tier_id": entry.id if entry else None,
-                "assessed_period": ctx.periods.label,
-                "since": ctx.now,
-                "updated_at": ctx.now,
-            }
-            for m in sorted(set(member_ids))
-        ],
-    )
+    create_rows(session, ctx, member_ids)
     statement = (
         select(MemberTier)
         .where(MemberTier.merchant_id == ctx.merchant_id, MemberTier.member_id.in_(member_ids))
@@ -307,9 +301,10 @@ def record_orders(
 ) -> list[Assessed]:
     """Progress entries for paid and refunded orders (idempotent by order id and refund event
     id), then an assessment of the members whose progress moved: upgrades at once."""
-    settings = settings_of(session, merchant_id)
-    rows = [_paid_row(merchant_id, f, settings.growth_per_yuan, now) for f in paid]
-    rows += _refund_rows(session, merchant_id, refunds, settings.growth_per_yuan, now)
+    ctx = context(session, merchant_id, now)
+    growth_per_yuan = ctx.settings.growth_per_yuan
+    rows = [_paid_row(merchant_id, f, growth_per_yuan, now) for f in paid]
+    rows += _refund_rows(session, merchant_id, refunds, growth_per_yuan, now)
     inserted = insert_ignore(
         session,
         TierProgress.__table__,  # type: ignore[arg-type]
@@ -317,10 +312,7 @@ def record_orders(
         returning=[TierProgress.__table__.c.member_id],
     )
     moved = {member_id for (member_id,) in inserted}
-    if not moved:
-        return []
-    ctx = context(session, merchant_id, now)
-    return assess(session, ctx, moved)
+    return assess(session, ctx, moved) if moved else []
 
 
 def _paid_row(merchant_id: str, fact: OrderFact, growth_per_yuan: int, now: datetime) -> dict[str, object]:
