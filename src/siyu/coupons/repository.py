@@ -452,14 +452,11 @@ def claim_alone(engine: Engine, params: dict[str, Any]) -> LoneClaim | None:
         connection.prepare_threshold = PREPARE_EXPLICITLY_ONLY
         try:
             row = connection.execute(_CLAIM_ALONE, params, prepare=True).fetchone()
-        except psycopg.errors.InvalidTextRepresentation:
-            return None
-        except psycopg.errors.IntegrityError as exc:  # a code collision: the API's 409
-            raise IntegrityError(_CLAIM_ALONE, params, exc) from exc
-        except psycopg.OperationalError as exc:  # as SQLAlchemy reports it: 503 or 500
+        except psycopg.Error as exc:
             if connection.broken:
                 pooled.invalidate(exc)
-            raise OperationalError(_CLAIM_ALONE, params, exc) from exc
+            _driver_error(exc, params)
+            return None
         finally:
             connection.prepare_threshold = None
             if not connection.closed:
@@ -473,13 +470,24 @@ async def claim_alone_async(statements: AsyncStatements, params: dict[str, Any])
     """:func:`claim_alone` from the event loop, on one of ``statements``' connections."""
     try:
         row = await statements.fetchone(_CLAIM_ALONE, params)
-    except psycopg.errors.InvalidTextRepresentation:
+    except psycopg.Error as exc:
+        _driver_error(exc, params)
         return None
-    except psycopg.errors.IntegrityError as exc:
-        raise IntegrityError(_CLAIM_ALONE, params, exc) from exc
-    except psycopg.OperationalError as exc:
-        raise OperationalError(_CLAIM_ALONE, params, exc) from exc
     return _lone_claim(row)
+
+
+def _driver_error(exc: psycopg.Error, params: dict[str, Any]) -> None:
+    """Raise a driver error of the claim statement as the rest of the app sees errors; return
+    when it was the statement's guard (the caller answers ``None``: the transactional path); a code collision
+    as SQLAlchemy's ``IntegrityError`` (the API's 409); a lost or busy connection as its
+    ``OperationalError`` (503 or 500); anything else as it came."""
+    if isinstance(exc, psycopg.errors.InvalidTextRepresentation):
+        return None
+    if isinstance(exc, psycopg.errors.IntegrityError):
+        raise IntegrityError(_CLAIM_ALONE, params, exc) from exc
+    if isinstance(exc, psycopg.OperationalError):
+        raise OperationalError(_CLAIM_ALONE, params, exc) from exc
+    raise exc
 
 
 def _lone_claim(row: Any) -> LoneClaim:
