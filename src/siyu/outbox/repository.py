@@ -22,6 +22,7 @@ from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.db import is_postgres
+from siyu.kit.bulk import execute_many
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import dialect_insert
@@ -50,13 +51,18 @@ class Claim:
     lease_until: datetime
 
 
+def _insert_ignoring_known_keys(dialect: str) -> Any:
+    return dialect_insert(dialect, ITEMS).on_conflict_do_nothing()
+
+
 def insert_items(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """``INSERT … ON CONFLICT DO NOTHING`` (the ``(merchant_id, key)`` unique key); how many were new."""
+    """``INSERT … ON CONFLICT DO NOTHING`` (the ``(merchant_id, key)`` unique key); how many were new.
+
+    Through :func:`siyu.kit.bulk.execute_many` (one ``unnest`` statement on PostgreSQL, one prepared
+    statement on SQLite): a campaign fan-out writes thousands of items per transaction."""
     if not rows:
         return 0
-    statement = dialect_insert(session.get_bind().dialect.name, ITEMS).on_conflict_do_nothing()
-    inserted = session.execute(statement.returning(ITEMS.c.id), [dict(r) for r in rows]).all()
-    return len(inserted)
+    return execute_many(session, ITEMS, "outbox_items.insert", _insert_ignoring_known_keys, rows)
 
 
 def claim(session: Session, *, now: datetime, limit: int, lease_until: datetime, worker: str) -> list[Claim]:
