@@ -115,3 +115,41 @@ class TestRecordOnlyChannels:
             f"{API}/channel-deliveries", params={"channel": "sms"}, headers=tenant.headers
         ).json()
         assert [r["key"] for r in sms["items"]] == ["k0", "k2"]
+
+
+class TestIsolation:
+    def test_a_sealed_secret_copied_to_another_merchant_does_not_decrypt(
+        self,
+        db: Database,
+        client: TestClient,
+        make_tenant,
+        vault: IdentifierVault,  # type: ignore[no-untyped-def]
+    ) -> None:
+        # given: merchant A's webhook, and B's row given A's sealed secret
+        a, b = make_tenant("甲"), make_tenant("乙")
+        client.put(f"{API}/channels/webhook", json={"url": "https://a.example/h"}, headers=a.headers)
+        client.put(f"{API}/channels/webhook", json={"url": "https://b.example/h"}, headers=b.headers)
+        with db.unit_of_work() as session:
+            rows = {r.merchant_id: r for r in session.execute(select(ChannelConfig)).scalars()}
+            rows[b.merchant_id].secret_sealed = rows[a.merchant_id].secret_sealed
+        # when
+        result = channels.deliver(
+            db, Delivery(b.merchant_id, "webhook", "k", None, None, None, "t", "b", {}), now=NOW
+        )
+        # then: refused before anything is sent
+        assert (result.ok, result.permanent) == (False, True)
+        assert "cannot be decrypted" in result.detail
+
+    def test_the_delivery_log_is_per_merchant(
+        self,
+        db: Database,
+        client: TestClient,
+        make_tenant,
+        vault: IdentifierVault,  # type: ignore[no-untyped-def]
+    ) -> None:
+        a, b = make_tenant("甲"), make_tenant("乙")
+        channels.deliver(db, Delivery(a.merchant_id, "sms", "mine", None, "r", None, "t", "b", {}), now=NOW)
+        assert [
+            r["key"] for r in client.get(f"{API}/channel-deliveries", headers=a.headers).json()["items"]
+        ] == ["mine"]
+        assert client.get(f"{API}/channel-deliveries", headers=b.headers).json()["items"] == []

@@ -65,6 +65,12 @@ def insert_items(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return execute_many(session, ITEMS, "outbox_items.insert", _insert_ignoring_known_keys, rows)
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether anything is due: a read, so an idle worker's poll takes no write lock (SQLite)."""
+    due = and_(ITEMS.c.status.in_(CLAIMABLE), ITEMS.c.available_at <= now)
+    return session.execute(select(ITEMS.c.id).where(due).limit(1)).first() is not None
+
+
 def claim(session: Session, *, now: datetime, limit: int, lease_until: datetime, worker: str) -> list[Claim]:
     """Take up to ``limit`` due items (pending and due, or in flight with an expired lease) in due
     order, lease them to ``worker`` until ``lease_until``, and open an attempt for each."""

@@ -258,6 +258,9 @@ def run_round(
     policy = policy or DEFAULT_POLICY
     worker = worker or worker_name()
     start = now or utcnow()
+    with db.reading() as session:
+        if not repository.any_due(session, now=start):
+            return RoundReport()
     with db.unit_of_work() as session:
         claims = repository.claim(
             session, now=start, limit=limit, lease_until=start + policy.lease, worker=worker
