@@ -43,6 +43,9 @@ class IdKind(StrEnum):
     TIER = "tir"
     TIER_CHANGE = "tch"
     TIER_PROGRESS = "tpg"
+    OUTBOX_ITEM = "obx"
+    OUTBOX_ATTEMPT = "oba"
+    CHANNEL_DELIVERY = "dlv"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]
