@@ -30,6 +30,7 @@ from siyu.lifecycle.endpoints import router as lifecycle_router
 from siyu.members.endpoints import router as members_router
 from siyu.points.endpoints import router as points_router
 from siyu.reachability.endpoints import router as reachability_router
+from siyu.segments.endpoints import router as segments_router
 from siyu.tenancy.auth import request_session
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tenancy.schemas import Health
@@ -154,6 +155,7 @@ def create_app(
     app.include_router(coupons_router, prefix=API_PREFIX)
     app.include_router(points_router, prefix=API_PREFIX)
     app.include_router(tiers_router, prefix=API_PREFIX)
+    app.include_router(segments_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

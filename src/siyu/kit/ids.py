@@ -43,6 +43,8 @@ class IdKind(StrEnum):
     TIER = "tir"
     TIER_CHANGE = "tch"
     TIER_PROGRESS = "tpg"
+    SEGMENT = "seg"
+    SEGMENT_SNAPSHOT = "sns"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

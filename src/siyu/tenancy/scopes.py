@@ -50,6 +50,10 @@ class Scope(StrEnum):
     """Read the tier ladder, members' tiers and history, joint-membership mappings."""
     TIERS_WRITE = "tiers:write"
     """Change the ladder and settings, record paid memberships, link joint memberships, run the jobs."""
+    SEGMENTS_READ = "segments:read"
+    """Read segments and snapshots, preview rules and test membership (member ids and stages only)."""
+    SEGMENTS_WRITE = "segments:write"
+    """Create, change and delete segments; freeze snapshots of their members."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
