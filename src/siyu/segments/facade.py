@@ -17,6 +17,7 @@ from siyu.segments.models import SegmentSnapshot, SegmentStatus
 from siyu.segments.rules import Rule, RuleInvalid, check_rule, rule_json_schema
 
 __all__ = [
+    "PreviewView",
     "Rule",
     "RuleInvalid",
     "SegmentView",
@@ -27,6 +28,7 @@ __all__ = [
     "materialise",
     "materialise_rule",
     "member_ids",
+    "preview",
     "record_scores",
     "rule_json_schema",
     "snapshot_members",
@@ -70,6 +72,21 @@ def contains(
     """Does the rule match this member now? (Triggers; reads only that member's rows.)
     Pass the member's current id: a merged or erased id never matches."""
     return service.contains(session, merchant_id, rule, member_id, now=now)
+
+
+@dataclass(frozen=True)
+class PreviewView:
+    count: int
+    sample: tuple[tuple[str, str | None], ...]
+    """``(member id, stage)`` of up to ``sample`` matching members."""
+
+
+def preview(
+    session: Session, merchant_id: str, rule: Rule | Mapping[str, Any], *, now: datetime, sample: int = 20
+) -> PreviewView:
+    """How many active members match, and a few of them (what the segment builder shows)."""
+    found = service.preview(session, merchant_id, rule, now=now, sample=sample)
+    return PreviewView(found.count, tuple(found.sample))
 
 
 def get_segment(session: Session, merchant_id: str, segment_id: str) -> SegmentView | None:
