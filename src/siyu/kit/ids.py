@@ -43,6 +43,8 @@ class IdKind(StrEnum):
     TIER = "tir"
     TIER_CHANGE = "tch"
     TIER_PROGRESS = "tpg"
+    CAMPAIGN = "cmp"
+    CAMPAIGN_TREATMENT = "ctr"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

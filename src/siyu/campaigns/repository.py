@@ -1,0 +1,238 @@
+"""Every query of the campaigns module. Each function takes the merchant id first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, or_, select, update
+from sqlalchemy.orm import Session
+
+from siyu.campaigns.models import (
+    Campaign,
+    CampaignMember,
+    CampaignStatus,
+    CampaignTreatment,
+)
+from siyu.kit.pagination import PageRequest, paginate
+from siyu.kit.sql import chunked, insert_ignore
+
+IN_CHUNK = 2_000
+"""Ids per ``IN (…)`` list (SQLite's bound-parameter limit is 32,766; PostgreSQL's 65,535)."""
+
+
+def get(session: Session, merchant_id: str, campaign_id: str, *, lock: bool = False) -> Campaign | None:
+    statement = select(Campaign).where(Campaign.merchant_id == merchant_id, Campaign.id == campaign_id)
+    if lock:
+        statement = statement.with_for_update()
+    return session.execute(statement.execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+def list_page(
+    session: Session,
+    merchant_id: str,
+    page: PageRequest,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+) -> list[Campaign]:
+    statement = select(Campaign).where(Campaign.merchant_id == merchant_id)
+    if status is not None:
+        statement = statement.where(Campaign.status == status)
+    if kind is not None:
+        statement = statement.where(Campaign.kind == kind)
+    return list(session.execute(paginate(statement, Campaign.id, page)).scalars())
+
+
+def in_status(
+    session: Session, merchant_id: str, statuses: Sequence[str], *, kind: str | None = None
+) -> list[Campaign]:
+    statement = select(Campaign).where(Campaign.merchant_id == merchant_id, Campaign.status.in_(statuses))
+    if kind is not None:
+        statement = statement.where(Campaign.kind == kind)
+    return list(session.execute(statement.order_by(Campaign.id)).scalars())
+
+
+def on_placement(session: Session, merchant_id: str, placement: str) -> list[Campaign]:
+    statement = select(Campaign).where(
+        Campaign.merchant_id == merchant_id,
+        Campaign.placement == placement,
+        Campaign.status == CampaignStatus.RUNNING,
+    )
+    return list(session.execute(statement.order_by(Campaign.priority.desc(), Campaign.id)).scalars())
+
+
+# ---------------------------------------------------------------- members (the experiment)
+
+
+def insert_members(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert-ignore assignment rows (one statement); the member ids really inserted."""
+    inserted = insert_ignore(
+        session,
+        CampaignMember.__table__,  # type: ignore[arg-type]
+        rows,
+        returning=[CampaignMember.__table__.c.member_id],
+    )
+    return {row[0] for row in inserted}
+
+
+def members_of(
+    session: Session, merchant_id: str, campaign_id: str, member_ids: Sequence[str]
+) -> dict[str, CampaignMember]:
+    found: dict[str, CampaignMember] = {}
+    for part in chunked(list(member_ids), IN_CHUNK):
+        statement = select(CampaignMember).where(
+            CampaignMember.merchant_id == merchant_id,
+            CampaignMember.campaign_id == campaign_id,
+            CampaignMember.member_id.in_(part),
+        )
+        for row in session.execute(statement.execution_options(populate_existing=True)).scalars():
+            found[row.member_id] = row
+    return found
+
+
+def mark_treated(
+    session: Session, merchant_id: str, campaign_id: str, member_ids: Sequence[str], now: datetime
+) -> None:
+    for part in chunked(sorted(set(member_ids)), IN_CHUNK):
+        session.execute(
+            update(CampaignMember)
+            .where(
+                CampaignMember.merchant_id == merchant_id,
+                CampaignMember.campaign_id == campaign_id,
+                CampaignMember.member_id.in_(part),
+                CampaignMember.treated_at.is_(None),
+            )
+            .values(treated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+# ---------------------------------------------------------------- budget
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    coupons: int = 0
+    points: int = 0
+    fen: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.coupons + other.coupons, self.points + other.points, self.fen + other.fen)
+
+    @property
+    def zero(self) -> bool:
+        return self.coupons == 0 and self.points == 0 and self.fen == 0
+
+
+def reserve(session: Session, merchant_id: str, campaign_id: str, cost: Cost) -> bool:
+    """Add ``cost`` to what the campaign spent, in one conditional ``UPDATE`` that only matches
+    while every capped dimension stays within its budget; False (nothing changed) otherwise."""
+    if cost.zero:
+        return True
+    c = Campaign
+    statement = (
+        update(c)
+        .where(
+            c.merchant_id == merchant_id,
+            c.id == campaign_id,
+            or_(c.budget_coupons.is_(None), c.spent_coupons + cost.coupons <= c.budget_coupons),
+            or_(c.budget_points.is_(None), c.spent_points + cost.points <= c.budget_points),
+            or_(c.budget_fen.is_(None), c.spent_fen + cost.fen <= c.budget_fen),
+        )
+        .values(
+            spent_coupons=c.spent_coupons + cost.coupons,
+            spent_points=c.spent_points + cost.points,
+            spent_fen=c.spent_fen + cost.fen,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(session.execute(statement), "rowcount", 0)) == 1
+
+
+def release(session: Session, merchant_id: str, campaign_id: str, cost: Cost) -> None:
+    """Give back a reservation whose treatment was refused (one ``UPDATE``)."""
+    if cost.zero:
+        return
+    c = Campaign
+    session.execute(
+        update(c)
+        .where(c.merchant_id == merchant_id, c.id == campaign_id)
+        .values(
+            spent_coupons=c.spent_coupons - cost.coupons,
+            spent_points=c.spent_points - cost.points,
+            spent_fen=c.spent_fen - cost.fen,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reserve_each(session: Session, merchant_id: str, campaign_id: str, costs: Sequence[Cost]) -> list[bool]:
+    """Reserve many members' costs at once: which of them fit (greedily, in order), with one
+    conditional ``UPDATE`` for their total — so a slice of 2,000 members costs one statement,
+    and the budget is never exceeded whatever runs at the same time. The room left is read
+    first; if a concurrent writer took some of it in between, the ``UPDATE`` matches nothing and
+    the choice is made again from a fresh read."""
+    if all(cost.zero for cost in costs):
+        return [True] * len(costs)
+    c = Campaign
+    for _attempt in range(20):
+        row = session.execute(
+            select(
+                c.spent_coupons, c.spent_points, c.spent_fen, c.budget_coupons, c.budget_points, c.budget_fen
+            ).where(c.merchant_id == merchant_id, c.id == campaign_id)
+        ).one()
+        room = [
+            None if cap is None else int(cap) - int(spent)
+            for spent, cap in zip(row[:3], row[3:], strict=True)
+        ]
+        fits: list[bool] = []
+        total = Cost()
+        for cost in costs:
+            after = total + cost
+            ok = all(
+                left is None or used <= left
+                for left, used in zip(room, (after.coupons, after.points, after.fen), strict=True)
+            )
+            fits.append(ok)
+            if ok:
+                total = after
+        if reserve(session, merchant_id, campaign_id, total):
+            return fits
+    return [cost.zero for cost in costs]  # lost every race: treat none that costs anything
+
+
+# ---------------------------------------------------------------- treatments
+
+
+def existing_keys(session: Session, merchant_id: str, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunked(list(keys), IN_CHUNK):
+        statement: Select[Any] = select(CampaignTreatment.key).where(
+            CampaignTreatment.merchant_id == merchant_id, CampaignTreatment.key.in_(part)
+        )
+        found.update(session.execute(statement).scalars())
+    return found
+
+
+def treatments_by_keys(session: Session, merchant_id: str, keys: Sequence[str]) -> list[CampaignTreatment]:
+    rows: list[CampaignTreatment] = []
+    for part in chunked(list(keys), IN_CHUNK):
+        statement = select(CampaignTreatment).where(
+            CampaignTreatment.merchant_id == merchant_id, CampaignTreatment.key.in_(part)
+        )
+        rows.extend(session.execute(statement.execution_options(populate_existing=True)).scalars())
+    return rows
+
+
+def treatments_of_member(
+    session: Session, merchant_id: str, campaign_id: str, member_id: str
+) -> list[CampaignTreatment]:
+    statement = select(CampaignTreatment).where(
+        CampaignTreatment.merchant_id == merchant_id,
+        CampaignTreatment.campaign_id == campaign_id,
+        CampaignTreatment.member_id == member_id,
+    )
+    return list(session.execute(statement.order_by(CampaignTreatment.key)).scalars())
