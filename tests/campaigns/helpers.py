@@ -33,7 +33,9 @@ def add_campaign(session: Session, merchant_id: str, **values: Any) -> CampaignV
         "status": "running",
         "kind": "broadcast",
         "holdout_bp": 1000,
-        "variants": [{"key": "main", "weight_bp": 10_000, "treatments": [{"action": "points", "points": 10}]}],
+        "variants": [
+            {"key": "main", "weight_bp": 10_000, "treatments": [{"action": "points", "points": 10}]}
+        ],
         "priority": 0,
         "spent_coupons": 0,
         "spent_points": 0,

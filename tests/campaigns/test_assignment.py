@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from siyu.campaigns import facade
@@ -25,7 +25,9 @@ class TestGroupOf:
         assert first in ("holdout", "treatment")
 
     @given(campaign=ids, member=ids, low=st.integers(0, 5000), high=st.integers(0, 5000))
-    def test_a_larger_holdout_only_adds_members(self, campaign: str, member: str, low: int, high: int) -> None:
+    def test_a_larger_holdout_only_adds_members(
+        self, campaign: str, member: str, low: int, high: int
+    ) -> None:
         # given
         low, high = sorted((low, high))
         # when / then: the holdout of a smaller share is inside the holdout of a larger one
@@ -68,7 +70,9 @@ class TestAssign:
             campaign = add_campaign(session, merchant.id, holdout_bp=5000)
         # when
         with db.unit_of_work() as session:
-            first = [facade.assign(session, merchant.id, campaign, m, now=NOW, source="snapshot") for m in members]
+            first = [
+                facade.assign(session, merchant.id, campaign, m, now=NOW, source="snapshot") for m in members
+            ]
         with db.unit_of_work() as session:
             again = facade.assign_many(session, merchant.id, campaign, members, now=NOW, source="trigger")
         # then
