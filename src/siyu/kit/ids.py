@@ -45,6 +45,9 @@ class IdKind(StrEnum):
     TIER_PROGRESS = "tpg"
     CAMPAIGN = "cmp"
     CAMPAIGN_TREATMENT = "ctr"
+    OUTBOX_ITEM = "obx"
+    OUTBOX_ATTEMPT = "oba"
+    CHANNEL_DELIVERY = "dlv"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

@@ -1,0 +1,252 @@
+"""Every query of the outbox; merchant-owned rows are always addressed with their ``merchant_id``.
+
+The claim is the one statement that spans merchants (workers drain everyone's due items). On
+PostgreSQL it locks the due rows it picks with ``FOR UPDATE SKIP LOCKED`` inside a CTE and
+updates them in the same statement, so several workers claim disjoint batches without waiting
+on each other. On SQLite the same statement runs under the database's single write lock
+(``BEGIN IMMEDIATE``), which makes it a conditional update taking a lease.
+
+A claimed row carries a *claim token*: the worker's name and the attempt number. Every later write
+about the attempt (finish, lease renewal) matches the token, so a worker whose lease ran out and
+whose item was reclaimed by another cannot overwrite the newer attempt's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session
+
+from siyu.db import is_postgres
+from siyu.kit.ids import IdKind, new_id
+from siyu.kit.pagination import PageRequest, paginate
+from siyu.kit.sql import dialect_insert
+from siyu.outbox.models import AttemptOutcome, ItemStatus, OutboxAttempt, OutboxItem
+
+ITEMS = OutboxItem.__table__
+ATTEMPTS = OutboxAttempt.__table__
+CLAIMABLE = (ItemStatus.PENDING.value, ItemStatus.IN_FLIGHT.value)
+ERROR_LIMIT = 2000
+"""Characters of an error kept (a handler's message, not a whole response body)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An item claimed by a worker for one attempt."""
+
+    merchant_id: str
+    id: str
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    worker: str
+    attempt_id: str
+    lease_until: datetime
+
+
+def insert_items(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """``INSERT … ON CONFLICT DO NOTHING`` (the ``(merchant_id, key)`` unique key); how many were new."""
+    if not rows:
+        return 0
+    statement = dialect_insert(session.get_bind().dialect.name, ITEMS).on_conflict_do_nothing()
+    inserted = session.execute(statement.returning(ITEMS.c.id), [dict(r) for r in rows]).all()
+    return len(inserted)
+
+
+def claim(session: Session, *, now: datetime, limit: int, lease_until: datetime, worker: str) -> list[Claim]:
+    """Take up to ``limit`` due items (pending and due, or in flight with an expired lease) in due
+    order, lease them to ``worker`` until ``lease_until``, and open an attempt for each."""
+    due = and_(ITEMS.c.status.in_(CLAIMABLE), ITEMS.c.available_at <= now)
+    picked_query = (
+        select(ITEMS.c.merchant_id, ITEMS.c.id).where(due).order_by(ITEMS.c.available_at).limit(limit)
+    )
+    if is_postgres(session.get_bind()):  # type: ignore[arg-type]
+        picked_query = picked_query.with_for_update(skip_locked=True)
+    picked = picked_query.cte("picked")
+    statement = (
+        update(ITEMS)
+        .where(ITEMS.c.merchant_id == picked.c.merchant_id, ITEMS.c.id == picked.c.id, due)
+        .values(
+            status=ItemStatus.IN_FLIGHT.value,
+            attempts=ITEMS.c.attempts + 1,
+            lease_until=lease_until,
+            available_at=lease_until,
+            worker=worker,
+            updated_at=now,
+        )
+        .returning(
+            ITEMS.c.merchant_id,
+            ITEMS.c.id,
+            ITEMS.c.kind,
+            ITEMS.c.key,
+            ITEMS.c.payload,
+            ITEMS.c.attempts,
+            ITEMS.c.created_at,
+        )
+    )
+    rows = session.execute(statement).all()
+    if not rows:
+        return []
+    claims = [
+        Claim(
+            merchant_id=r.merchant_id,
+            id=r.id,
+            kind=r.kind,
+            key=r.key,
+            payload=dict(r.payload or {}),
+            attempts=r.attempts,
+            created_at=r.created_at,
+            worker=worker,
+            attempt_id=new_id(IdKind.OUTBOX_ATTEMPT),
+            lease_until=lease_until,
+        )
+        for r in rows
+    ]
+    claims.sort(key=lambda c: c.id)  # RETURNING has no order; deliver oldest first
+    _abandon_open_attempts(session, claims, now=now)
+    session.execute(
+        ATTEMPTS.insert(),
+        [
+            {
+                "merchant_id": c.merchant_id,
+                "id": c.attempt_id,
+                "item_id": c.id,
+                "number": c.attempts,
+                "worker": worker,
+                "started_at": now,
+            }
+            for c in claims
+        ],
+    )
+    return claims
+
+
+def _abandon_open_attempts(session: Session, claims: Sequence[Claim], *, now: datetime) -> None:
+    """Attempts of reclaimed items that never reported (their worker died or overran its lease)."""
+    by_merchant: dict[str, list[str]] = {}
+    for c in claims:
+        if c.attempts > 1:
+            by_merchant.setdefault(c.merchant_id, []).append(c.id)
+    for merchant_id, item_ids in by_merchant.items():
+        session.execute(
+            update(ATTEMPTS)
+            .where(
+                ATTEMPTS.c.merchant_id == merchant_id,
+                ATTEMPTS.c.item_id.in_(item_ids),
+                ATTEMPTS.c.outcome.is_(None),
+            )
+            .values(
+                outcome=AttemptOutcome.ABANDONED.value,
+                finished_at=now,
+                error="the lease ran out before the worker reported",
+            )
+        )
+
+
+def _token(c: Claim) -> Any:
+    return and_(
+        ITEMS.c.merchant_id == c.merchant_id,
+        ITEMS.c.id == c.id,
+        ITEMS.c.status == ItemStatus.IN_FLIGHT.value,
+        ITEMS.c.worker == c.worker,
+        ITEMS.c.attempts == c.attempts,
+    )
+
+
+def renew_lease(session: Session, c: Claim, *, now: datetime, lease_until: datetime) -> bool:
+    """Extend the lease of a claim still held; False when it was lost (reclaimed by another)."""
+    result = session.execute(
+        update(ITEMS).where(_token(c)).values(lease_until=lease_until, available_at=lease_until, updated_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish(
+    session: Session,
+    c: Claim,
+    outcome: AttemptOutcome,
+    *,
+    now: datetime,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+) -> bool:
+    """Record the attempt's outcome and move the item on; False when the claim was lost meanwhile
+    (the item was reclaimed after the lease ran out: the newer attempt decides)."""
+    error = error[:ERROR_LIMIT] if error else None
+    values: dict[str, Any] = {"updated_at": now, "lease_until": None, "last_error": error}
+    if outcome == AttemptOutcome.DONE:
+        values.update(status=ItemStatus.DONE.value, done_at=now)
+    elif outcome == AttemptOutcome.RETRY:
+        assert retry_at is not None
+        values.update(status=ItemStatus.PENDING.value, available_at=retry_at)
+    else:
+        values.update(status=ItemStatus.DEAD.value)
+    held = bool(session.execute(update(ITEMS).where(_token(c)).values(**values)).rowcount)  # type: ignore[attr-defined]
+    session.execute(
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.merchant_id == c.merchant_id, ATTEMPTS.c.id == c.attempt_id)
+        .values(
+            outcome=outcome.value if held else AttemptOutcome.ABANDONED.value,
+            finished_at=now,
+            error=error if held else f"reported {outcome.value} after the lease was lost: {error or ''}",
+        )
+    )
+    return held
+
+
+def list_items(
+    session: Session, merchant_id: str, *, status: str | None, kind: str | None, page: PageRequest
+) -> list[OutboxItem]:
+    statement = select(OutboxItem).where(OutboxItem.merchant_id == merchant_id)
+    if status is not None:
+        statement = statement.where(OutboxItem.status == status)
+    if kind is not None:
+        statement = statement.where(OutboxItem.kind == kind)
+    return list(session.execute(paginate(statement, OutboxItem.id, page)).scalars())
+
+
+def get_item(session: Session, merchant_id: str, item_id: str) -> OutboxItem | None:
+    return session.get(OutboxItem, (merchant_id, item_id))
+
+
+def item_by_key(session: Session, merchant_id: str, key: str) -> OutboxItem | None:
+    return session.execute(
+        select(OutboxItem).where(OutboxItem.merchant_id == merchant_id, OutboxItem.key == key)
+    ).scalar_one_or_none()
+
+
+def attempts_of(session: Session, merchant_id: str, item_id: str) -> list[OutboxAttempt]:
+    return list(
+        session.execute(
+            select(OutboxAttempt)
+            .where(OutboxAttempt.merchant_id == merchant_id, OutboxAttempt.item_id == item_id)
+            .order_by(OutboxAttempt.id)
+        ).scalars()
+    )
+
+
+def requeue(session: Session, merchant_id: str, item_id: str, *, now: datetime) -> bool:
+    """A dead item back to pending, due now, with a fresh attempt budget (one statement)."""
+    result = session.execute(
+        update(ITEMS)
+        .where(
+            ITEMS.c.merchant_id == merchant_id,
+            ITEMS.c.id == item_id,
+            ITEMS.c.status == ItemStatus.DEAD.value,
+        )
+        .values(status=ItemStatus.PENDING.value, attempts=0, available_at=now, updated_at=now, worker=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def counts_by_status(session: Session, merchant_id: str | None = None) -> dict[str, int]:
+    statement = select(ITEMS.c.status, func.count()).group_by(ITEMS.c.status)
+    if merchant_id is not None:
+        statement = statement.where(ITEMS.c.merchant_id == merchant_id)
+    return {status: int(n) for status, n in session.execute(statement).all()}
