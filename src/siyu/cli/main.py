@@ -31,6 +31,7 @@ from siyu.cli.lifecycle import lifecycle_app
 from siyu.cli.points import points_app
 from siyu.cli.serve import db_app, serve
 from siyu.cli.tiers import tiers_app
+from siyu.cli.worker import outbox_app, worker
 from siyu.kit.crypto import generate_password
 from siyu.kit.problems import NotFound
 from siyu.tenancy import facade
@@ -50,6 +51,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command()(worker)
 app.add_typer(db_app, name="db")
 provider_app = typer.Typer(help="Service providers (服务商).", no_args_is_help=True)
 merchant_app = typer.Typer(help="Merchants (商家).", no_args_is_help=True)
@@ -71,6 +73,7 @@ app.add_typer(lifecycle_app, name="lifecycle")
 app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(tiers_app, name="tiers")
+app.add_typer(outbox_app, name="outbox")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the created object as JSON only")]
