@@ -120,8 +120,11 @@ def treat_targets(
     *,
     step: str,
     now: datetime,
+    mark_treated: bool = True,
 ) -> Outcome:
-    """Give each target its treatments (see the module docstring); idempotent by key."""
+    """Give each target its treatments (see the module docstring); idempotent by key. With
+    ``mark_treated=False`` the caller sets the members' ``treated_at`` itself (a broadcast
+    writes it with the assignment rows it has not inserted yet)."""
     outcome = Outcome()
     planned: list[tuple[Target, list[tuple[int, Mapping[str, Any], str]]]] = []
     for target in targets:
@@ -241,7 +244,8 @@ def treat_targets(
             rows.append(message_row | {"status": TreatmentStatus.SKIPPED, "reason": "no_answer"})
     insert_treatments(session, rows)
     outcome.treated = sorted(treated)
-    repo.mark_treated(session, merchant_id, campaign.id, outcome.treated, now)
+    if mark_treated:
+        repo.mark_treated(session, merchant_id, campaign.id, outcome.treated, now)
     return outcome
 
 
