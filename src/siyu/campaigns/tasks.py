@@ -176,8 +176,9 @@ def advance_run(
             treatments = (campaign.variant(variant) or {}).get("treatments") or []
             targets.append(Target(r["member_id"], variant, treatments))
     outcome = treat_targets(
-        session, merchant_id, campaign, targets, step=f"run:{occurrence}", now=now, mark_treated=False
-    )
+        session, merchant_id, campaign, targets, step=f"run:{occurrence}", now=now, mark_treated=False,
+        unassigned=[m for m in ids if m not in earlier],
+    )  # fmt: skip
     treated = set(outcome.treated)
     fresh = [
         r | {"treated_at": now if r["member_id"] in treated else None}
