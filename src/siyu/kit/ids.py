@@ -46,6 +46,9 @@ class IdKind(StrEnum):
     OUTBOX_ITEM = "obx"
     OUTBOX_ATTEMPT = "oba"
     CHANNEL_DELIVERY = "dlv"
+    MESSAGE_TEMPLATE = "tpl"
+    MESSAGE = "msg"
+    GUIDE_TASK = "gdt"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

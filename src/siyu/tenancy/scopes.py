@@ -58,6 +58,10 @@ class Scope(StrEnum):
     """Read channel configurations (never their secrets) and the channel delivery log."""
     CHANNELS_WRITE = "channels:write"
     """Configure channels: the webhook URL and its signing secret, the Alipay mini-program keys."""
+    MESSAGES_READ = "messages:read"
+    """Read message templates, fatigue settings, messages and guide tasks."""
+    MESSAGES_WRITE = "messages:write"
+    """Manage message templates and fatigue settings, send messages, complete guide tasks."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
