@@ -226,3 +226,32 @@ class TestBirthday:
 
         assert birthdays_of(date(2027, 2, 28)) == ["02-28", "02-29"]
         assert birthdays_of(date(2028, 2, 28)) == ["02-28"]
+
+
+class TestStageWatermark:
+    def test_entries_recorded_at_the_same_instant_are_all_read_across_pages(
+        self, db: Database, client: TestClient, make_tenant: Any, monkeypatch: Any
+    ) -> None:
+        # given: 5 members who became dormant in one sweep (one recorded_at), pages of 2
+        from siyu.campaigns import triggers
+
+        monkeypatch.setattr(triggers, "STAGE_PAGE", 2)
+        tenant = make_tenant()
+        ids = send(
+            client, tenant, [event(f"v{i}", f"n{i}", at=utcnow() - timedelta(days=90)) for i in range(5)]
+        )
+        campaign_id = start(client, tenant, {"event": "stage_entered", "stage": "dormant"}, holdout_bp=0)
+        swept = utcnow() + timedelta(seconds=1)
+        with db.unit_of_work() as session:
+            for member_id in ids:
+                session.add(
+                    StageTransition(
+                        merchant_id=tenant.merchant_id, member_id=member_id, seq=100, from_stage="repeat",
+                        to_stage="dormant", effective_on=swept.date(), recorded_at=swept, cause="daily",
+                    )
+                )  # fmt: skip
+        # when
+        report = tasks.run_merchant(db, tenant.merchant_id, now=swept + timedelta(minutes=1))
+        # then
+        assert report.entries_created == 5
+        assert sorted(treated(db, campaign_id)) == sorted(ids)
