@@ -43,11 +43,16 @@ class IdKind(StrEnum):
     TIER = "tir"
     TIER_CHANGE = "tch"
     TIER_PROGRESS = "tpg"
+    CAMPAIGN = "cmp"
+    CAMPAIGN_TREATMENT = "ctr"
     OUTBOX_ITEM = "obx"
     OUTBOX_ATTEMPT = "oba"
     CHANNEL_DELIVERY = "dlv"
     SEGMENT = "seg"
     SEGMENT_SNAPSHOT = "sns"
+    MESSAGE_TEMPLATE = "tpl"
+    MESSAGE = "msg"
+    GUIDE_TASK = "gdt"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

@@ -1,0 +1,130 @@
+"""What other modules (results, journeys, the payment-success decision, CLI, console) may use of
+campaigns.
+
+* :func:`group_of` / :func:`variant_of` — pure and stable: the holdout and variant of a member.
+* :func:`assign` — put a member in a campaign's experiment (idempotent: the group never changes).
+* :func:`reserve_budget` — one conditional ``UPDATE``; ``False`` means over budget.
+* :func:`treat` — give one member a variant's treatments (never a holdout member).
+
+Every function takes the caller's session; the caller owns the unit of work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from siyu.campaigns import repository as repo
+from siyu.campaigns import service, triggers, validation  # noqa: F401 - triggers registers the ingest listener
+from siyu.campaigns.assignment import group_of, variant_of
+from siyu.campaigns.models import (
+    AssignmentSource,
+    CampaignKind,
+    CampaignStatus,
+    GoalDimension,
+    Group,
+    TreatmentAction,
+    TreatmentStatus,
+)
+from siyu.campaigns.views import Assignment, CampaignView, TreatmentView, campaign_view
+
+__all__ = [
+    "Assignment",
+    "AssignmentSource",
+    "CampaignKind",
+    "CampaignStatus",
+    "CampaignView",
+    "GoalDimension",
+    "Group",
+    "TreatmentAction",
+    "TreatmentStatus",
+    "TreatmentView",
+    "assign",
+    "assign_many",
+    "check_treatment",
+    "get_campaign",
+    "group_of",
+    "release_budget",
+    "reserve_budget",
+    "running_on_placement",
+    "treat",
+    "variant_of",
+]
+
+
+def get_campaign(session: Session, merchant_id: str, campaign_id: str) -> CampaignView | None:
+    row = repo.get(session, merchant_id, campaign_id)
+    return campaign_view(row) if row else None
+
+
+def running_on_placement(
+    session: Session, merchant_id: str, placement: str, *, now: datetime
+) -> list[CampaignView]:
+    """Running campaigns of ``placement`` whose schedule (if any) holds ``now``, highest
+    ``priority`` first (then oldest)."""
+    return [
+        campaign_view(row)
+        for row in repo.on_placement(session, merchant_id, placement)
+        if service.within_schedule(row.schedule, now)
+    ]
+
+
+def assign(
+    session: Session, merchant_id: str, campaign: CampaignView, member_id: str, *, now: datetime, source: str
+) -> Assignment:
+    """The member's assignment in the campaign, created if it has none (``new=True``)."""
+    return service.assign_many(session, merchant_id, campaign, [member_id], now=now, source=source)[0]
+
+
+def assign_many(
+    session: Session,
+    merchant_id: str,
+    campaign: CampaignView,
+    member_ids: Sequence[str],
+    *,
+    now: datetime,
+    source: str,
+) -> list[Assignment]:
+    """:func:`assign` for many members in one multi-row insert and one read (in the given order)."""
+    return service.assign_many(session, merchant_id, campaign, member_ids, now=now, source=source)
+
+
+def reserve_budget(
+    session: Session, merchant_id: str, campaign_id: str, *, coupons: int = 0, points: int = 0, fen: int = 0
+) -> bool:
+    """Take ``coupons``/``points``/``fen`` from the campaign's budgets in one conditional
+    ``UPDATE``; ``False`` = over budget (nothing changed)."""
+    return repo.reserve(session, merchant_id, campaign_id, repo.Cost(coupons, points, fen))
+
+
+def release_budget(
+    session: Session, merchant_id: str, campaign_id: str, *, coupons: int = 0, points: int = 0, fen: int = 0
+) -> None:
+    """Give back what :func:`reserve_budget` took for a treatment that did not happen."""
+    repo.release(session, merchant_id, campaign_id, repo.Cost(coupons, points, fen))
+
+
+def treat(
+    session: Session,
+    merchant_id: str,
+    campaign: CampaignView,
+    member_id: str,
+    treatments: Sequence[Mapping[str, Any]],
+    *,
+    step: str,
+    now: datetime,
+) -> list[TreatmentView]:
+    """Give one member ``treatments`` (keys ``{campaign_id}:{member_id}:{step}:{i}``; a replay
+    returns the first attempts). Nothing for a member in the holdout or not assigned: assign
+    first. Coupons and points go through an outbox item written in this transaction."""
+    return service.treat(session, merchant_id, campaign, member_id, treatments, step=step, now=now)
+
+
+def check_treatment(session: Session, merchant_id: str, treatment: object, pointer: str) -> None:
+    """Raise a 422 naming ``pointer`` + the bad field when ``treatment`` (a treatment JSON) is
+    not valid: unknown action, missing coupon or message template, bad points… (journeys check
+    their action nodes with it)."""
+    validation.check_treatment(session, merchant_id, treatment, pointer)
