@@ -8,6 +8,7 @@ the API (:mod:`siyu.app`), the CLI and the tests import this module. A new modul
 listeners adds one line here.
 """
 
+from siyu.campaigns import journey_enrolment  # noqa: F401
 from siyu.coupons import service as coupons_service  # noqa: F401
 from siyu.events import facade as events_facade  # noqa: F401
 from siyu.events import service as events_service  # noqa: F401

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -345,3 +347,9 @@ class TestSchema:
         for kind in ("entry", "action", "wait", "branch", "split", "exit"):
             assert f"'{kind}'" in text
         assert schema["$schema"].startswith("https://json-schema.org/")
+
+    def test_the_schema_in_the_docs_is_current(self) -> None:
+        # given
+        path = Path(__file__).parents[2] / "docs" / "journey.schema.json"
+        # when / then: regenerate with `python -c "…journey_json_schema()…"` (docs/journeys.md)
+        assert json.loads(path.read_text(encoding="utf-8")) == journey_json_schema()

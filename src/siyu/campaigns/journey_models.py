@@ -4,6 +4,8 @@
   status (``waiting``: due at ``due_at`` to leave that node; ``done``: reached an exit;
   ``exited``: left without walking the graph — holdout, campaign ended, member merged or erased),
   and ``steps``, the number of steps taken, which is also the row's version.
+* ``journey_enrolments`` — a journey whose entry is a segment was enrolled (once, when it started
+  running), and how many members came in.
 * ``journey_steps`` — one row per step (``seq`` = the state's ``steps`` after it): the node left,
   the outcome, when. Written in the same transaction as the state change and the step's
   treatments, so the log, the state and the side effects never disagree.
@@ -84,3 +86,17 @@ class JourneyStep(Base):
     detail: Mapped[str | None] = mapped_column(String(500), default=None)
     """For treatments: ``action:status`` of each (``coupon:queued,message:capped``)."""
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JourneyEnrolment(Base):
+    """The one-off enrolment of a segment-entry journey happened (so it never happens twice)."""
+
+    __tablename__ = "journey_enrolments"
+    __table_args__ = (
+        ForeignKeyConstraint(["merchant_id", "campaign_id"], ["campaigns.merchant_id", "campaigns.id"]),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    members: Mapped[int] = mapped_column(Integer)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())

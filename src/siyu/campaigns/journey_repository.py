@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Select, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from siyu.campaigns.journey_models import JourneyState, JourneyStatus, JourneyStep
+from siyu.campaigns.journey_models import JourneyEnrolment, JourneyState, JourneyStatus, JourneyStep
+from siyu.campaigns.models import Campaign, CampaignKind, CampaignStatus
 from siyu.db import is_postgres
 from siyu.kit.sql import chunked, dialect_insert, insert_ignore
 
@@ -343,4 +344,53 @@ def states_of_member(session: Session, merchant_id: str, member_id: str) -> list
             .where(JourneyState.merchant_id == merchant_id, JourneyState.member_id == member_id)
             .order_by(JourneyState.campaign_id)
         ).scalars()
+    )
+
+
+def running_journey_ids(session: Session, merchant_id: str) -> list[str]:
+    """The merchant's running journey campaigns (index ``merchant_id, status, kind``)."""
+    return list(
+        session.execute(
+            select(Campaign.id)
+            .where(
+                Campaign.merchant_id == merchant_id,
+                Campaign.status == CampaignStatus.RUNNING,
+                Campaign.kind == CampaignKind.JOURNEY,
+            )
+            .order_by(Campaign.id)
+        ).scalars()
+    )
+
+
+def enrolled_campaigns(session: Session, merchant_id: str, campaign_ids: Sequence[str]) -> set[str]:
+    if not campaign_ids:
+        return set()
+    return set(
+        session.execute(
+            select(JourneyEnrolment.campaign_id).where(
+                JourneyEnrolment.merchant_id == merchant_id, JourneyEnrolment.campaign_id.in_(campaign_ids)
+            )
+        ).scalars()
+    )
+
+
+def claim_enrolment(session: Session, merchant_id: str, campaign_id: str, *, now: datetime) -> bool:
+    """Record the one-off enrolment before doing it; ``False`` if another advancer claimed it
+    first (its transaction holds the row: this insert waits for it, then skips)."""
+    table = JourneyEnrolment.__table__
+    new = insert_ignore(
+        session,
+        table,  # type: ignore[arg-type]
+        [{"merchant_id": merchant_id, "campaign_id": campaign_id, "members": 0, "enrolled_at": now}],
+        returning=[table.c.campaign_id],
+    )
+    return bool(new)
+
+
+def count_enrolled(session: Session, merchant_id: str, campaign_id: str, members: int) -> None:
+    session.execute(
+        update(JourneyEnrolment)
+        .where(JourneyEnrolment.merchant_id == merchant_id, JourneyEnrolment.campaign_id == campaign_id)
+        .values(members=members)
+        .execution_options(synchronize_session=False)
     )

@@ -15,7 +15,7 @@ again, and a crash after it leaves nothing to redo.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from siyu.campaigns import facade as campaigns
 from siyu.campaigns import journey_repository as repo
+from siyu.campaigns.journey_enrolment import enrol, enrol_segment, enrol_started, graph_of
 from siyu.campaigns.journey_graph import (
     BranchNode,
     EntryNode,
@@ -70,65 +71,6 @@ def check_journey(document: object) -> JourneyGraph:
         except segments.RuleInvalid as exc:
             raise JourneyInvalid(pointer + exc.pointer, exc.detail) from None
     return graph
-
-
-def graph_of(campaign: campaigns.CampaignView) -> JourneyGraph | None:
-    """The campaign's journey graph, ``None`` if it is not a valid journey (never raises)."""
-    if campaign.kind != JOURNEY_KIND or not campaign.journey:
-        return None
-    try:
-        return parse_graph(campaign.journey)
-    except JourneyInvalid:
-        return None
-
-
-# --- enrolment --------------------------------------------------------------------------------
-
-
-def enrol(
-    session: Session,
-    merchant_id: str,
-    campaign: campaigns.CampaignView,
-    member_ids: Sequence[str],
-    *,
-    now: datetime,
-) -> list[str]:
-    """Put ``member_ids`` at the journey's entry, due now (plus the trigger's delay); a member
-    already in the journey stays where it is (one walk per member and journey). The new ones."""
-    graph = graph_of(campaign)
-    if graph is None or not member_ids:
-        return []
-    entry = graph.entry
-    delay = timedelta(seconds=entry.trigger.delay_seconds) if entry.trigger else timedelta(0)
-    return repo.enrol(
-        session, merchant_id, campaign.id, member_ids, entry_node=entry.id, due_at=now + delay, now=now
-    )
-
-
-def enrol_segment(
-    session: Session, merchant_id: str, campaign: campaigns.CampaignView, *, now: datetime
-) -> int:
-    """A one-off enrolment of the entry's segment (``segment_id`` or ``rule``), in one
-    ``INSERT … SELECT``; how many members came in."""
-    from siyu.segments import facade as segments
-
-    graph = graph_of(campaign)
-    if graph is None:
-        return 0
-    entry = graph.entry
-    rule: Mapping[str, Any] | None = entry.rule
-    if entry.segment_id is not None:
-        segment = segments.get_segment(session, merchant_id, entry.segment_id)
-        if segment is None:
-            log.warning("journey %s: entry segment %s is gone", campaign.id, entry.segment_id)
-            return 0
-        rule = segment.rule
-    if rule is None:
-        return 0
-    ids = segments.member_ids(session, merchant_id, rule, now=now)
-    return repo.enrol_selected(
-        session, merchant_id, campaign.id, ids, entry_node=entry.id, due_at=now, now=now
-    )
 
 
 # --- advancing --------------------------------------------------------------------------------
@@ -179,6 +121,9 @@ def advance_batch(session: Session, merchant_id: str, *, now: datetime, limit: i
             savepoint.commit()
         except OperationalError:
             raise  # the connection or the database is in trouble: the whole batch is retried
+        except StaleState:
+            savepoint.rollback()  # another advancer took this step first: undo ours, treatments too
+            continue
         except Exception as exc:
             savepoint.rollback()
             delay = min(RETRY_BASE * 2 ** min(state.failures, 12), RETRY_MAX)
@@ -257,17 +202,26 @@ def _step(ctx: _Context, state: DueState) -> list[dict[str, Any]]:
     target = graph.node(move.next_node)
     entry = _log(ctx, state, state.steps + 1, node.id, move.outcome, detail)
     if isinstance(target, ExitNode):  # nothing to wait for at an exit: finish in this step
-        repo.move(
+        _moved(repo.move(
             session, merchant_id, state, node_id=target.id, status=JourneyStatus.DONE, due_at=None,
             awaiting_event=None, group=group, now=now,
-        )  # fmt: skip
+        ))  # fmt: skip
         return [entry, _log(ctx, state, state.steps + 2, target.id, "exit", None)]
     due_at, awaiting = arrive(target, now=now, zone=ctx.zone)
-    repo.move(
+    _moved(repo.move(
         session, merchant_id, state, node_id=target.id, status=JourneyStatus.WAITING, due_at=due_at,
         awaiting_event=awaiting, group=group, now=now,
-    )  # fmt: skip
+    ))  # fmt: skip
     return [entry]
+
+
+class StaleState(Exception):
+    """The state changed since it was claimed (its ``steps`` moved on): this step is void."""
+
+
+def _moved(changed: bool) -> None:
+    if not changed:
+        raise StaleState
 
 
 def _test(ctx: _Context, node: BranchNode, member_id: str) -> bool:
@@ -292,10 +246,10 @@ def _finish(
     node_id: str,
     group: str | None = None,
 ) -> list[dict[str, Any]]:
-    repo.move(
+    _moved(repo.move(
         ctx.session, ctx.merchant_id, state, node_id=node_id, status=status, due_at=None, awaiting_event=None,
         group=group if group is not None else state.group, now=ctx.now,
-    )  # fmt: skip
+    ))  # fmt: skip
     return [_log(ctx, state, state.steps + 1, node_id, outcome, None)]
 
 
@@ -321,12 +275,13 @@ def advance_due(
     limit: int = 10_000,
     batch: int = BATCH,
     merchant_id: str | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> AdvanceReport:
     """Take up to ``limit`` steps of due members, ``batch`` per transaction, merchant by merchant.
 
     ``now`` is fixed for the call: a member that moves to a node due at once (anything but a wait)
     is claimed again by a later batch of the same call, so one call walks members from one wait to
-    the next."""
+    the next. ``progress(merchant_id, steps)`` is called after each batch."""
     steps = postponed = 0
     if merchant_id is not None:
         merchants = [merchant_id]
@@ -334,12 +289,16 @@ def advance_due(
         with db.reading() as session:
             merchants = tenancy.merchant_ids(session)
     for merchant in merchants:
+        with db.unit_of_work() as session:
+            enrol_started(session, merchant, now=now)
         while steps + postponed < limit:
             size = min(batch, limit - steps - postponed)
             with db.unit_of_work() as session:
                 report = advance_batch(session, merchant, now=now, limit=size)
             steps += report.steps
             postponed += report.postponed
+            if progress is not None:
+                progress(merchant, report.steps)
             if report.steps + report.postponed < size:
                 break
     return AdvanceReport(steps, postponed)
@@ -459,6 +418,7 @@ __all__ = [
     "check_journey",
     "enrol",
     "enrol_segment",
+    "graph_of",
     "member_path",
     "overview",
 ]

@@ -69,4 +69,3 @@ def use_vault(vault: IdentifierVault) -> None:
     from siyu.channels import keys
 
     keys.use_vault(vault)
-

@@ -27,6 +27,7 @@ from siyu.cli.common import (
 )
 from siyu.cli.coupons import coupons_app
 from siyu.cli.imports import import_app
+from siyu.cli.journeys import journeys_app
 from siyu.cli.lifecycle import lifecycle_app
 from siyu.cli.points import points_app
 from siyu.cli.serve import db_app, serve
@@ -71,6 +72,7 @@ app.add_typer(lifecycle_app, name="lifecycle")
 app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(tiers_app, name="tiers")
+app.add_typer(journeys_app, name="journeys")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the created object as JSON only")]

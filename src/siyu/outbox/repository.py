@@ -162,7 +162,9 @@ def _token(c: Claim) -> Any:
 def renew_lease(session: Session, c: Claim, *, now: datetime, lease_until: datetime) -> bool:
     """Extend the lease of a claim still held; False when it was lost (reclaimed by another)."""
     result = session.execute(
-        update(ITEMS).where(_token(c)).values(lease_until=lease_until, available_at=lease_until, updated_at=now)
+        update(ITEMS)
+        .where(_token(c))
+        .values(lease_until=lease_until, available_at=lease_until, updated_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -146,7 +146,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100_000}"
 
 
-def _row(merchant_id: str, kind: str, key: str, payload: Mapping[str, Any], now: datetime, at: datetime | None):
+def _row(
+    merchant_id: str, kind: str, key: str, payload: Mapping[str, Any], now: datetime, at: datetime | None
+):
     _check_kind(kind)
     if not key or len(key) > MAX_KEY_LENGTH:
         raise invalid_field("/key", f"an outbox key must be 1–{MAX_KEY_LENGTH} characters")
@@ -217,7 +219,9 @@ def attempt(db: Database, c: Claim, policy: RetryPolicy, *, now: datetime | None
     return Outcome(AttemptOutcome.DONE)
 
 
-def _retry(c: Claim, policy: RetryPolicy, reason: str, after: timedelta | None, now: datetime | None) -> Outcome:
+def _retry(
+    c: Claim, policy: RetryPolicy, reason: str, after: timedelta | None, now: datetime | None
+) -> Outcome:
     if c.attempts >= policy.max_attempts:
         return Outcome(AttemptOutcome.DEAD, f"gave up after {c.attempts} attempts; last error: {reason}")
     wait = min(after, policy.cap) if after is not None else policy.delay(c.attempts)
@@ -253,7 +257,9 @@ def run_once(
                 session, c, result.outcome, now=finished, error=result.error, retry_at=result.retry_at
             )
         if not held:
-            log.warning("outbox item %s: lease lost before its outcome (%s) was recorded", c.id, result.outcome)
+            log.warning(
+                "outbox item %s: lease lost before its outcome (%s) was recorded", c.id, result.outcome
+            )
         elif result.outcome == AttemptOutcome.DEAD:
             log.warning("outbox item %s (%s, key %s) is dead: %s", c.id, c.kind, c.key, result.error)
     return len(claims)
