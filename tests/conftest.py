@@ -129,6 +129,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, test_database: DatabaseUn
         secret_key="test-secret-" + "x" * 40,
         console=False,
         max_body_bytes=64 * 1024,
+        worker_embedded=False,  # tests run the outbox worker themselves (tests/outbox)
     )
 
 

@@ -13,9 +13,12 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 import siyu
 import siyu.wiring  # listeners of every module
+from siyu.channels import facade as channels
+from siyu.channels.endpoints import router as channels_router
 from siyu.config import Settings, load_settings
 from siyu.coupons.endpoints import router as coupons_router
 from siyu.db import AsyncStatements, Database, is_postgres
@@ -28,6 +31,8 @@ from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
 from siyu.kit.runtime import tune_gc
 from siyu.lifecycle.endpoints import router as lifecycle_router
 from siyu.members.endpoints import router as members_router
+from siyu.outbox.endpoints import router as outbox_router
+from siyu.outbox.worker import BackgroundWorker, Worker, policy_of
 from siyu.points.endpoints import router as points_router
 from siyu.reachability.endpoints import router as reachability_router
 from siyu.tenancy.auth import request_session
@@ -109,6 +114,17 @@ def install_offline_docs(app: FastAPI) -> None:
         )
 
 
+def embedded_worker(settings: Settings, db: Database) -> BackgroundWorker | None:
+    """The outbox worker inside ``siyu serve`` (``SIYU_WORKER_EMBEDDED=false``: run ``siyu worker``)."""
+    if not settings.worker_embedded:
+        return None
+    worker = BackgroundWorker(
+        Worker(db, batch=settings.worker_batch, poll=settings.worker_poll, policy=policy_of(settings))
+    )
+    worker.start()
+    return worker
+
+
 def create_app(
     settings: Settings | None = None, *, db: Database | None = None, console: bool | None = None
 ) -> FastAPI:
@@ -123,10 +139,13 @@ def create_app(
         # claim), owned by this loop: opened on first use, closed at shutdown.
         statements = AsyncStatements(db.engine, LOOP_CONNECTIONS) if is_postgres(db.engine) else None
         app.state.loop_statements = statements
+        worker = embedded_worker(settings, db)
         try:
             async with background_upkeep(db):
                 yield
         finally:
+            if worker is not None:
+                await run_in_threadpool(worker.stop)
             app.state.loop_statements = None
             if statements is not None:
                 await statements.close()
@@ -143,6 +162,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.vault = IdentifierVault(settings.resolved_secret_key())
+    channels.use_vault(app.state.vault)  # outbox handlers seal and unseal channel secrets with it
     install_problem_handlers(app)
     app.include_router(health_router, prefix=API_PREFIX)
     app.include_router(tenancy_router, prefix=API_PREFIX)
@@ -154,6 +174,8 @@ def create_app(
     app.include_router(coupons_router, prefix=API_PREFIX)
     app.include_router(points_router, prefix=API_PREFIX)
     app.include_router(tiers_router, prefix=API_PREFIX)
+    app.include_router(outbox_router, prefix=API_PREFIX)
+    app.include_router(channels_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -13,6 +13,12 @@ variable                   meaning                                       default
 ``SIYU_MAX_BODY_BYTES``    largest request body accepted (413 beyond)    10 MiB
 ``SIYU_MAX_UPLOAD_BYTES``  largest file upload (``/api/v1/imports/…``),  1 GiB
                            streamed to a temporary file, not buffered
+``SIYU_WORKER_EMBEDDED``   run the outbox worker inside ``siyu serve``   ``true``
+                           (``false`` when ``siyu worker`` runs apart)
+``SIYU_WORKER_POLL``       seconds an idle worker waits between looks    ``0.5``
+``SIYU_WORKER_BATCH``      items a worker claims at once                 ``50``
+``SIYU_OUTBOX_MAX_ATTEMPTS``  attempts before an item is dead            ``10``
+``SIYU_OUTBOX_LEASE``      seconds a claimed item stays with its worker  ``120``
 =========================  ============================================  =========================
 
 Bad configuration raises :class:`ConfigError` with one line that names the variable; the CLI
@@ -53,6 +59,11 @@ class Settings(BaseSettings):
     bootstrap_password: str | None = Field(default=None, min_length=8)
     bootstrap_api_key: str | None = Field(default=None, min_length=24)
     console: bool = True
+    worker_embedded: bool = True
+    worker_poll: float = Field(default=0.5, gt=0, le=60)
+    worker_batch: int = Field(default=50, ge=1, le=1000)
+    outbox_max_attempts: int = Field(default=10, ge=1, le=100)
+    outbox_lease: float = Field(default=120.0, ge=1, le=86_400)
 
     @field_validator("database_url")
     @classmethod

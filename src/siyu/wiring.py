@@ -3,12 +3,14 @@
 Modules extend others through listeners instead of imports in the other direction:
 ``siyu.members.service.on_merge`` (move per-member rows to the survivor),
 ``siyu.members.rights.on_export`` / ``on_erase`` (PIPL), and ``siyu.events.service.on_ingest``
-(react to a batch of newly accepted events). A listener only runs if its module was imported, so
+(react to a batch of newly accepted events); outbox handlers (``siyu.outbox.facade.handles``)
+register the same way. A listener only runs if its module was imported, so
 the API (:mod:`siyu.app`), the CLI and the tests import this module. A new module with
 listeners adds one line here.
 """
 
 from siyu.campaigns import journey_enrolment  # noqa: F401
+from siyu.channels import tasks as channels_tasks  # noqa: F401
 from siyu.coupons import service as coupons_service  # noqa: F401
 from siyu.events import facade as events_facade  # noqa: F401
 from siyu.events import service as events_service  # noqa: F401

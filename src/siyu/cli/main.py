@@ -32,6 +32,7 @@ from siyu.cli.lifecycle import lifecycle_app
 from siyu.cli.points import points_app
 from siyu.cli.serve import db_app, serve
 from siyu.cli.tiers import tiers_app
+from siyu.cli.worker import outbox_app, worker
 from siyu.kit.crypto import generate_password
 from siyu.kit.problems import NotFound
 from siyu.tenancy import facade
@@ -51,6 +52,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command()(worker)
 app.add_typer(db_app, name="db")
 provider_app = typer.Typer(help="Service providers (服务商).", no_args_is_help=True)
 merchant_app = typer.Typer(help="Merchants (商家).", no_args_is_help=True)
@@ -72,6 +74,7 @@ app.add_typer(lifecycle_app, name="lifecycle")
 app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(tiers_app, name="tiers")
+app.add_typer(outbox_app, name="outbox")
 app.add_typer(journeys_app, name="journeys")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))

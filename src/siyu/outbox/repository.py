@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.db import is_postgres
@@ -27,8 +27,8 @@ from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import dialect_insert
 from siyu.outbox.models import AttemptOutcome, ItemStatus, OutboxAttempt, OutboxItem
 
-ITEMS = OutboxItem.__table__
-ATTEMPTS = OutboxAttempt.__table__
+ITEMS = cast(Table, OutboxItem.__table__)
+ATTEMPTS = cast(Table, OutboxAttempt.__table__)
 CLAIMABLE = (ItemStatus.PENDING.value, ItemStatus.IN_FLIGHT.value)
 ERROR_LIMIT = 2000
 """Characters of an error kept (a handler's message, not a whole response body)."""

@@ -148,7 +148,7 @@ def worker_name() -> str:
 
 def _row(
     merchant_id: str, kind: str, key: str, payload: Mapping[str, Any], now: datetime, at: datetime | None
-):
+) -> dict[str, Any]:
     _check_kind(kind)
     if not key or len(key) > MAX_KEY_LENGTH:
         raise invalid_field("/key", f"an outbox key must be 1–{MAX_KEY_LENGTH} characters")
@@ -228,15 +228,27 @@ def _retry(
     return Outcome(AttemptOutcome.RETRY, reason, (now or utcnow()) + wait)
 
 
-def run_once(
+@dataclass
+class RoundReport:
+    """What one round did."""
+
+    claimed: int = 0
+    done: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost: int = 0
+    """Claims whose lease ran out before the outcome was recorded (another worker has them)."""
+
+
+def run_round(
     db: Database,
     *,
     limit: int = 100,
     now: datetime | None = None,
     policy: RetryPolicy | None = None,
     worker: str | None = None,
-) -> int:
-    """Claim and process one batch; the number of items processed.
+) -> RoundReport:
+    """Claim one batch and process it; what happened.
 
     ``now`` fixes the clock for the round (tests); left out, each step reads the real clock."""
     policy = policy or DEFAULT_POLICY
@@ -246,9 +258,11 @@ def run_once(
         claims = repository.claim(
             session, now=start, limit=limit, lease_until=start + policy.lease, worker=worker
         )
-    for c in claims:
-        c = _keep_lease(db, c, policy, now)
+    report = RoundReport(claimed=len(claims))
+    for claimed in claims:
+        c = _keep_lease(db, claimed, policy, now)
         if c is None:
+            report.lost += 1
             continue
         result = attempt(db, c, policy, now=now)
         finished = now or utcnow()
@@ -257,12 +271,30 @@ def run_once(
                 session, c, result.outcome, now=finished, error=result.error, retry_at=result.retry_at
             )
         if not held:
+            report.lost += 1
             log.warning(
                 "outbox item %s: lease lost before its outcome (%s) was recorded", c.id, result.outcome
             )
-        elif result.outcome == AttemptOutcome.DEAD:
+        elif result.outcome == AttemptOutcome.DONE:
+            report.done += 1
+        elif result.outcome == AttemptOutcome.RETRY:
+            report.retried += 1
+        else:
+            report.dead += 1
             log.warning("outbox item %s (%s, key %s) is dead: %s", c.id, c.kind, c.key, result.error)
-    return len(claims)
+    return report
+
+
+def run_once(
+    db: Database,
+    *,
+    limit: int = 100,
+    now: datetime | None = None,
+    policy: RetryPolicy | None = None,
+    worker: str | None = None,
+) -> int:
+    """Claim and process one batch; the number of items processed."""
+    return run_round(db, limit=limit, now=now, policy=policy, worker=worker).claimed
 
 
 def _keep_lease(db: Database, c: Claim, policy: RetryPolicy, now: datetime | None) -> Claim | None:
