@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
 
 from siyu.campaigns import journeys
 from siyu.campaigns.journey_graph import journey_json_schema
@@ -22,6 +22,15 @@ Reader = Annotated[MerchantCtx, Depends(merchant_context(Scope.CAMPAIGNS_READ))]
 @router.get("/journeys/schema", summary="The JSON Schema of the journey graph language")
 def schema(ctx: Reader) -> dict[str, Any]:
     return journey_json_schema()
+
+
+@router.post(
+    "/journeys/check",
+    summary="Validate a journey graph (422 naming the JSON pointer of the bad node); the graph as stored",
+)
+def check(ctx: Reader, journey: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    graph = journeys.check_journey(journey, session=ctx.session, merchant_id=ctx.merchant_id)
+    return graph.to_json()
 
 
 @router.get("/campaigns/{campaign_id}/journey", summary="A journey: its graph and the members at each node")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy import Select, func, literal, select, true, update
 from sqlalchemy.orm import Session
 
 from siyu.campaigns.journey_models import JourneyEnrolment, JourneyState, JourneyStatus, JourneyStep
@@ -89,7 +89,7 @@ def enrol_selected(
         literal(0),
         literal(now, JourneyState.entered_at.type),
         literal(now, JourneyState.updated_at.type),
-    )
+    ).where(true())  # SQLite: INSERT … SELECT … ON CONFLICT needs a WHERE to parse unambiguously
     columns = [
         "merchant_id",
         "campaign_id",
@@ -224,25 +224,6 @@ def wake(
         )
         woken += int(getattr(result, "rowcount", 0) or 0)
     return woken
-
-
-def awaited_events(session: Session, merchant_id: str, member_ids: Sequence[str]) -> set[str]:
-    """The event types any of ``member_ids`` is waiting for (usually none: one indexed query)."""
-    found: set[str | None] = set()
-    for chunk in chunked(list(dict.fromkeys(member_ids)), 500):
-        found.update(
-            session.execute(
-                select(JourneyState.awaiting_event)
-                .where(
-                    JourneyState.merchant_id == merchant_id,
-                    JourneyState.member_id.in_(chunk),
-                    JourneyState.awaiting_event.is_not(None),
-                    JourneyState.status == WAITING,
-                )
-                .distinct()
-            ).scalars()
-        )
-    return {e for e in found if e}
 
 
 def end_member(

@@ -28,6 +28,7 @@ from siyu.campaigns import facade as campaigns
 from siyu.campaigns import journey_repository as repo
 from siyu.campaigns.journey_enrolment import enrol, enrol_segment, enrol_started, graph_of
 from siyu.campaigns.journey_graph import (
+    ActionNode,
     BranchNode,
     EntryNode,
     ExitNode,
@@ -59,17 +60,36 @@ ENDED = ("completed", "cancelled")
 HOLDOUT = "holdout"
 
 
-def check_journey(document: object) -> JourneyGraph:
-    """Parse and validate a journey document, its segment rules included; raises
-    :class:`JourneyInvalid` (422) naming the JSON pointer of the bad node."""
+def check_journey(
+    document: object, *, session: Session | None = None, merchant_id: str | None = None, prefix: str = ""
+) -> JourneyGraph:
+    """Parse and validate a journey document: its structure, its segment rules and — given the
+    merchant — its treatments (templates exist…, by ``campaigns.facade.check_treatment``) and the
+    segments it names. Raises a 422 naming the JSON pointer of the bad node, under ``prefix``
+    (``"/journey"`` when the graph is a field of a campaign body)."""
     from siyu.segments import facade as segments
 
-    graph = parse_graph(document)
+    try:
+        graph = parse_graph(document)
+    except JourneyInvalid as exc:
+        raise JourneyInvalid(prefix + exc.pointer, exc.detail) from None
     for pointer, rule in rules_of(graph):
         try:
             segments.check_rule(rule)
         except segments.RuleInvalid as exc:
-            raise JourneyInvalid(pointer + exc.pointer, exc.detail) from None
+            raise JourneyInvalid(prefix + pointer + exc.pointer, exc.detail) from None
+    if session is None or merchant_id is None:
+        return graph
+    for i, node in enumerate(graph.nodes):
+        here = f"{prefix}/nodes/{i}"
+        if isinstance(node, ActionNode):
+            for j, treatment in enumerate(node.treatments):
+                campaigns.check_treatment(
+                    session, merchant_id, treatment.model_dump(mode="json"), f"{here}/treatments/{j}"
+                )
+        segment_id = node.segment_id if isinstance(node, BranchNode | EntryNode) else None
+        if segment_id is not None and segments.get_segment(session, merchant_id, segment_id) is None:
+            raise JourneyInvalid(f"{here}/segment_id", f"no segment {segment_id}")
     return graph
 
 
@@ -151,15 +171,16 @@ def _step(ctx: _Context, state: DueState) -> list[dict[str, Any]]:
     """One step of one claimed member; the log rows it writes (none: postponed)."""
     session, merchant_id, now = ctx.session, ctx.merchant_id, ctx.now
     found = ctx.campaign(state.campaign_id)
-    if found is None or found[1] is None:
+    if found is None or found[0].kind != JOURNEY_KIND:
         return _finish(ctx, state, JourneyStatus.EXITED, "campaign_gone", node_id=state.node_id)
     campaign, graph = found
-    assert graph is not None
     if campaign.status in ENDED:
         return _finish(ctx, state, JourneyStatus.EXITED, "campaign_ended", node_id=state.node_id)
     if campaign.status != RUNNING:  # paused (or not started): hold the member where it is
         repo.postpone(session, merchant_id, state, due_at=now + PAUSE_RECHECK, error=None, now=now)
         return []
+    if graph is None:  # the stored graph does not validate (edited badly): hold, retried with back-off
+        raise ValueError(f"the journey of campaign {campaign.id} is not a valid graph")
     try:
         node = graph.node(state.node_id)
     except KeyError:

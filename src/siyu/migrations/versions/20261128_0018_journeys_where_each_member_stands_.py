@@ -1,7 +1,8 @@
-"""journeys: where each member stands (journey_states), the append-only step log (journey_steps), segment enrolments done
+"""journeys: where each member stands (journey_states), the append-only step log (journey_steps),
+segment enrolments done (journey_enrolments)
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0014, 0016 (the two heads on this branch; the lead re-chains the ids when merging)
 Create Date: 2026-11-28 11:11:36.674707
 """
 
@@ -15,7 +16,7 @@ from alembic import op
 import siyu.db
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | tuple[str, ...] | None = ("0014", "0016")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
