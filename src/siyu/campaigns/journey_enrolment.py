@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from siyu.campaigns import facade as campaigns
@@ -33,6 +34,7 @@ from siyu.events.service import AcceptedEvent, on_ingest
 from siyu.kit.clock import utcnow
 from siyu.members.rights import on_erase, on_export
 from siyu.members.service import on_merge
+from siyu.segments import facade as segments
 
 log = logging.getLogger("siyu.journeys")
 JOURNEY_KIND = "journey"
@@ -78,8 +80,6 @@ def enrol_segment(
 ) -> int:
     """A one-off enrolment of the entry's segment (``segment_id`` or ``rule``), in one
     ``INSERT … SELECT``; how many members came in."""
-    from siyu.segments import facade as segments
-
     graph = graph_of(campaign)
     if graph is None:
         return 0
@@ -134,10 +134,6 @@ def _matching(
 ) -> list[str]:
     """The members of ``member_ids`` that match ``rule``: one query with the segment compiler's
     SELECT as a subquery (no test per member)."""
-    from sqlalchemy import select
-
-    from siyu.segments import facade as segments
-
     matching = segments.member_ids(session, merchant_id, rule, now=now).subquery()
     column = next(iter(matching.c))
     wanted = set(member_ids)

@@ -43,6 +43,7 @@ from siyu.campaigns.journey_models import JourneyStatus
 from siyu.campaigns.journey_repository import DueState
 from siyu.db import Database
 from siyu.kit.problems import Problem
+from siyu.segments import facade as segments
 from siyu.tenancy import facade as tenancy
 
 log = logging.getLogger("siyu.journeys")
@@ -67,8 +68,6 @@ def check_journey(
     merchant — its treatments (templates exist…, by ``campaigns.facade.check_treatment``) and the
     segments it names. Raises a 422 naming the JSON pointer of the bad node, under ``prefix``
     (``"/journey"`` when the graph is a field of a campaign body)."""
-    from siyu.segments import facade as segments
-
     try:
         graph = parse_graph(document)
     except JourneyInvalid as exc:
@@ -246,8 +245,6 @@ def _moved(changed: bool) -> None:
 
 
 def _test(ctx: _Context, node: BranchNode, member_id: str) -> bool:
-    from siyu.segments import facade as segments
-
     rule: Mapping[str, Any] | None = node.rule
     if node.segment_id is not None:
         segment = segments.get_segment(ctx.session, ctx.merchant_id, node.segment_id)

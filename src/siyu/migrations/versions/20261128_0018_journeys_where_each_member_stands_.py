@@ -2,7 +2,7 @@
 segment enrolments done (journey_enrolments)
 
 Revision ID: 0018
-Revises: 0014, 0016 (the two heads on this branch; the lead re-chains the ids when merging)
+Revises: 0013, 0014, 0016 (the heads on this branch; the lead re-chains the ids when merging)
 Create Date: 2026-11-28 11:11:36.674707
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import siyu.db
 
 revision: str = "0018"
-down_revision: str | tuple[str, ...] | None = ("0014", "0016")
+down_revision: str | tuple[str, ...] | None = ("0013", "0014", "0016")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
