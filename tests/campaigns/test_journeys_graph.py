@@ -353,3 +353,77 @@ class TestSchema:
         path = Path(__file__).parents[2] / "docs" / "journey.schema.json"
         # when / then: regenerate with `python -c "…journey_json_schema()…"` (docs/journeys.md)
         assert json.loads(path.read_text(encoding="utf-8")) == journey_json_schema()
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> dict[str, Any]:
+    """A random valid journey: nodes in a topological order, every edge pointing forward, every
+    node reachable (its first edge in comes from an earlier node), exits at the end."""
+    count = draw(st.integers(3, 25))
+    kinds = [draw(st.sampled_from(["action", "wait", "branch", "split"])) for _ in range(count - 2)]
+    ids = ["start", *[f"n{i}" for i in range(count - 2)], "end"]
+    nodes: list[dict[str, Any]] = [{"id": "start", "type": "entry", "trigger": {"event": "visit"}}]
+    for i, kind in enumerate(kinds, start=1):
+        nodes.append({"id": ids[i], "type": kind})
+    nodes.append({"id": "end", "type": "exit"})
+
+    def forward(i: int) -> str:
+        return ids[draw(st.integers(i + 1, count - 1))]
+
+    for i, node in enumerate(nodes[:-1]):
+        kind = node["type"]
+        if kind in ("entry", "action"):
+            node["next"] = ids[i + 1]  # the chain keeps every node reachable
+            if kind == "action":
+                node["treatments"] = [{"action": "points", "points": 1}]
+        elif kind == "wait":
+            node |= {"duration": {"hours": 1}, "next": ids[i + 1]}
+        elif kind == "branch":
+            node |= {"rule": {"any": True}, "yes": ids[i + 1], "no": forward(i)}
+        else:
+            node["branches"] = [
+                {"weight_bp": 5000, "next": ids[i + 1]},
+                {"weight_bp": 5000, "next": forward(i)},
+            ]
+    return {"nodes": nodes}
+
+
+class TestProperties:
+    @given(document=dags(), answers=st.lists(st.booleans(), min_size=30, max_size=30))
+    def test_every_walk_of_a_valid_graph_ends_at_an_exit_within_len_nodes_steps(
+        self, document: dict[str, Any], answers: list[bool]
+    ) -> None:
+        # given
+        graph = parse_graph(document)
+        node: str | None = graph.entry.id
+        # when: walking with arbitrary branch answers and wait outcomes
+        steps = 0
+        while node is not None:
+            kind = graph.node(node).type
+            move = leave(
+                graph, node, campaign_id="c", member_id=f"m{steps}", matches=answers[steps], event_seen=True
+            )
+            if kind == "exit":
+                assert move.next_node is None
+            node = move.next_node
+            steps += 1
+        # then
+        assert steps <= len(graph.nodes)
+
+    @given(document=dags(), data=st.data())
+    def test_any_edge_pointing_back_is_refused_as_a_cycle_at_that_edge(
+        self, document: dict[str, Any], data: st.DataObject
+    ) -> None:
+        # given: one edge of a non-entry node turned back to itself or an earlier non-entry node
+        nodes = document["nodes"]
+        candidates = [i for i, n in enumerate(nodes) if n["type"] in ("action", "wait", "branch")]
+        if not candidates:
+            return
+        i = data.draw(st.sampled_from(candidates))
+        target = nodes[data.draw(st.integers(1, i))]["id"]
+        field = "yes" if nodes[i]["type"] == "branch" else "next"
+        nodes[i][field] = target
+        # when / then: the pointer names an edge that really closes a cycle
+        error = invalid(document)
+        assert "cycle" in error.detail
+        assert error.pointer.startswith("/nodes/")

@@ -108,8 +108,19 @@ def enrol_selected(
         .from_select(columns, rows)
         .on_conflict_do_nothing()
     )
-    result = session.execute(statement)
-    return int(getattr(result, "rowcount", 0) or 0)
+    before = count_members(session, merchant_id, campaign_id)
+    session.execute(statement)  # (rowcount is -1 for INSERT … SELECT on psycopg: count instead)
+    return count_members(session, merchant_id, campaign_id) - before
+
+
+def count_members(session: Session, merchant_id: str, campaign_id: str) -> int:
+    return int(
+        session.execute(
+            select(func.count()).where(
+                JourneyState.merchant_id == merchant_id, JourneyState.campaign_id == campaign_id
+            )
+        ).scalar_one()
+    )
 
 
 def claim_due(session: Session, merchant_id: str, *, now: datetime, limit: int) -> list[DueState]:
