@@ -1,6 +1,6 @@
 """A restart loses nobody and sends nothing twice; concurrent advancers take each step once.
 
-The killed advancer is a real ``siyu journeys advance`` process, killed with SIGKILL. On
+The killed advancer is a real ``siyu campaigns journeys advance`` process, killed with SIGKILL. On
 PostgreSQL the test makes sure the kill lands inside an open transaction that has already taken
 steps: once some batches are committed, it locks the campaign row, which the advancer's next points
 treatment needs (the budget is reserved by one conditional ``UPDATE`` of that row), waits until the
@@ -88,7 +88,7 @@ class TestKilledAdvancer:
             "SIYU_DATA_DIR": str(tmp_path / "data"),
             "SIYU_SECRET_KEY": settings.resolved_secret_key(),
         }
-        command = [sys.executable, "-m", "siyu.cli", "journeys", "advance", "-m", merchant]
+        command = [sys.executable, "-m", "siyu.cli", "campaigns", "journeys", "advance", "-m", merchant]
         command += ["--batch", "20", "--now", T0.isoformat(), "--json"]
         # when: the advancer is killed part-way
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

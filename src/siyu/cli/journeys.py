@@ -1,6 +1,6 @@
 """`siyu journeys …`: move journey members along now (``siyu serve`` does it every few seconds).
 
-``siyu journeys advance`` claims due members and takes their steps, a batch per transaction, until
+``siyu campaigns journeys advance`` claims due members and takes their steps, a batch per transaction, until
 nobody is due; killed at any point, a second run carries on where the first stopped and sends
 nothing twice (docs/journeys.md).
 """
@@ -39,7 +39,7 @@ def advance(
     of waits, exits. Safe to run beside `siyu serve` and beside another run (PostgreSQL: each
     claims different members; SQLite: runs take turns).
 
-    Example: siyu journeys advance -m mch_…
+    Example: siyu campaigns journeys advance -m mch_…
     """
     settings = settings_or_exit()
     try:
