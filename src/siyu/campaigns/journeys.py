@@ -317,8 +317,8 @@ def advance_due(
             postponed += report.postponed
             if progress is not None:
                 progress(merchant, report.steps)
-            if report.steps + report.postponed < size:
-                break
+            if report.steps + report.postponed == 0:
+                break  # nobody due (members who moved are due again: only an empty claim ends it)
     return AdvanceReport(steps, postponed)
 
 
