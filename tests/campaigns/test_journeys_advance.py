@@ -7,10 +7,12 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from siyu.campaigns import journeys
-from siyu.campaigns.journey_enrolment import enrol_started
+from siyu.campaigns.journey_enrolment import enrol_due
 from siyu.campaigns.models import Campaign
 from siyu.db import Database
+from siyu.members import facade as members
 from siyu.members.rights import erase_member
+from tests.campaigns.helpers import add_members
 from tests.campaigns.journey_helpers import (
     ORDERED,
     T0,
@@ -232,15 +234,53 @@ class TestSegmentEntry:
         campaign = add_journey(db, merchant, journey)
         # when
         with db.unit_of_work() as session:
-            first = enrol_started(session, merchant, now=T0)
+            first = enrol_due(session, merchant, now=T0)
         with db.unit_of_work() as session:
-            second = enrol_started(session, merchant, now=T0)
+            second = enrol_due(session, merchant, now=T0)
         journeys.advance_due(db, now=T0)
         # then
         assert (first, second) == (2, 0)
         found = states(db, merchant, campaign.id)
         assert set(found) == {ids["A"], ids["B"]}
         assert {s.status for s in found.values()} == {"done"}
+
+
+class TestStageAndBirthdayEntries:
+    def test_members_who_enter_the_stage_after_the_start_come_in_once(self, db: Database) -> None:
+        # given: a journey for members entering first_order, started an hour before T0
+        merchant = make_merchant(db)
+        entry = {"trigger": {"event": "stage_entered", "stage": "first_order"}}
+        campaign = add_journey(db, merchant, points_journey(entry=entry), started_at=T0 - timedelta(hours=1))
+        ids = send(db, merchant, [event("o1", "A", "order_paid", T0), event("v1", "B", "visit", T0)], now=T0)
+        # when: advanced twice, then C places a first order
+        first = journeys.advance_due(db, now=T0 + timedelta(minutes=1))
+        again = journeys.advance_due(db, now=T0 + timedelta(minutes=2))
+        later = T0 + timedelta(hours=1)
+        more = send(db, merchant, [event("o2", "C", "order_paid", later)], now=later)
+        journeys.advance_due(db, now=later + timedelta(minutes=1))
+        # then
+        found = states(db, merchant, campaign.id)
+        assert set(found) == {ids["A"], more["C"]}
+        assert {s.status for s in found.values()} == {"done"}
+        assert (first.steps, again.steps) == (3, 0)
+
+    def test_members_born_today_come_in_once_that_day(self, db: Database) -> None:
+        # given: T0 is 2 November in Shanghai
+        merchant = make_merchant(db)
+        campaign = add_journey(db, merchant, points_journey(entry={"trigger": {"event": "birthday"}}))
+        with db.unit_of_work() as session:
+            a, b, _unborn = add_members(session, merchant, 3)
+            members.set_birthday(session, merchant, a, "11-02", now=T0)
+            members.set_birthday(session, merchant, b, "11-03", now=T0)
+        # when
+        journeys.advance_due(db, now=T0)
+        journeys.advance_due(db, now=T0 + timedelta(hours=1))
+        today = set(states(db, merchant, campaign.id))
+        journeys.advance_due(db, now=T0 + timedelta(days=1))
+        # then
+        assert today == {a}
+        assert set(states(db, merchant, campaign.id)) == {a, b}
+        assert len(treatments(db, merchant, campaign.id)) == 4
 
 
 class TestMembers:

@@ -2,9 +2,9 @@
 
 The killed advancer is a real ``siyu campaigns journeys advance`` process, killed with SIGKILL. On
 PostgreSQL the test makes sure the kill lands inside an open transaction that has already taken
-steps: once some batches are committed, it locks the campaign row, which the advancer's next points
-treatment needs (the budget is reserved by one conditional ``UPDATE`` of that row), waits until the
-advancer is blocked on it, and only then kills it. On SQLite (one writer at a time, no row locks)
+steps: once some batches are committed, it locks the campaign row, which the advancer's next step
+needs (an assignment's foreign key check, or the budget reserved by one conditional ``UPDATE`` of
+that row), waits until the advancer is blocked by that lock, and only then kills it. On SQLite (one writer at a time, no row locks)
 it kills the process once some steps are committed: almost all of an advancer's time is spent
 inside a transaction.
 """
@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -92,22 +94,19 @@ class TestKilledAdvancer:
         command += ["--batch", "20", "--now", T0.isoformat(), "--json"]
         # when: the advancer is killed part-way
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        blocker = None
         try:
             deadline = time.monotonic() + 120
             while step_count(db, merchant) < 100:
                 assert process.poll() is None, process.communicate()[0].decode(errors="replace")
                 assert time.monotonic() < deadline, "the advancer took no steps"
                 time.sleep(0.05)
-            if is_postgres(db.engine):
-                blocker = _hold_campaign_row(db, merchant, campaign_id)
-            process.send_signal(signal.SIGKILL)
-            output = process.communicate(timeout=60)[0].decode(errors="replace")
+            with holding_campaign_row(db, merchant, campaign_id) if is_postgres(db.engine) else nullcontext():
+                process.send_signal(signal.SIGKILL)
+                output = process.communicate(timeout=60)[0].decode(errors="replace")
         finally:
             if process.poll() is None:
                 process.kill()
-            if blocker is not None:
-                blocker.close()
+                process.wait(60)
         assert process.returncode == -signal.SIGKILL, output
         # then: the kill left members part-way, and only whole steps behind
         taken = step_count(db, merchant)
@@ -121,35 +120,28 @@ class TestKilledAdvancer:
         assert_walked_once(db, merchant, campaign_id, member_ids)
 
 
-def _hold_campaign_row(db: Database, merchant_id: str, campaign_id: str):  # type: ignore[no-untyped-def]
-    """Lock the campaign row and wait until the advancer is blocked on it (mid-transaction)."""
-    connection = db.engine.connect()
-    transaction = connection.begin()
-    connection.execute(
-        text("SELECT 1 FROM campaigns WHERE merchant_id = :m AND id = :c FOR UPDATE"),
-        {"m": merchant_id, "c": campaign_id},
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        with db.engine.connect() as probe:
-            waiting = probe.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> :me"
-                    " AND query ILIKE '%campaigns%'"
-                ),
-                {"me": connection.execute(text("SELECT pg_backend_pid()")).scalar_one()},
-            ).scalar_one()
-        if waiting:
-            break
-        assert time.monotonic() < deadline, "the advancer never reached the campaign row"
-        time.sleep(0.02)
-
-    class Blocker:
-        def close(self) -> None:
-            transaction.rollback()
-            connection.close()
-
-    return Blocker()
+@contextmanager
+def holding_campaign_row(db: Database, merchant_id: str, campaign_id: str) -> Iterator[None]:
+    """Lock the campaign row and wait until another backend is blocked by this lock: the
+    advancer, inside a batch (its next assignment or budget reservation needs the row)."""
+    with db.engine.connect() as connection, connection.begin():
+        connection.execute(
+            text("SELECT 1 FROM campaigns WHERE merchant_id = :m AND id = :c FOR UPDATE"),
+            {"m": merchant_id, "c": campaign_id},
+        )
+        me = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        deadline = time.monotonic() + 60
+        while True:
+            with db.engine.connect() as probe:
+                blocked = probe.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE :me = ANY(pg_blocking_pids(pid))"),
+                    {"me": me},
+                ).scalar_one()
+            if blocked:
+                break
+            assert time.monotonic() < deadline, "the advancer never reached the campaign row"
+            time.sleep(0.02)
+        yield  # leaving the block ends the transaction (it wrote nothing): the lock goes
 
 
 @pytest.mark.postgres_only

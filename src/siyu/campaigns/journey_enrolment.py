@@ -12,8 +12,9 @@
 * **Merge / erase** — the merged-away or erased member's journeys end (``exited``); the survivor
   of a merge keeps its own journeys. **Export** lists the member's journeys and steps.
 
-``stage_entered`` and ``birthday`` triggers are not fired here: they come from daily scans, see
-docs/journeys.md.
+* **Stage and birthday entries** — :func:`enrol_due` (called by the advancer each round): the
+  lifecycle ledger is scanned for members who entered the trigger's stage since a watermark, and
+  the members born on the merchant's local today are enrolled once that day.
 """
 
 from __future__ import annotations
@@ -21,20 +22,24 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from siyu.campaigns import facade as campaigns
 from siyu.campaigns import journey_repository as repo
 from siyu.campaigns.journey_graph import JourneyGraph, JourneyInvalid, parse_graph, waits_for_events
+from siyu.campaigns.triggers import birthdays_of, matching
 from siyu.events.service import AcceptedEvent, on_ingest
 from siyu.kit.clock import utcnow
+from siyu.lifecycle import facade as lifecycle
+from siyu.lifecycle.rules import Stage
+from siyu.members import facade as members
 from siyu.members.rights import on_erase, on_export
 from siyu.members.service import on_merge
 from siyu.segments import facade as segments
+from siyu.tenancy import facade as tenancy
 
 log = logging.getLogger("siyu.journeys")
 JOURNEY_KIND = "journey"
@@ -110,40 +115,118 @@ def running_journeys(session: Session, merchant_id: str) -> list[tuple[campaigns
     return found
 
 
-def enrol_started(session: Session, merchant_id: str, *, now: datetime) -> int:
-    """Enrol the segment of each running segment-entry journey not enrolled yet; members enrolled."""
-    journeys = [
-        (campaign, graph)
-        for campaign, graph in running_journeys(session, merchant_id)
-        if graph.entry.trigger is None
-    ]
-    done = repo.enrolled_campaigns(session, merchant_id, [c.id for c, _ in journeys])
+SEGMENT = "segment"
+STAGE_SCAN = "stage"
+STAGE_PAGE = 2_000
+
+
+def enrol_due(session: Session, merchant_id: str, *, now: datetime) -> int:
+    """The enrolments that do not come from ingested events, for each running journey: its
+    segment once (segment entry), members who entered the trigger's stage since the last scan
+    (``stage_entered``), members whose birthday is the merchant's local today (``birthday``).
+    The advancer calls it before each round; members enrolled."""
     total = 0
-    for campaign, _graph in journeys:
-        if campaign.id in done or not repo.claim_enrolment(session, merchant_id, campaign.id, now=now):
+    journeys = running_journeys(session, merchant_id)
+    by_segment = [c for c, g in journeys if g.entry.trigger is None]
+    done = repo.enrolments_done(session, merchant_id, [c.id for c in by_segment], SEGMENT)
+    for campaign in by_segment:
+        if campaign.id in done or not repo.claim_enrolment(
+            session, merchant_id, campaign.id, SEGMENT, now=now
+        ):
             continue
         count = enrol_segment(session, merchant_id, campaign, now=now)
-        repo.count_enrolled(session, merchant_id, campaign.id, count)
+        repo.count_enrolled(session, merchant_id, campaign.id, SEGMENT, count, now=now)
         log.info("journey %s: %d members enrolled from its segment", campaign.id, count)
         total += count
+    for campaign, graph in journeys:
+        trigger = graph.entry.trigger
+        if trigger is not None and trigger.event == "stage_entered" and trigger.stage:
+            stage = Stage(trigger.stage)
+            total += _scan_stage(session, merchant_id, campaign, stage, trigger.condition, now=now)
+        elif trigger is not None and trigger.event == "birthday":
+            total += _scan_birthdays(session, merchant_id, campaign, trigger.condition, now=now)
     return total
 
 
-def _matching(
-    session: Session, merchant_id: str, rule: dict[str, Any], member_ids: Sequence[str], *, now: datetime
-) -> list[str]:
-    """The members of ``member_ids`` that match ``rule``: one query with the segment compiler's
-    SELECT as a subquery (no test per member)."""
-    matching = segments.member_ids(session, merchant_id, rule, now=now).subquery()
-    column = next(iter(matching.c))
-    wanted = set(member_ids)
-    found: list[str] = []
-    chunk_size = 500
-    ordered = sorted(wanted)
-    for start in range(0, len(ordered), chunk_size):
-        chunk = ordered[start : start + chunk_size]
-        found.extend(session.execute(select(column).where(column.in_(chunk))).scalars())
-    return found
+def _enrol_matching(
+    session: Session,
+    merchant_id: str,
+    campaign: campaigns.CampaignView,
+    member_ids: Sequence[str],
+    condition: dict[str, Any] | None,
+    *,
+    now: datetime,
+) -> int:
+    """Enrol those of ``member_ids`` that match ``condition`` (one query, the segment compiler's
+    SELECT restricted to these ids: campaigns.triggers.matching); how many came in."""
+    if condition is not None and member_ids:
+        found = matching(session, merchant_id, condition, member_ids, now=now)
+        member_ids = [m for m in member_ids if m in found]
+    return len(enrol(session, merchant_id, campaign, member_ids, now=now))
+
+
+def _scan_stage(
+    session: Session,
+    merchant_id: str,
+    campaign: campaigns.CampaignView,
+    stage: Stage,
+    condition: dict[str, Any] | None,
+    *,
+    now: datetime,
+) -> int:
+    """Members who entered ``stage`` in the lifecycle ledger since the watermark (entries
+    recorded after the journey started, the first time); the watermark moves under a row lock."""
+    repo.claim_enrolment(session, merchant_id, campaign.id, STAGE_SCAN, now=now)
+    scan = repo.lock_enrolment(session, merchant_id, campaign.id, STAGE_SCAN)
+    if scan is None:  # pragma: no cover - claimed just above
+        return 0
+    if scan.cursor:
+        at_text, _, after_member = scan.cursor.partition("|")
+        watermark = datetime.fromisoformat(at_text)
+    else:
+        watermark, after_member = campaign.started_at or now, ""
+    zone = tenancy.merchant_zone(session, merchant_id)
+    since_day = watermark.astimezone(zone).date() - timedelta(days=1)
+    added = 0
+    while True:
+        page = lifecycle.entered_stage(
+            session, merchant_id, stage, recorded_after=watermark, after_member=after_member,
+            since_day=since_day, limit=STAGE_PAGE,
+        )  # fmt: skip
+        if not page:
+            break
+        ids = [p.member_id for p in page]
+        added += _enrol_matching(session, merchant_id, campaign, ids, condition, now=now)
+        watermark, after_member = page[-1].recorded_at, page[-1].member_id
+        scan.cursor = f"{watermark.astimezone(UTC).isoformat()}|{after_member}"
+        if len(page) < STAGE_PAGE:
+            break
+    scan.members += added
+    scan.updated_at = now
+    return added
+
+
+def _scan_birthdays(
+    session: Session,
+    merchant_id: str,
+    campaign: campaigns.CampaignView,
+    condition: dict[str, Any] | None,
+    *,
+    now: datetime,
+) -> int:
+    """Once per local day: the active members born on it (29 February on the 28th in a common
+    year). A member walks a journey once, so a birthday journey greets each member once."""
+    today = now.astimezone(tenancy.merchant_zone(session, merchant_id)).date()
+    occurrence = f"birthday:{today.isoformat()}"
+    if not repo.claim_enrolment(session, merchant_id, campaign.id, occurrence, now=now):
+        return 0
+    born = list(session.execute(members.ids_born_on(merchant_id, birthdays_of(today))).scalars())
+    added = 0
+    for start in range(0, len(born), STAGE_PAGE):
+        part = born[start : start + STAGE_PAGE]
+        added += _enrol_matching(session, merchant_id, campaign, part, condition, now=now)
+    repo.count_enrolled(session, merchant_id, campaign.id, occurrence, added, now=now)
+    return added
 
 
 @on_ingest
@@ -159,10 +242,8 @@ def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEv
         trigger = graph.entry.trigger
         if trigger is None or trigger.event in EVENT_TRIGGERS_EXCLUDED or trigger.event not in by_type:
             continue
-        members = list(dict.fromkeys(by_type[trigger.event]))
-        if trigger.condition is not None:
-            members = _matching(session, merchant_id, trigger.condition, members, now=now)
-        enrol(session, merchant_id, campaign, members, now=now)
+        ids = list(dict.fromkeys(by_type[trigger.event]))
+        _enrol_matching(session, merchant_id, campaign, ids, trigger.condition, now=now)
     awaited = {event for _, graph in journeys for event in waits_for_events(graph).values()}
     for event_type in sorted(awaited & set(by_type)):
         repo.wake(session, merchant_id, event_type, by_type[event_type], now=now)

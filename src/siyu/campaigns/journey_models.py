@@ -4,8 +4,8 @@
   status (``waiting``: due at ``due_at`` to leave that node; ``done``: reached an exit;
   ``exited``: left without walking the graph — holdout, campaign ended, member merged or erased),
   and ``steps``, the number of steps taken, which is also the row's version.
-* ``journey_enrolments`` — a journey whose entry is a segment was enrolled (once, when it started
-  running), and how many members came in.
+* ``journey_enrolments`` — enrolments done once: a segment entry's (when the journey starts),
+  the ledger scan of a ``stage_entered`` entry (with its watermark), each day's birthdays.
 * ``journey_steps`` — one row per step (``seq`` = the state's ``steps`` after it): the node left,
   the outcome, when. Written in the same transaction as the state change and the step's
   treatments, so the log, the state and the side effects never disagree.
@@ -89,7 +89,9 @@ class JourneyStep(Base):
 
 
 class JourneyEnrolment(Base):
-    """The one-off enrolment of a segment-entry journey happened (so it never happens twice)."""
+    """An enrolment a journey did, so that it is done once: ``segment`` (the one-off enrolment
+    of a segment entry), ``stage`` (the scan of the lifecycle ledger for ``stage_entered``, with
+    its watermark in ``cursor``), ``birthday:YYYY-MM-DD`` (one local day's birthdays)."""
 
     __tablename__ = "journey_enrolments"
     __table_args__ = (
@@ -98,5 +100,10 @@ class JourneyEnrolment(Base):
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
     campaign_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    occurrence: Mapped[str] = mapped_column(String(40), primary_key=True)
     members: Mapped[int] = mapped_column(Integer)
+    """Members enrolled by it so far."""
+    cursor: Mapped[str | None] = mapped_column(String(120), default=None)
+    """A scan's watermark: ``recorded_at|member_id`` of the last ledger entry seen."""
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

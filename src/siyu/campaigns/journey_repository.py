@@ -354,35 +354,66 @@ def running_journey_ids(session: Session, merchant_id: str) -> list[str]:
     )
 
 
-def enrolled_campaigns(session: Session, merchant_id: str, campaign_ids: Sequence[str]) -> set[str]:
+def enrolments_done(
+    session: Session, merchant_id: str, campaign_ids: Sequence[str], occurrence: str
+) -> set[str]:
+    """Which of ``campaign_ids`` already did the enrolment ``occurrence``."""
     if not campaign_ids:
         return set()
     return set(
         session.execute(
             select(JourneyEnrolment.campaign_id).where(
-                JourneyEnrolment.merchant_id == merchant_id, JourneyEnrolment.campaign_id.in_(campaign_ids)
+                JourneyEnrolment.merchant_id == merchant_id,
+                JourneyEnrolment.campaign_id.in_(campaign_ids),
+                JourneyEnrolment.occurrence == occurrence,
             )
         ).scalars()
     )
 
 
-def claim_enrolment(session: Session, merchant_id: str, campaign_id: str, *, now: datetime) -> bool:
-    """Record the one-off enrolment before doing it; ``False`` if another advancer claimed it
-    first (its transaction holds the row: this insert waits for it, then skips)."""
+def claim_enrolment(
+    session: Session, merchant_id: str, campaign_id: str, occurrence: str, *, now: datetime
+) -> bool:
+    """Record an enrolment before doing it; ``False`` if it was recorded before (or by a
+    concurrent advancer, whose transaction holds the row: this insert waits for it, then skips)."""
     table = JourneyEnrolment.__table__
-    new = insert_ignore(
-        session,
-        table,  # type: ignore[arg-type]
-        [{"merchant_id": merchant_id, "campaign_id": campaign_id, "members": 0, "enrolled_at": now}],
-        returning=[table.c.campaign_id],
-    )
-    return bool(new)
+    row = {
+        "merchant_id": merchant_id,
+        "campaign_id": campaign_id,
+        "occurrence": occurrence,
+        "members": 0,
+        "cursor": None,
+        "enrolled_at": now,
+        "updated_at": now,
+    }
+    return bool(insert_ignore(session, table, [row], returning=[table.c.campaign_id]))  # type: ignore[arg-type]
 
 
-def count_enrolled(session: Session, merchant_id: str, campaign_id: str, members: int) -> None:
+def lock_enrolment(
+    session: Session, merchant_id: str, campaign_id: str, occurrence: str
+) -> JourneyEnrolment | None:
+    """The enrolment row, locked (a scan's watermark moves under this lock)."""
+    return session.execute(
+        select(JourneyEnrolment)
+        .where(
+            JourneyEnrolment.merchant_id == merchant_id,
+            JourneyEnrolment.campaign_id == campaign_id,
+            JourneyEnrolment.occurrence == occurrence,
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+
+
+def count_enrolled(
+    session: Session, merchant_id: str, campaign_id: str, occurrence: str, members: int, *, now: datetime
+) -> None:
     session.execute(
         update(JourneyEnrolment)
-        .where(JourneyEnrolment.merchant_id == merchant_id, JourneyEnrolment.campaign_id == campaign_id)
-        .values(members=members)
+        .where(
+            JourneyEnrolment.merchant_id == merchant_id,
+            JourneyEnrolment.campaign_id == campaign_id,
+            JourneyEnrolment.occurrence == occurrence,
+        )
+        .values(members=JourneyEnrolment.members + members, updated_at=now)
         .execution_options(synchronize_session=False)
     )

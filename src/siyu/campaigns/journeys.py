@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from siyu.campaigns import facade as campaigns
 from siyu.campaigns import journey_repository as repo
-from siyu.campaigns.journey_enrolment import enrol, enrol_segment, enrol_started, graph_of
+from siyu.campaigns.journey_enrolment import enrol, enrol_due, enrol_segment, graph_of
 from siyu.campaigns.journey_graph import (
     ActionNode,
     BranchNode,
@@ -308,7 +308,7 @@ def advance_due(
             merchants = tenancy.merchant_ids(session)
     for merchant in merchants:
         with db.unit_of_work() as session:
-            enrol_started(session, merchant, now=now)
+            enrol_due(session, merchant, now=now)
         while steps + postponed < limit:
             size = min(batch, limit - steps - postponed)
             with db.unit_of_work() as session:

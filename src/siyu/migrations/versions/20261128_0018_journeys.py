@@ -1,9 +1,9 @@
 """journeys: where each member stands (journey_states), the append-only step log (journey_steps),
-segment enrolments done (journey_enrolments)
+the enrolments done once (journey_enrolments: segment entry, stage scan watermark, birthdays)
 
 Revision ID: 0018
-Revises: 0013, 0014, 0016 (the heads on this branch; the lead re-chains the ids when merging)
-Create Date: 2026-11-28 11:11:36.674707
+Revises: 0016
+Create Date: 2026-11-28 11:26:05.349542
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 import siyu.db
 
 revision: str = "0018"
-down_revision: str | tuple[str, ...] | None = ("0013", "0014", "0016")
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -27,14 +27,19 @@ def upgrade() -> None:
         "journey_enrolments",
         sa.Column("merchant_id", sa.String(length=40), nullable=False),
         sa.Column("campaign_id", sa.String(length=40), nullable=False),
+        sa.Column("occurrence", sa.String(length=40), nullable=False),
         sa.Column("members", sa.Integer(), nullable=False),
+        sa.Column("cursor", sa.String(length=120), nullable=True),
         sa.Column("enrolled_at", siyu.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", siyu.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["merchant_id", "campaign_id"],
             ["campaigns.merchant_id", "campaigns.id"],
             name=op.f("fk_journey_enrolments_merchant_id_campaign_id_campaigns"),
         ),
-        sa.PrimaryKeyConstraint("merchant_id", "campaign_id", name=op.f("pk_journey_enrolments")),
+        sa.PrimaryKeyConstraint(
+            "merchant_id", "campaign_id", "occurrence", name=op.f("pk_journey_enrolments")
+        ),
     )
     op.create_table(
         "journey_states",
