@@ -23,7 +23,7 @@ VAULT = IdentifierVault("journey-test-secret-" + "x" * 40)
 ORDERED = {"behaviour": {"event": "order_paid", "op": "gte", "count": 1, "within_days": 3}}
 
 
-def example_journey(coupon_template: str, message_template: str) -> dict[str, Any]:
+def example_journey(coupon_template: str, remind: dict[str, Any]) -> dict[str, Any]:
     """entry visit → wait 3 days → ordered? → yes: exit / no: coupon → wait 1 day → message → exit."""
     return {
         "nodes": [
@@ -40,7 +40,7 @@ def example_journey(coupon_template: str, message_template: str) -> dict[str, An
             {
                 "id": "remind",
                 "type": "action",
-                "treatments": [{"action": "message", "template_id": message_template}],
+                "treatments": [remind],
                 "next": "end",
             },
             {"id": "bought", "type": "exit"},

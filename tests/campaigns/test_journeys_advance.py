@@ -9,6 +9,8 @@ from sqlalchemy import update
 from siyu.campaigns import journeys
 from siyu.campaigns.journey_enrolment import enrol_due
 from siyu.campaigns.models import Campaign
+from siyu.coupons import facade as coupons
+from siyu.coupons.schemas import TemplateIn
 from siyu.db import Database
 from siyu.members import facade as members
 from siyu.members.rights import erase_member
@@ -18,6 +20,7 @@ from tests.campaigns.journey_helpers import (
     T0,
     add_journey,
     event,
+    example_journey,
     make_merchant,
     paths,
     points_journey,
@@ -25,6 +28,62 @@ from tests.campaigns.journey_helpers import (
     states,
     treatments,
 )
+
+
+class TestExampleJourney:
+    def test_visit_wait_3_days_ordered_or_coupon_wait_a_day_remind(self, db: Database) -> None:
+        """The journey of the brief, driven by ``now``. The reminder is a points treatment: a
+        message treatment needs siyu.messaging, which is on no branch yet (docs/journeys.md)."""
+        # given
+        merchant = make_merchant(db)
+        with db.unit_of_work() as session:
+            spec = TemplateIn(name="回访券", kind="cash", value_fen=500, total_stock=1000, valid_days=7)
+            template = coupons.create_template(session, merchant, spec, now=T0)
+        remind = {"action": "points", "points": 50}
+        campaign = add_journey(db, merchant, example_journey(template.id, remind))
+        ids = send(db, merchant, [event(f"v{m}", m, "visit", T0) for m in "ABC"], now=T0)
+        a, b, c = ids["A"], ids["B"], ids["C"]
+        # when: everyone enters and waits; B orders the next day
+        journeys.advance_due(db, now=T0)
+        waiting = states(db, merchant, campaign.id)
+        day1 = T0 + timedelta(days=1)
+        send(db, merchant, [event("o1", "B", "order_paid", day1)], now=day1)
+        early = journeys.advance_due(db, now=T0 + timedelta(days=2, hours=23))
+        journeys.advance_due(db, now=T0 + timedelta(days=3))
+        after_branch = states(db, merchant, campaign.id)
+        journeys.advance_due(db, now=T0 + timedelta(days=4))
+        # then: all waited three days; nothing moved early
+        assert {(s.node_id, s.due_at) for s in waiting.values()} == {("wait3", T0 + timedelta(days=3))}
+        assert early.steps == 0
+        # B bought: out by "yes", never treated; A and C got the coupon and wait a day
+        assert (after_branch[b].status, after_branch[b].node_id) == ("done", "bought")
+        assert {(after_branch[m].node_id, after_branch[m].due_at) for m in (a, c)} == {
+            ("wait1", T0 + timedelta(days=4))
+        }
+        walked = paths(db, merchant, campaign.id)
+        assert walked[b] == [
+            ("start", "entered"),
+            ("wait3", "waited"),
+            ("ordered", "yes"),
+            ("bought", "exit"),
+        ]
+        expected = [
+            ("start", "entered"),
+            ("wait3", "waited"),
+            ("ordered", "no"),
+            ("coupon", "treated"),
+            ("wait1", "waited"),
+            ("remind", "treated"),
+            ("end", "exit"),
+        ]
+        assert walked[a] == walked[c] == expected
+        given = treatments(db, merchant, campaign.id)
+        assert sorted((t.member_id, t.action, t.key) for t in given) == sorted(
+            (m, action, f"{campaign.id}:{m}:{node}:0")
+            for m in (a, c)
+            for node, action in (("coupon", "coupon"), ("remind", "points"))
+        )
+        assert {t.status for t in given} == {"queued"}
 
 
 class TestEventTrigger:

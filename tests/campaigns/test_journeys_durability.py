@@ -4,9 +4,9 @@ The killed advancer is a real ``siyu campaigns journeys advance`` process, kille
 PostgreSQL the test makes sure the kill lands inside an open transaction that has already taken
 steps: once some batches are committed, it locks the campaign row, which the advancer's next step
 needs (an assignment's foreign key check, or the budget reserved by one conditional ``UPDATE`` of
-that row), waits until the advancer is blocked by that lock, and only then kills it. On SQLite (one writer at a time, no row locks)
-it kills the process once some steps are committed: almost all of an advancer's time is spent
-inside a transaction.
+that row), waits until the advancer is blocked by that lock, and only then kills it. On SQLite
+(one writer at a time, no row locks) it kills the process once some steps are committed: almost
+all of an advancer's time is spent inside a transaction.
 """
 
 from __future__ import annotations
