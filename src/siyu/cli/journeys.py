@@ -1,8 +1,8 @@
-"""`siyu journeys …`: move journey members along now (``siyu serve`` does it every few seconds).
+"""`siyu campaigns journeys …`: move journey members along now (``siyu serve`` does it every 10 s).
 
-``siyu campaigns journeys advance`` claims due members and takes their steps, a batch per transaction, until
-nobody is due; killed at any point, a second run carries on where the first stopped and sends
-nothing twice (docs/journeys.md).
+``siyu campaigns journeys advance`` claims due members and takes their steps, a batch per
+transaction, until nobody is due; killed at any point, a second run carries on where the first
+stopped and sends nothing twice (docs/journeys.md).
 """
 
 from __future__ import annotations
