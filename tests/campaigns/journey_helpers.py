@@ -97,12 +97,13 @@ def event(event_id: str, member_no: str, type_: str, when: datetime, amount: int
 
 
 def send(db: Database, merchant_id: str, events: list[dict[str, Any]], *, now: datetime) -> dict[str, str]:
-    """Ingest ``events`` received at ``now`` (listeners run); member id per ``member_no``."""
+    """Ingest ``events`` received at ``now`` (listeners run); member id per ``member_no`` (or per
+    the first identity given)."""
     with db.unit_of_work() as session:
         verdicts = ingest(session, VAULT, merchant_id, events, now=now)
     assert all(v.status == "accepted" for v in verdicts), verdicts
     return {
-        e["identities"]["member_no"]: v.member_id
+        e["identities"].get("member_no") or next(iter(e["identities"].values())): v.member_id
         for e, v in zip(events, verdicts, strict=True)
         if v.member_id
     }

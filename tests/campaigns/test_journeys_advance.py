@@ -343,6 +343,33 @@ class TestStageAndBirthdayEntries:
 
 
 class TestMembers:
+    def test_a_merged_away_member_leaves_and_the_survivor_walks_on(self, db: Database) -> None:
+        # given: two records of one person, both waiting in a journey
+        merchant = make_merchant(db)
+        journey = points_journey()
+        journey["nodes"][0]["next"] = "wait"
+        journey["nodes"].append({"id": "wait", "type": "wait", "duration": {"days": 1}, "next": "gift"})
+        campaign = add_journey(db, merchant, journey)
+        first = send(db, merchant, [event("v1", "A", "visit", T0)], now=T0)["A"]
+        by_phone = event("v2", "B", "visit", T0)
+        by_phone["identities"] = {"phone": "13800138000"}
+        second = _only(send(db, merchant, [by_phone], now=T0))
+        journeys.advance_due(db, now=T0)
+        # when: an event links the member number and the phone
+        link = event("v3", "A", "visit", T0 + timedelta(hours=1))
+        link["identities"] = {"member_no": "A", "phone": "13800138000"}
+        send(db, merchant, [link], now=T0 + timedelta(hours=1))
+        journeys.advance_due(db, now=T0 + timedelta(days=1))
+        # then
+        survivor, merged = min(first, second), max(first, second)
+        found = states(db, merchant, campaign.id)
+        assert (found[merged].status, paths(db, merchant, campaign.id)[merged][-1]) == (
+            "exited",
+            ("wait", "merged"),
+        )
+        assert found[survivor].status == "done"
+        assert {t.member_id for t in treatments(db, merchant, campaign.id)} == {survivor}
+
     def test_an_erased_member_leaves_its_journeys(self, db: Database) -> None:
         merchant = make_merchant(db)
         campaign = add_journey(db, merchant, points_journey())
@@ -354,6 +381,11 @@ class TestMembers:
         assert state.status == "exited"
         assert paths(db, merchant, campaign.id)[ids["A"]] == [("start", "erased")]
         assert treatments(db, merchant, campaign.id) == []
+
+
+def _only(ids: dict[str, str]) -> str:
+    (member_id,) = ids.values()
+    return member_id
 
 
 def _set_status(db: Database, merchant_id: str, campaign_id: str, status: str) -> None:
