@@ -339,6 +339,19 @@ def states_of_member(session: Session, merchant_id: str, member_id: str) -> list
     )
 
 
+def merchants_with_journeys(session: Session) -> list[str]:
+    """Merchants with a journey campaign past its draft (any such journey may have members due):
+    the advancer skips every other merchant without a query of its own."""
+    return list(
+        session.execute(
+            select(Campaign.merchant_id)
+            .where(Campaign.kind == CampaignKind.JOURNEY, Campaign.status != CampaignStatus.DRAFT)
+            .distinct()
+            .order_by(Campaign.merchant_id)
+        ).scalars()
+    )
+
+
 def running_journey_ids(session: Session, merchant_id: str) -> list[str]:
     """The merchant's running journey campaigns (index ``merchant_id, status, kind``)."""
     return list(

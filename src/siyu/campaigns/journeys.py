@@ -305,7 +305,7 @@ def advance_due(
         merchants = [merchant_id]
     else:
         with db.reading() as session:
-            merchants = tenancy.merchant_ids(session)
+            merchants = repo.merchants_with_journeys(session)
     for merchant in merchants:
         with db.unit_of_work() as session:
             enrol_due(session, merchant, now=now)
