@@ -50,6 +50,9 @@ class IdKind(StrEnum):
     CHANNEL_DELIVERY = "dlv"
     SEGMENT = "seg"
     SEGMENT_SNAPSHOT = "sns"
+    MESSAGE_TEMPLATE = "tpl"
+    MESSAGE = "msg"
+    GUIDE_TASK = "gdt"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

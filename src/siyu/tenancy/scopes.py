@@ -66,6 +66,10 @@ class Scope(StrEnum):
     """Read campaigns, their runs, and members' groups and treatments in them."""
     CAMPAIGNS_WRITE = "campaigns:write"
     """Create and edit draft campaigns; schedule, start, pause, resume, cancel and complete them."""
+    MESSAGES_READ = "messages:read"
+    """Read message templates, fatigue settings, messages and guide tasks."""
+    MESSAGES_WRITE = "messages:write"
+    """Manage message templates and fatigue settings, send messages, complete guide tasks."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
