@@ -28,18 +28,20 @@ from tests.campaigns.journey_helpers import (
     states,
     treatments,
 )
+from tests.campaigns.test_messages import make_message_template, messaged
 
 
 class TestExampleJourney:
     def test_visit_wait_3_days_ordered_or_coupon_wait_a_day_remind(self, db: Database) -> None:
-        """The journey of the brief, driven by ``now``. The reminder is a points treatment: a
-        message treatment needs siyu.messaging, which is on no branch yet (docs/journeys.md)."""
+        """The journey of the brief, driven by ``now``; the reminder is a real message (a webhook
+        template: the merchant's own system, no reachability needed)."""
         # given
         merchant = make_merchant(db)
         with db.unit_of_work() as session:
             spec = TemplateIn(name="回访券", kind="cash", value_fen=500, total_stock=1000, valid_days=7)
             template = coupons.create_template(session, merchant, spec, now=T0)
-        remind = {"action": "points", "points": 50}
+        message_template = make_message_template(db, merchant)
+        remind = {"action": "message", "template_id": message_template, "variables": {"name": "会员"}}
         campaign = add_journey(db, merchant, example_journey(template.id, remind))
         ids = send(db, merchant, [event(f"v{m}", m, "visit", T0) for m in "ABC"], now=T0)
         a, b, c = ids["A"], ids["B"], ids["C"]
@@ -81,9 +83,10 @@ class TestExampleJourney:
         assert sorted((t.member_id, t.action, t.key) for t in given) == sorted(
             (m, action, f"{campaign.id}:{m}:{node}:0")
             for m in (a, c)
-            for node, action in (("coupon", "coupon"), ("remind", "points"))
+            for node, action in (("coupon", "coupon"), ("remind", "message"))
         )
-        assert {t.status for t in given} == {"queued"}
+        assert {(t.action, t.status) for t in given} == {("coupon", "queued"), ("message", "done")}
+        assert messaged(db, campaign.id) == {a, c}
 
 
 class TestEventTrigger:
