@@ -3,6 +3,7 @@
 Each new module with a ``models.py`` adds one import line here.
 """
 
+from siyu.campaigns import journey_models  # noqa: F401
 from siyu.campaigns import models as campaigns_models  # noqa: F401
 from siyu.channels import models as channels_models  # noqa: F401
 from siyu.coupons import models as coupons_models  # noqa: F401

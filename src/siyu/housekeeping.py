@@ -10,7 +10,8 @@ of their own). A faster loop expires coupons and points lots past their end
 (:func:`run_expiry`, every :data:`EXPIRY_INTERVAL_SECONDS`; spending also expires a member's
 due points first, so the loop only keeps statuses and reports current), and another keeps
 PostgreSQL's planner statistics fresh (:func:`siyu.db.refresh_statistics`), for servers where
-autovacuum is off or behind.
+autovacuum is off or behind. A short loop moves journey members along
+(:func:`siyu.campaigns.journeys.advance_due`, every :data:`JOURNEY_INTERVAL_SECONDS`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contextlib import asynccontextmanager
 
 from starlette.concurrency import run_in_threadpool
 
+from siyu.campaigns import journeys
 from siyu.campaigns import tasks as campaign_tasks
 from siyu.coupons import facade as coupons
 from siyu.db import Database, autovacuum_enabled, is_postgres, refresh_statistics
@@ -40,6 +42,8 @@ INTERVAL_SECONDS = 3600.0
 EXPIRY_INTERVAL_SECONDS = 300.0
 EXPIRY_SLICE = 5000
 TIER_SLICE = 2000
+JOURNEY_INTERVAL_SECONDS = 10.0
+"""How often due journey members are moved along (a wait ends at most this late)."""
 STATISTICS_INTERVAL_SECONDS = 15.0
 """How often the statistics loop looks for grown tables (one catalog query when nothing changed)."""
 
@@ -135,6 +139,23 @@ async def _expiry_loop(db: Database, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+def run_journeys(db: Database) -> journeys.AdvanceReport:
+    """Every due journey step of every merchant (see :func:`siyu.campaigns.journeys.advance_due`)."""
+    report = journeys.advance_due(db, now=utcnow())
+    if report.steps or report.postponed:
+        log.info("journeys: %d steps, %d postponed", report.steps, report.postponed)
+    return report
+
+
+async def _journey_loop(db: Database, interval: float) -> None:
+    while True:
+        try:
+            await run_in_threadpool(run_journeys, db)
+        except Exception:
+            log.exception("advancing journeys failed")
+        await asyncio.sleep(interval)
+
+
 async def _campaign_loop(db: Database, interval: float) -> None:
     """Campaigns: starts and ends on schedule, broadcast runs, trigger entries that fell due."""
     while True:
@@ -168,15 +189,18 @@ async def background_upkeep(
     statistics_interval: float = STATISTICS_INTERVAL_SECONDS,
     expiry_interval: float = EXPIRY_INTERVAL_SECONDS,
     campaign_interval: float = campaign_tasks.INTERVAL_SECONDS,
+    journey_interval: float = JOURNEY_INTERVAL_SECONDS,
 ) -> AsyncIterator[None]:
     """Run :func:`run_once` now and every ``interval`` seconds while the app lives,
     :func:`run_expiry` every ``expiry_interval`` seconds, the campaign round
-    (:func:`siyu.campaigns.tasks.run_all`) every ``campaign_interval`` seconds, and
+    (:func:`siyu.campaigns.tasks.run_all`) every ``campaign_interval`` seconds, journey steps
+    (:func:`run_journeys`) every ``journey_interval`` seconds, and
     :func:`siyu.db.refresh_statistics` every ``statistics_interval`` seconds (PostgreSQL)."""
     tasks = [
         asyncio.create_task(_loop(db, interval)),
         asyncio.create_task(_expiry_loop(db, expiry_interval)),
         asyncio.create_task(_campaign_loop(db, campaign_interval)),
+        asyncio.create_task(_journey_loop(db, journey_interval)),
     ]
     if is_postgres(db.engine):
         tasks.append(asyncio.create_task(_statistics_loop(db, statistics_interval)))

@@ -28,6 +28,7 @@ from siyu.cli.common import (
 )
 from siyu.cli.coupons import coupons_app
 from siyu.cli.imports import import_app
+from siyu.cli.journeys import journeys_app
 from siyu.cli.lifecycle import lifecycle_app
 from siyu.cli.points import points_app
 from siyu.cli.serve import db_app, serve
@@ -75,6 +76,7 @@ app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(outbox_app, name="outbox")
+campaigns_app.add_typer(journeys_app, name="journeys")
 app.add_typer(campaigns_app, name="campaigns")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
