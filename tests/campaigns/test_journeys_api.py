@@ -143,3 +143,23 @@ class TestCheck:
         answer = client.post("/api/v1/journeys/check", json=journey, headers=tenant.headers)
         assert answer.status_code == 422
         assert answer.json()["errors"][0]["pointer"] == "/nodes/1/treatments/0/template_id"
+
+
+class TestCreateJourneyCampaign:
+    def test_a_valid_graph_is_accepted(self, client: TestClient, tenant: Tenant) -> None:
+        body = {"name": "回访", "goal": "active", "kind": "journey", "journey": waiting_journey()}
+        answer = client.post("/api/v1/campaigns", json=body, headers=tenant.headers)
+        assert answer.status_code == 201, answer.text
+
+    def test_a_cycle_is_refused_at_creation_under_the_journey_pointer(
+        self, client: TestClient, tenant: Tenant
+    ) -> None:
+        # given: a graph that loops back
+        journey = points_journey()
+        journey["nodes"][2]["next"] = "gift"
+        body = {"name": "回访", "goal": "active", "kind": "journey", "journey": journey}
+        # when
+        answer = client.post("/api/v1/campaigns", json=body, headers=tenant.headers)
+        # then
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["pointer"] == "/journey/nodes/2/next"

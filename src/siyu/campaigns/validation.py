@@ -55,6 +55,11 @@ def check_spec(session: Session, merchant_id: str, spec: Mapping[str, Any]) -> N
         raise invalid_field("/trigger", "only a trigger campaign has a trigger")
     if kind == CampaignKind.JOURNEY and not spec.get("journey"):
         raise invalid_field("/journey", "a journey campaign needs its graph")
+    if kind == CampaignKind.JOURNEY:
+        # imported here: journeys import the campaigns facade, which imports this module
+        from siyu.campaigns import journeys
+
+        journeys.check_journey(spec["journey"], session=session, merchant_id=merchant_id, prefix="/journey")
     if kind != CampaignKind.JOURNEY and spec.get("journey") is not None:
         raise invalid_field("/journey", "only a journey campaign has a graph")
     if kind == CampaignKind.PAYMENT_SUCCESS and spec.get("placement") != PAYMENT_SUCCESS:
