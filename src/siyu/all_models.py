@@ -15,6 +15,7 @@ from siyu.members import models as members_models  # noqa: F401
 from siyu.outbox import models as outbox_models  # noqa: F401
 from siyu.points import models as points_models  # noqa: F401
 from siyu.reachability import models as reachability_models  # noqa: F401
+from siyu.segments import models as segments_models  # noqa: F401
 from siyu.tenancy import models as tenancy_models  # noqa: F401
 from siyu.tiers import models as tiers_models  # noqa: F401
 

@@ -35,6 +35,7 @@ from siyu.outbox.endpoints import router as outbox_router
 from siyu.outbox.worker import BackgroundWorker, Worker, policy_of
 from siyu.points.endpoints import router as points_router
 from siyu.reachability.endpoints import router as reachability_router
+from siyu.segments.endpoints import router as segments_router
 from siyu.tenancy.auth import request_session
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tenancy.schemas import Health
@@ -176,6 +177,7 @@ def create_app(
     app.include_router(tiers_router, prefix=API_PREFIX)
     app.include_router(outbox_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)
+    app.include_router(segments_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -19,4 +19,5 @@ from siyu.loyalty import service as loyalty_service  # noqa: F401
 from siyu.points import service as points_service  # noqa: F401
 from siyu.reachability import facade as reachability_facade  # noqa: F401
 from siyu.reachability import service as reachability_service  # noqa: F401
+from siyu.segments import service as segments_service  # noqa: F401
 from siyu.tiers import facade as tiers_facade  # noqa: F401

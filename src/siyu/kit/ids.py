@@ -48,6 +48,8 @@ class IdKind(StrEnum):
     OUTBOX_ITEM = "obx"
     OUTBOX_ATTEMPT = "oba"
     CHANNEL_DELIVERY = "dlv"
+    SEGMENT = "seg"
+    SEGMENT_SNAPSHOT = "sns"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

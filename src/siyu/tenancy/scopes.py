@@ -58,6 +58,10 @@ class Scope(StrEnum):
     """Read channel configurations (never their secrets) and the channel delivery log."""
     CHANNELS_WRITE = "channels:write"
     """Configure channels: the webhook URL and its signing secret, the Alipay mini-program keys."""
+    SEGMENTS_READ = "segments:read"
+    """Read segments and snapshots, preview rules and test membership (member ids and stages only)."""
+    SEGMENTS_WRITE = "segments:write"
+    """Create, change and delete segments; freeze snapshots of their members."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
