@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 import siyu
 import siyu.wiring  # listeners of every module
+from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.channels import facade as channels
 from siyu.channels.endpoints import router as channels_router
 from siyu.config import Settings, load_settings
@@ -178,6 +179,7 @@ def create_app(
     app.include_router(outbox_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)
     app.include_router(segments_router, prefix=API_PREFIX)
+    app.include_router(campaigns_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 
 from starlette.concurrency import run_in_threadpool
 
+from siyu.campaigns import tasks as campaign_tasks
 from siyu.coupons import facade as coupons
 from siyu.db import Database, autovacuum_enabled, is_postgres, refresh_statistics
 from siyu.imports import facade as imports
@@ -134,6 +135,18 @@ async def _expiry_loop(db: Database, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _campaign_loop(db: Database, interval: float) -> None:
+    """Campaigns: starts and ends on schedule, broadcast runs, trigger entries that fell due."""
+    while True:
+        try:
+            report = await run_in_threadpool(campaign_tasks.run_all, db)
+            if any(report.as_dict().values()):
+                log.info("campaigns: %s", report.as_dict())
+        except Exception:
+            log.exception("campaign round failed")
+        await asyncio.sleep(interval)
+
+
 async def _statistics_loop(db: Database, interval: float) -> None:
     if await run_in_threadpool(autovacuum_enabled, db.engine) is False:
         log.warning(
@@ -154,11 +167,17 @@ async def background_upkeep(
     interval: float = INTERVAL_SECONDS,
     statistics_interval: float = STATISTICS_INTERVAL_SECONDS,
     expiry_interval: float = EXPIRY_INTERVAL_SECONDS,
+    campaign_interval: float = campaign_tasks.INTERVAL_SECONDS,
 ) -> AsyncIterator[None]:
     """Run :func:`run_once` now and every ``interval`` seconds while the app lives,
-    :func:`run_expiry` every ``expiry_interval`` seconds, and
+    :func:`run_expiry` every ``expiry_interval`` seconds, the campaign round
+    (:func:`siyu.campaigns.tasks.run_all`) every ``campaign_interval`` seconds, and
     :func:`siyu.db.refresh_statistics` every ``statistics_interval`` seconds (PostgreSQL)."""
-    tasks = [asyncio.create_task(_loop(db, interval)), asyncio.create_task(_expiry_loop(db, expiry_interval))]
+    tasks = [
+        asyncio.create_task(_loop(db, interval)),
+        asyncio.create_task(_expiry_loop(db, expiry_interval)),
+        asyncio.create_task(_campaign_loop(db, campaign_interval)),
+    ]
     if is_postgres(db.engine):
         tasks.append(asyncio.create_task(_statistics_loop(db, statistics_interval)))
     try:

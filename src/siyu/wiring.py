@@ -9,6 +9,7 @@ the API (:mod:`siyu.app`), the CLI and the tests import this module. A new modul
 listeners adds one line here.
 """
 
+from siyu.campaigns import facade as campaigns_facade  # noqa: F401
 from siyu.channels import tasks as channels_tasks  # noqa: F401
 from siyu.coupons import service as coupons_service  # noqa: F401
 from siyu.events import facade as events_facade  # noqa: F401

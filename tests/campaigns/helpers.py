@@ -50,3 +50,19 @@ def add_campaign(session: Session, merchant_id: str, **values: Any) -> CampaignV
     session.add(row)
     session.flush()
     return campaign_view(row)
+
+
+API = "/api/v1"
+
+
+def campaign_body(**fields: Any) -> dict[str, Any]:
+    """A valid draft: a broadcast giving 10 points, overridden by ``fields``."""
+    body: dict[str, Any] = {
+        "name": "回访有礼",
+        "goal": "active",
+        "variants": [
+            {"key": "main", "weight_bp": 10_000, "treatments": [{"action": "points", "points": 10}]}
+        ],
+    }
+    body.update(fields)
+    return body

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from siyu.campaigns import repository as repo
-from siyu.campaigns import service
+from siyu.campaigns import service, triggers, validation  # noqa: F401 - triggers registers the ingest listener
 from siyu.campaigns.assignment import group_of, variant_of
 from siyu.campaigns.models import (
     AssignmentSource,
@@ -44,6 +44,7 @@ __all__ = [
     "TreatmentView",
     "assign",
     "assign_many",
+    "check_treatment",
     "get_campaign",
     "group_of",
     "release_budget",
@@ -120,3 +121,10 @@ def treat(
     returns the first attempts). Nothing for a member in the holdout or not assigned: assign
     first. Coupons and points go through an outbox item written in this transaction."""
     return service.treat(session, merchant_id, campaign, member_id, treatments, step=step, now=now)
+
+
+def check_treatment(session: Session, merchant_id: str, treatment: object, pointer: str) -> None:
+    """Raise a 422 naming ``pointer`` + the bad field when ``treatment`` (a treatment JSON) is
+    not valid: unknown action, missing coupon or message template, bad points… (journeys check
+    their action nodes with it)."""
+    validation.check_treatment(session, merchant_id, treatment, pointer)

@@ -7,14 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from siyu.campaigns.models import (
     Campaign,
     CampaignMember,
+    CampaignRun,
     CampaignStatus,
     CampaignTreatment,
+    CampaignTriggerEntry,
+    EntryStatus,
+    RunStatus,
 )
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import chunked, insert_ignore
@@ -236,3 +240,102 @@ def treatments_of_member(
         CampaignTreatment.member_id == member_id,
     )
     return list(session.execute(statement.order_by(CampaignTreatment.key)).scalars())
+
+
+def treatment_by_key(
+    session: Session, merchant_id: str, key: str, *, lock: bool = False
+) -> CampaignTreatment | None:
+    statement = select(CampaignTreatment).where(
+        CampaignTreatment.merchant_id == merchant_id, CampaignTreatment.key == key
+    )
+    if lock:
+        statement = statement.with_for_update()
+    return session.execute(statement.execution_options(populate_existing=True)).scalar_one_or_none()
+
+
+# ---------------------------------------------------------------- runs and trigger entries
+
+
+def add_run(session: Session, row: dict[str, Any]) -> bool:
+    """Insert-ignore a run; True when it is new."""
+    inserted = insert_ignore(
+        session,
+        CampaignRun.__table__,  # type: ignore[arg-type]
+        [row],
+        returning=[CampaignRun.__table__.c.occurrence],
+    )
+    return bool(inserted)
+
+
+def lock_run(session: Session, merchant_id: str, campaign_id: str, occurrence: str) -> CampaignRun | None:
+    """The run, locked; ``None`` when absent or (PostgreSQL) being worked on by another worker."""
+    statement = (
+        select(CampaignRun)
+        .where(
+            CampaignRun.merchant_id == merchant_id,
+            CampaignRun.campaign_id == campaign_id,
+            CampaignRun.occurrence == occurrence,
+        )
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def open_runs(session: Session, merchant_id: str, campaign_id: str | None = None) -> list[CampaignRun]:
+    statement = select(CampaignRun).where(
+        CampaignRun.merchant_id == merchant_id,
+        CampaignRun.status.in_((RunStatus.PENDING, RunStatus.ACTIVE)),
+    )
+    if campaign_id is not None:
+        statement = statement.where(CampaignRun.campaign_id == campaign_id)
+    return list(session.execute(statement.order_by(CampaignRun.due_at)).scalars())
+
+
+def runs_of(session: Session, merchant_id: str, campaign_id: str) -> list[CampaignRun]:
+    statement = select(CampaignRun).where(
+        CampaignRun.merchant_id == merchant_id, CampaignRun.campaign_id == campaign_id
+    )
+    return list(session.execute(statement.order_by(CampaignRun.due_at.desc())).scalars())
+
+
+def add_entries(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    inserted = insert_ignore(
+        session,
+        CampaignTriggerEntry.__table__,  # type: ignore[arg-type]
+        rows,
+        returning=[CampaignTriggerEntry.__table__.c.member_id],
+    )
+    return len(inserted)
+
+
+def last_entries(
+    session: Session, merchant_id: str, campaign_id: str, member_ids: Sequence[str]
+) -> dict[str, datetime]:
+    """When each member last entered the campaign (for ``repeat_after_days``)."""
+    e = CampaignTriggerEntry
+    found: dict[str, datetime] = {}
+    for part in chunked(sorted(set(member_ids)), IN_CHUNK):
+        statement = (
+            select(e.member_id, func.max(e.created_at))
+            .where(e.merchant_id == merchant_id, e.campaign_id == campaign_id, e.member_id.in_(part))
+            .group_by(e.member_id)
+        )
+        for member_id, at in session.execute(statement).all():
+            found[member_id] = at
+    return found
+
+
+def due_entries(session: Session, merchant_id: str, now: datetime, limit: int) -> list[CampaignTriggerEntry]:
+    """Pending entries due by ``now``, oldest first, locked (PostgreSQL: skipping those another
+    worker holds)."""
+    e = CampaignTriggerEntry
+    statement = (
+        select(e)
+        .where(e.merchant_id == merchant_id, e.status == EntryStatus.PENDING, e.due_at <= now)
+        .order_by(e.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.execute(statement).scalars())

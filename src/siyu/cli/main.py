@@ -16,6 +16,7 @@ import typer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from siyu.cli.campaigns import campaigns_app
 from siyu.cli.common import (
     EXIT_UNEXPECTED,
     console,
@@ -74,6 +75,7 @@ app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(campaigns_app, name="campaigns")
 
 KNOWN_SCOPES = ", ".join(sorted_scopes(Scope))
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the created object as JSON only")]

@@ -63,6 +63,34 @@ def member_ids_in_stage(merchant_id: str, stage: Stage) -> Select[Any]:
     return repo.member_ids_in_stage(merchant_id, stage.value)
 
 
+@dataclass(frozen=True, slots=True)
+class StageEntry:
+    member_id: str
+    effective_on: date
+    recorded_at: datetime
+
+
+def entered_stage(
+    session: Session,
+    merchant_id: str,
+    stage: Stage,
+    *,
+    recorded_after: datetime,
+    after_member: str = "",
+    since_day: date,
+    limit: int = 5000,
+) -> list[StageEntry]:
+    """Members who entered ``stage`` in ledger entries after the cursor (``recorded_after``,
+    ``after_member``: pass the last entry seen), effective on or after ``since_day``, in
+    (recorded_at, member) order. For reactions to stage changes (a campaign triggered by
+    "became dormant")."""
+    rows = repo.entries_into(
+        session, merchant_id, stage.value, since_day=since_day, recorded_after=recorded_after,
+        after_member=after_member, limit=limit,
+    )  # fmt: skip
+    return [StageEntry(m, d, at) for m, d, at in rows]
+
+
 def sweep(
     session: Session,
     merchant_id: str,

@@ -242,3 +242,34 @@ def member_ids_in_stage(merchant_id: str, stage: str) -> Select[Any]:
     return select(MemberStage.member_id).where(
         MemberStage.merchant_id == merchant_id, MemberStage.stage == stage
     )
+
+
+def entries_into(
+    session: Session,
+    merchant_id: str,
+    stage: str,
+    *,
+    since_day: date,
+    recorded_after: datetime,
+    after_member: str,
+    limit: int,
+) -> list[tuple[str, date, datetime]]:
+    """Ledger entries into ``stage`` after the cursor (``recorded_after``, ``after_member``),
+    effective on or after ``since_day`` (which bounds the index range): (member, effective_on,
+    recorded_at) in (recorded_at, member) order."""
+    t = StageTransition
+    statement = (
+        select(t.member_id, t.effective_on, t.recorded_at)
+        .where(
+            t.merchant_id == merchant_id,
+            t.effective_on >= since_day,
+            t.to_stage == stage,
+            or_(
+                t.recorded_at > recorded_after,
+                and_(t.recorded_at == recorded_after, t.member_id > after_member),
+            ),
+        )
+        .order_by(t.recorded_at, t.member_id)
+        .limit(limit)
+    )
+    return [(m, d, at) for m, d, at in session.execute(statement).all()]

@@ -62,6 +62,10 @@ class Scope(StrEnum):
     """Read segments and snapshots, preview rules and test membership (member ids and stages only)."""
     SEGMENTS_WRITE = "segments:write"
     """Create, change and delete segments; freeze snapshots of their members."""
+    CAMPAIGNS_READ = "campaigns:read"
+    """Read campaigns, their runs, and members' groups and treatments in them."""
+    CAMPAIGNS_WRITE = "campaigns:write"
+    """Create and edit draft campaigns; schedule, start, pause, resume, cancel and complete them."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 

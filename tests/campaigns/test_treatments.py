@@ -1,0 +1,301 @@
+"""Treatments: budgets never exceeded, coupons and points given through the outbox, refusals
+release the budget, the holdout never treated."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from siyu.campaigns import facade
+from siyu.campaigns.models import CampaignTreatment
+from siyu.campaigns.treatments import OUTBOX_KIND, Target, give, treat_targets
+from siyu.coupons import facade as coupons
+from siyu.coupons import service as coupon_service
+from siyu.coupons.schemas import TemplateIn
+from siyu.db import Database
+from siyu.outbox import facade as outbox
+from siyu.outbox.models import OutboxItem
+from siyu.points import facade as points
+from siyu.tenancy import facade as tenancy
+from tests.campaigns.helpers import NOW, add_campaign, add_members
+from tests.threads import run_threads
+
+COUPON_VALUE = 1500
+
+
+def make_template(db: Database, merchant_id: str, *, stock: int = 100, **fields: Any) -> str:
+    spec: dict[str, Any] = {
+        "name": "立减 15 元",
+        "kind": "cash",
+        "value_fen": COUPON_VALUE,
+        "total_stock": stock,
+        "valid_days": 30,
+    }
+    spec.update(fields)
+    with db.unit_of_work() as session:
+        template = coupons.create_template(session, merchant_id, TemplateIn(**spec), now=NOW)
+        coupon_service.change_status(session, merchant_id, template.id, "activate", now=NOW)
+    return template.id
+
+
+def coupon_variants(template_id: str) -> list[dict[str, Any]]:
+    return [
+        {"key": "main", "weight_bp": 10_000, "treatments": [{"action": "coupon", "template_id": template_id}]}
+    ]
+
+
+def rows(db: Database, merchant_id: str, campaign_id: str) -> list[CampaignTreatment]:
+    with db.reading() as session:
+        statement = select(CampaignTreatment).where(
+            CampaignTreatment.merchant_id == merchant_id, CampaignTreatment.campaign_id == campaign_id
+        )
+        return list(session.execute(statement).scalars())
+
+
+def drain(db: Database) -> None:
+    """Run the outbox until nothing is due (handlers of campaign treatments, among others)."""
+    while outbox.run_once(db, limit=200, now=NOW + timedelta(seconds=1)):
+        pass
+
+
+def setup(db: Database, members: int, **campaign: Any) -> tuple[str, list[str], Any]:
+    with db.unit_of_work() as session:
+        merchant_id = tenancy.create_merchant(session, name="m").id
+        ids = add_members(session, merchant_id, members)
+    return merchant_id, ids, campaign
+
+
+def treat_all(db: Database, merchant_id: str, campaign: Any, member_ids: list[str], step: str = "s") -> None:
+    with db.unit_of_work() as session:
+        view = facade.get_campaign(session, merchant_id, campaign.id)
+        assert view is not None
+        assigned = facade.assign_many(session, merchant_id, view, member_ids, now=NOW, source="snapshot")
+        targets = [
+            Target(a.member_id, a.variant, (view.variant(a.variant) or {})["treatments"])
+            for a in assigned
+            if a.group == "treatment"
+        ]
+        treat_targets(session, merchant_id, view, targets, step=step, now=NOW)
+
+
+class TestBudget:
+    def test_members_beyond_the_budget_are_over_budget_and_nothing_is_spent_for_them(
+        self, db: Database
+    ) -> None:
+        # given: 3 coupons of budget (and 3 × 15 yuan), 6 members all in the treatment group
+        merchant_id, ids, _ = setup(db, 6)
+        template_id = make_template(db, merchant_id)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(
+                session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id),
+                budget_coupons=3, budget_fen=10 * COUPON_VALUE,
+            )  # fmt: skip
+        # when
+        treat_all(db, merchant_id, campaign, ids)
+        # then
+        statuses = sorted(r.status for r in rows(db, merchant_id, campaign.id))
+        assert statuses == ["over_budget"] * 3 + ["queued"] * 3
+        with db.reading() as session:
+            view = facade.get_campaign(session, merchant_id, campaign.id)
+        assert view is not None
+        assert (view.spent_coupons, view.spent_fen) == (3, 3 * COUPON_VALUE)
+
+    def test_the_fen_budget_binds_too(self, db: Database) -> None:
+        # given: money for 2 coupons only
+        merchant_id, ids, _ = setup(db, 5)
+        template_id = make_template(db, merchant_id)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(
+                session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id),
+                budget_fen=2 * COUPON_VALUE + 1,
+            )  # fmt: skip
+        # when
+        treat_all(db, merchant_id, campaign, ids)
+        # then
+        assert sum(r.status == "queued" for r in rows(db, merchant_id, campaign.id)) == 2
+
+    def test_a_replayed_slice_reserves_nothing_twice(self, db: Database) -> None:
+        # given
+        merchant_id, ids, _ = setup(db, 4)
+        template_id = make_template(db, merchant_id)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id))
+        # when
+        treat_all(db, merchant_id, campaign, ids)
+        treat_all(db, merchant_id, campaign, ids)
+        # then
+        assert len(rows(db, merchant_id, campaign.id)) == 4
+        with db.reading() as session:
+            view = facade.get_campaign(session, merchant_id, campaign.id)
+            items = session.execute(
+                select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == OUTBOX_KIND)
+            ).scalar_one()
+        assert view is not None
+        assert view.spent_coupons == 4
+        assert items == 4
+
+
+class TestOutboxHandler:
+    def test_coupons_are_issued_once_each_with_the_treatment_key(self, db: Database) -> None:
+        # given
+        merchant_id, ids, _ = setup(db, 5)
+        template_id = make_template(db, merchant_id)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id))
+        treat_all(db, merchant_id, campaign, ids)
+        # when
+        drain(db)
+        # then
+        given = rows(db, merchant_id, campaign.id)
+        assert {r.status for r in given} == {"done"}
+        with db.reading() as session:
+            issued = [c for m in ids for c in coupons.coupons_of(session, merchant_id, m)]
+        assert len(issued) == 5
+        assert {c.source for c in issued} == {"campaign"}
+        assert {c.source_ref for c in issued} == {r.key for r in given}
+        assert {c.id for c in issued} == {r.ref for r in given}
+
+    def test_handling_an_item_again_gives_nothing_twice(self, db: Database) -> None:
+        # given: one item handled
+        merchant_id, ids, _ = setup(db, 1)
+        template_id = make_template(db, merchant_id)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id))
+        treat_all(db, merchant_id, campaign, ids)
+        with db.reading() as session:
+            item = session.execute(select(OutboxItem).where(OutboxItem.kind == OUTBOX_KIND)).scalar_one()
+        view = outbox.OutboxItemView(
+            item.merchant_id, item.id, item.kind, item.key, item.payload, 1, item.created_at
+        )
+        # when: delivered twice (at least once)
+        give(db, view)
+        give(db, view)
+        # then
+        with db.reading() as session:
+            assert len(coupons.coupons_of(session, merchant_id, ids[0])) == 1
+
+    def test_out_of_stock_is_refused_and_the_budget_released(self, db: Database) -> None:
+        # given: a template with 2 coupons of stock, 5 treated members
+        merchant_id, ids, _ = setup(db, 5)
+        template_id = make_template(db, merchant_id, stock=2)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(
+                session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id), budget_coupons=5
+            )
+        treat_all(db, merchant_id, campaign, ids)
+        # when
+        drain(db)
+        # then
+        given = rows(db, merchant_id, campaign.id)
+        assert sorted(r.status for r in given) == ["done"] * 2 + ["refused"] * 3
+        assert {r.reason for r in given if r.status == "refused"} == {"out_of_stock"}
+        with db.reading() as session:
+            view = facade.get_campaign(session, merchant_id, campaign.id)
+        assert view is not None
+        assert (view.spent_coupons, view.spent_fen) == (2, 2 * COUPON_VALUE)
+
+    def test_points_are_awarded_by_key(self, db: Database) -> None:
+        # given
+        merchant_id, ids, _ = setup(db, 3)
+        variants = [{"key": "main", "weight_bp": 10_000, "treatments": [{"action": "points", "points": 88}]}]
+        with db.unit_of_work() as session:
+            campaign = add_campaign(session, merchant_id, holdout_bp=0, variants=variants, budget_points=1000)
+        treat_all(db, merchant_id, campaign, ids)
+        # when
+        drain(db)
+        # then
+        with db.reading() as session:
+            balances = [points.balance_of(session, merchant_id, m, now=NOW).balance for m in ids]
+            view = facade.get_campaign(session, merchant_id, campaign.id)
+        assert balances == [88, 88, 88]
+        assert view is not None
+        assert view.spent_points == 264
+        assert {r.status for r in rows(db, merchant_id, campaign.id)} == {"done"}
+
+
+class TestHoldoutNeverTreated:
+    def test_treat_gives_a_holdout_member_nothing(self, db: Database) -> None:
+        # given: half held out
+        merchant_id, ids, _ = setup(db, 40)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(session, merchant_id, holdout_bp=5000)
+            assigned = facade.assign_many(session, merchant_id, campaign, ids, now=NOW, source="decision")
+        held = [a.member_id for a in assigned if a.group == "holdout"]
+        assert held
+        # when
+        with db.unit_of_work() as session:
+            given = [
+                facade.treat(
+                    session, merchant_id, campaign, m, [{"action": "points", "points": 5}], step="x", now=NOW
+                )
+                for m in held
+            ]
+        # then
+        assert given == [[] for _ in held]
+        assert rows(db, merchant_id, campaign.id) == []
+
+    def test_treat_gives_an_unassigned_member_nothing(self, db: Database) -> None:
+        # given
+        merchant_id, ids, _ = setup(db, 1)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(session, merchant_id, holdout_bp=0)
+            # when
+            given = facade.treat(
+                session, merchant_id, campaign, ids[0], [{"action": "points", "points": 5}], step="x", now=NOW
+            )
+        # then
+        assert given == []
+
+    def test_treat_returns_the_attempts_and_a_replay_returns_the_same(self, db: Database) -> None:
+        # given
+        merchant_id, ids, _ = setup(db, 1)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(session, merchant_id, holdout_bp=0, budget_points=100)
+            facade.assign(session, merchant_id, campaign, ids[0], now=NOW, source="journey")
+        treatments = [{"action": "points", "points": 60}, {"action": "points", "points": 60}]
+        # when
+        with db.unit_of_work() as session:
+            first = facade.treat(session, merchant_id, campaign, ids[0], treatments, step="node-1", now=NOW)
+        with db.unit_of_work() as session:
+            again = facade.treat(session, merchant_id, campaign, ids[0], treatments, step="node-1", now=NOW)
+        # then: both treatments of the member are reserved together (120 > 100: over budget)
+        assert [t.key for t in first] == [
+            f"{campaign.id}:{ids[0]}:node-1:0",
+            f"{campaign.id}:{ids[0]}:node-1:1",
+        ]
+        assert {t.status for t in first} == {"over_budget"}
+        assert first == again
+
+
+@pytest.mark.postgres_only
+class TestBudgetRace:
+    def test_threads_treating_one_campaign_never_pass_its_budget(self, db: Database) -> None:
+        # given: 8 threads, each treating its own 10 members; a budget of 23 coupons
+        merchant_id, ids, _ = setup(db, 80)
+        template_id = make_template(db, merchant_id, stock=1000)
+        with db.unit_of_work() as session:
+            campaign = add_campaign(
+                session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id),
+                budget_coupons=23, budget_fen=40 * COUPON_VALUE,
+            )  # fmt: skip
+
+        def work(index: int) -> None:
+            for member_id in ids[index * 10 : (index + 1) * 10]:
+                treat_all(db, merchant_id, campaign, [member_id], step=f"t{index}")
+
+        # when
+        run_threads(8, work)
+        drain(db)
+        # then: exactly the budget, and every reservation is a coupon issued
+        with db.reading() as session:
+            view = facade.get_campaign(session, merchant_id, campaign.id)
+            issued = sum(len(coupons.coupons_of(session, merchant_id, m)) for m in ids)
+        given = rows(db, merchant_id, campaign.id)
+        assert view is not None
+        assert (view.spent_coupons, view.spent_fen) == (23, 23 * COUPON_VALUE)
+        assert sum(r.status == "done" for r in given) == 23
+        assert sum(r.status == "over_budget" for r in given) == 57
+        assert issued == 23
