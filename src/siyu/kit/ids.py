@@ -50,6 +50,7 @@ class IdKind(StrEnum):
     CHANNEL_DELIVERY = "dlv"
     SEGMENT = "seg"
     SEGMENT_SNAPSHOT = "sns"
+    DECISION = "dec"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]
