@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 import siyu
 import siyu.wiring  # listeners of every module
 from siyu.campaigns.endpoints import router as campaigns_router
+from siyu.campaigns.results_endpoints import router as campaign_results_router
 from siyu.channels import facade as channels
 from siyu.channels.endpoints import router as channels_router
 from siyu.config import Settings, load_settings
@@ -181,6 +182,7 @@ def create_app(
     app.include_router(channels_router, prefix=API_PREFIX)
     app.include_router(segments_router, prefix=API_PREFIX)
     app.include_router(campaigns_router, prefix=API_PREFIX)
+    app.include_router(campaign_results_router, prefix=API_PREFIX)
     app.include_router(decisions_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,

@@ -85,7 +85,8 @@ class TestPaymentSuccessDecision:
         assert decision["offer"]["value_fen"] == 1000
         with db.reading() as session:
             spent = session.get(Campaign, (tenant.merchant_id, campaign_id))
-            assert spent is not None and spent.spent_coupons == 1
+            assert spent is not None
+            assert spent.spent_coupons == 1
 
     def test_a_holdout_member_gets_none_and_is_recorded(
         self, client: TestClient, db: Database, tenant: Tenant
@@ -101,7 +102,9 @@ class TestPaymentSuccessDecision:
         assert decision["group"] == "holdout"
         with db.reading() as session:
             row = session.get(Decision, (tenant.merchant_id, decision["id"]))
-            assert row is not None and row.status == "holdout" and row.campaign_id == campaign_id
+            assert row is not None
+            assert row.status == "holdout"
+            assert row.campaign_id == campaign_id
         assert coupons_of(db, tenant.merchant_id) == 0
         assert accept(client, tenant, decision["id"]).status_code == 409
 
@@ -137,7 +140,8 @@ class TestPaymentSuccessDecision:
         first = accept(client, tenant, decision["id"])
         second = accept(client, tenant, decision["id"])
         # then
-        assert first.status_code == 200 and second.status_code == 200
+        assert first.status_code == 200
+        assert second.status_code == 200
         assert first.json()["status"] == "accepted"
         assert first.json()["coupon_id"] == second.json()["coupon_id"] is not None
         assert second.json()["replayed"] is True
@@ -169,7 +173,8 @@ class TestPaymentSuccessDecision:
         assert declined.json()["status"] == "declined"
         with db.reading() as session:
             row = session.get(Campaign, (tenant.merchant_id, campaign_id))
-            assert row is not None and row.spent_coupons == 0
+            assert row is not None
+            assert row.spent_coupons == 0
         assert accept(client, tenant, decision["id"]).status_code == 409
         assert pay(client, tenant, "2088000000000008")["status"] == "offered"
 
@@ -203,8 +208,10 @@ class TestPaymentSuccessDecision:
         elsewhere = pay(client, tenant, payer, store_id="str_b")
         offers = [pay(client, tenant, payer, store_id="str_a")["status"] for _ in range(3)]
         # then
-        assert small["status"] == "none" and "amount below 3000" in small["reason"]
-        assert elsewhere["status"] == "none" and "store" in elsewhere["reason"]
+        assert small["status"] == "none"
+        assert "amount below 3000" in small["reason"]
+        assert elsewhere["status"] == "none"
+        assert "store" in elsewhere["reason"]
         assert offers == ["offered", "offered", "none"]
 
     def test_a_higher_priority_campaign_wins_and_the_next_takes_over_when_it_cannot(
@@ -246,9 +253,11 @@ class TestPaymentSuccessDecision:
         assert refused.json()["reason"] == "out_of_stock"
         with db.reading() as session:
             row = session.get(Campaign, (tenant.merchant_id, campaign_id))
-            assert row is not None and row.spent_coupons == 1
+            assert row is not None
+            assert row.spent_coupons == 1
             decision = session.get(Decision, (tenant.merchant_id, second["id"]))
-            assert decision is not None and decision.status == "refused"
+            assert decision is not None
+            assert decision.status == "refused"
 
     def test_bad_identities_are_a_422_with_a_pointer(self, client: TestClient, tenant: Tenant) -> None:
         # given / when
@@ -273,7 +282,8 @@ class TestPaymentSuccessDecision:
         taken = accept(client, other, decision["id"])
         theirs = pay(client, other, "2088000000000015")
         # then
-        assert seen.status_code == 404 and taken.status_code == 404
+        assert seen.status_code == 404
+        assert taken.status_code == 404
         assert theirs["status"] == "none"  # the first merchant's campaign is not the second's
         assert coupons_of(db, tenant.merchant_id) == 0
 

@@ -73,10 +73,10 @@ def payment_success(request: Request, body: PaymentIn, ctx: Writer) -> DecisionO
 
 @router.get("/decisions/{decision_id}", summary="One decision")
 def get_decision(decision_id: str, ctx: Reader) -> DecisionOut:
-    row = service.repo.get(ctx.session, ctx.merchant_id, decision_id)
-    if row is None:
+    found = service.get(ctx.session, ctx.merchant_id, decision_id)
+    if found is None:
         raise NotFound(f"no decision {decision_id}")
-    return _out(ctx, service.view(row))
+    return _out(ctx, found)
 
 
 @router.post(

@@ -7,10 +7,11 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from siyu.decisions import service
-from siyu.decisions.models import Decision, DecisionStatus
+from siyu.decisions.models import SHOWN, Decision, DecisionStatus
 from siyu.decisions.service import Conditions, DecisionView, Payment
 
 __all__ = [
+    "SHOWN",
     "Conditions",
     "DecisionStatus",
     "DecisionView",
@@ -25,8 +26,7 @@ decisions_table = Decision.__table__
 
 
 def get_decision(session: Session, merchant_id: str, decision_id: str) -> DecisionView | None:
-    row = session.get(Decision, (merchant_id, decision_id))
-    return service.view(row) if row else None
+    return service.get(session, merchant_id, decision_id)
 
 
 def expire_offers(session: Session, merchant_id: str, *, now: datetime, limit: int = 1000) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from siyu.decisions.models import SHOWN, Decision, DecisionSettings, DecisionStatus
 from siyu.kit.sql import insert_ignore
+
+TABLE: Table = Decision.__table__  # type: ignore[assignment]
 
 
 def by_order(session: Session, merchant_id: str, order_id: str) -> Decision | None:
@@ -34,7 +36,7 @@ def get_for_update(session: Session, merchant_id: str, decision_id: str) -> Deci
 def insert(session: Session, row: Decision) -> bool:
     """Insert-ignore; ``False`` when a decision for the same order exists already."""
     values = {column.key: getattr(row, column.key) for column in Decision.__table__.columns}
-    return bool(insert_ignore(session, Decision.__table__, [values], returning=[Decision.id]))
+    return bool(insert_ignore(session, TABLE, [values], returning=[TABLE.c.id]))
 
 
 def shown_today(session: Session, merchant_id: str, member_id: str, campaign_id: str, local_day: str) -> int:

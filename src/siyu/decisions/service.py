@@ -97,6 +97,11 @@ def view(row: Decision, *, replayed: bool = False) -> DecisionView:
     )
 
 
+def get(session: Session, merchant_id: str, decision_id: str) -> DecisionView | None:
+    row = repo.get(session, merchant_id, decision_id)
+    return view(row) if row else None
+
+
 class DecisionClosed(Conflict):
     """The decision can no longer be accepted or declined (``status`` says what it became)."""
 
