@@ -14,7 +14,6 @@ from alembic import op
 
 import siyu.db
 
-
 revision: str = "0017"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
