@@ -100,3 +100,33 @@ class TestReserveBudget:
         assert results == [True, True, True, False, False]
         assert view is not None
         assert (view.spent_coupons, view.spent_fen) == (3, 900)
+
+
+class TestRunningOnPlacement:
+    def test_running_in_schedule_by_priority(self, db: Database) -> None:
+        # given: payment-page campaigns: two running (priorities 1 and 5), one paused, one whose window ended
+        with db.unit_of_work() as session:
+            merchant = tenancy.create_merchant(session, name="m")
+            ended = {"start_at": "2026-11-01T00:00:00+00:00", "end_at": "2026-11-02T00:00:00+00:00"}
+            low = add_campaign(
+                session, merchant.id, kind="payment_success", placement="payment_success", priority=1
+            )
+            high = add_campaign(
+                session, merchant.id, kind="payment_success", placement="payment_success", priority=5
+            )
+            add_campaign(
+                session, merchant.id, kind="payment_success", placement="payment_success", status="paused"
+            )
+            add_campaign(
+                session,
+                merchant.id,
+                kind="payment_success",
+                placement="payment_success",
+                priority=9,
+                schedule=ended,
+            )
+        # when
+        with db.reading() as session:
+            found = facade.running_on_placement(session, merchant.id, "payment_success", now=NOW)
+        # then
+        assert [c.id for c in found] == [high.id, low.id]

@@ -302,3 +302,30 @@ class TestSegmentAudience:
         assert frozen.status_code == 200, frozen.text
         assert len(frozen.json()["items"]) == 12
         assert {t.member_id for t in treatments_of(db, tenant.merchant_id, campaign["id"])} == set(buyers)
+
+
+class TestMemberEndpoint:
+    def test_a_members_group_and_treatments(self, db: Database, client: TestClient, make_tenant: Any) -> None:
+        # given
+        tenant = make_tenant()
+        everyone = make_members(db, tenant.merchant_id, 30)
+        campaign = start(client, tenant, holdout_bp=3000, variants=POINTS)
+        tasks.run_merchant(db, tenant.merchant_id)
+        groups = members_of(db, tenant.merchant_id, campaign["id"])
+        held = next(m for m, g in groups.items() if g == "holdout")
+        treated = next(m for m, g in groups.items() if g == "treatment")
+        url = f"{API}/campaigns/{campaign['id']}/members"
+        # when
+        h = client.get(f"{url}/{held}", headers=tenant.headers).json()
+        t = client.get(f"{url}/{treated}", headers=tenant.headers).json()
+        other = make_members(db, tenant.merchant_id, 1)[0]
+        missing = client.get(f"{url}/{other}", headers=tenant.headers)
+        # then
+        assert (h["group"], h["variant"], h["treated_at"], h["treatments"]) == ("holdout", None, None, [])
+        assert (t["group"], t["variant"]) == ("treatment", "main")
+        assert t["treated_at"] is not None
+        assert [(x["action"], x["status"], x["key"]) for x in t["treatments"]] == [
+            ("points", "queued", f"{campaign['id']}:{treated}:run:once:0")
+        ]
+        assert missing.status_code == 404
+        assert len(everyone) == 30

@@ -20,8 +20,9 @@ from siyu.campaigns.models import (
     EntryStatus,
     RunStatus,
 )
+from siyu.kit.bulk import execute_many
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import chunked, insert_ignore
+from siyu.kit.sql import chunked, dialect_insert, insert_ignore
 
 IN_CHUNK = 2_000
 """Ids per ``IN (…)`` list (SQLite's bound-parameter limit is 32,766; PostgreSQL's 65,535)."""
@@ -71,15 +72,20 @@ def on_placement(session: Session, merchant_id: str, placement: str) -> list[Cam
 # ---------------------------------------------------------------- members (the experiment)
 
 
-def insert_members(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert-ignore assignment rows (one statement); the member ids really inserted."""
-    inserted = insert_ignore(
+def insert_members(session: Session, rows: Sequence[dict[str, Any]]) -> bool:
+    """Insert-ignore assignment rows at driver speed (one ``INSERT … ON CONFLICT DO NOTHING``
+    of all rows; :mod:`siyu.kit.bulk`); True when every row was new (nothing to read back)."""
+    if not rows:
+        return True
+    table = CampaignMember.__table__
+    inserted = execute_many(
         session,
-        CampaignMember.__table__,  # type: ignore[arg-type]
-        rows,
-        returning=[CampaignMember.__table__.c.member_id],
+        table,  # type: ignore[arg-type]
+        "campaign_members",
+        lambda dialect: dialect_insert(dialect, table).on_conflict_do_nothing(),
+        list(rows),
     )
-    return {row[0] for row in inserted}
+    return inserted == len(rows)
 
 
 def members_of(

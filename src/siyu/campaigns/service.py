@@ -235,18 +235,24 @@ def assign_many(
     now: datetime,
     source: str,
 ) -> list[Assignment]:
-    """Insert-ignore the members' assignments, then read them back: a member assigned before
-    (or by a concurrent writer) keeps its first row — its group never changes."""
+    """The members' assignments, written where missing: one read of those already assigned, one
+    multi-row ``INSERT … ON CONFLICT DO NOTHING`` of the others. A member assigned before (or by a
+    concurrent writer) keeps its first row — its group never changes."""
     unique = list(dict.fromkeys(member_ids))
     rows = [assignment_row(merchant_id, campaign, m, now, source) for m in unique]
-    inserted = repo.insert_members(session, rows)
-    earlier = [m for m in unique if m not in inserted]
-    found = repo.members_of(session, merchant_id, campaign.id, earlier) if earlier else {}
+    found = repo.members_of(session, merchant_id, campaign.id, unique)
+    missing = [r for r in rows if r["member_id"] not in found]
+    if missing and not repo.insert_members(session, missing):
+        # a concurrent writer assigned some of them first: theirs stand (the same group — the
+        # hash — but their time and source)
+        found |= repo.members_of(session, merchant_id, campaign.id, [r["member_id"] for r in missing])
+        missing = [r for r in missing if found[r["member_id"]].assigned_at == now]
+    new = {r["member_id"] for r in missing}
     return [
-        Assignment(campaign.id, row["member_id"], row["group"], row["variant"], now, True)
-        if row["member_id"] in inserted
-        else assignment_view(found[row["member_id"]], new=False)
-        for row in rows
+        Assignment(campaign.id, r["member_id"], r["group"], r["variant"], now, True)
+        if r["member_id"] in new
+        else assignment_view(found[r["member_id"]], new=False)
+        for r in rows
     ]
 
 

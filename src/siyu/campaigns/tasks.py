@@ -163,15 +163,30 @@ def advance_run(
     if not ids:
         run.status, run.finished_at = RunStatus.DONE, now
         return report
-    assignments = service.assign_many(
-        session, merchant_id, campaign, ids, now=now, source=AssignmentSource.SNAPSHOT
-    )
-    targets = [
-        Target(a.member_id, a.variant, (campaign.variant(a.variant) or {}).get("treatments") or [])
-        for a in assignments
-        if a.group == Group.TREATMENT
+    # Assign and treat in one pass: groups come from the hash (or the rows of members assigned
+    # before, e.g. by an earlier occurrence); new assignment rows are inserted after the
+    # treatments, with ``treated_at`` already set — one multi-row insert, no UPDATE.
+    rows = [service.assignment_row(merchant_id, campaign, m, now, AssignmentSource.SNAPSHOT) for m in ids]
+    earlier = repo.members_of(session, merchant_id, campaign_id, ids)
+    targets = []
+    for r in rows:
+        before = earlier.get(r["member_id"])
+        group, variant = (before.group, before.variant) if before else (r["group"], r["variant"])
+        if group == Group.TREATMENT:
+            treatments = (campaign.variant(variant) or {}).get("treatments") or []
+            targets.append(Target(r["member_id"], variant, treatments))
+    outcome = treat_targets(
+        session, merchant_id, campaign, targets, step=f"run:{occurrence}", now=now, mark_treated=False,
+        unassigned=[m for m in ids if m not in earlier],
+    )  # fmt: skip
+    treated = set(outcome.treated)
+    fresh = [
+        r | {"treated_at": now if r["member_id"] in treated else None}
+        for r in rows
+        if r["member_id"] not in earlier
     ]
-    outcome = treat_targets(session, merchant_id, campaign, targets, step=f"run:{occurrence}", now=now)
+    repo.insert_members(session, fresh)
+    repo.mark_treated(session, merchant_id, campaign_id, [m for m in outcome.treated if m in earlier], now)
     run.cursor = ids[-1]
     run.members += len(ids)
     run.treated += len(outcome.treated)

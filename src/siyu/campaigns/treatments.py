@@ -20,7 +20,7 @@ Holdout members never reach this module: callers pass treatment-group members on
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -120,8 +120,14 @@ def treat_targets(
     *,
     step: str,
     now: datetime,
+    mark_treated: bool = True,
+    unassigned: Collection[str] = (),
 ) -> Outcome:
-    """Give each target its treatments (see the module docstring); idempotent by key."""
+    """Give each target its treatments (see the module docstring); idempotent by key. With
+    ``mark_treated=False`` the caller sets the members' ``treated_at`` itself (a broadcast
+    writes it with the assignment rows it has not inserted yet). Members in ``unassigned`` were
+    never in the campaign before, so they cannot have treatment rows: their keys are not looked
+    up."""
     outcome = Outcome()
     planned: list[tuple[Target, list[tuple[int, Mapping[str, Any], str]]]] = []
     for target in targets:
@@ -131,7 +137,10 @@ def treat_targets(
         ]
         outcome.keys.extend(key for _, _, key in plan)
         planned.append((target, plan))
-    done = repo.existing_keys(session, merchant_id, outcome.keys)
+    unseen = set(unassigned)
+    done = repo.existing_keys(
+        session, merchant_id, [k for (t, plan) in planned if t.member_id not in unseen for _, _, k in plan]
+    )
     planned = [(t, [p for p in plan if p[2] not in done]) for t, plan in planned]
     planned = [(t, plan) for t, plan in planned if plan]
     if not planned:
@@ -241,7 +250,8 @@ def treat_targets(
             rows.append(message_row | {"status": TreatmentStatus.SKIPPED, "reason": "no_answer"})
     insert_treatments(session, rows)
     outcome.treated = sorted(treated)
-    repo.mark_treated(session, merchant_id, campaign.id, outcome.treated, now)
+    if mark_treated:
+        repo.mark_treated(session, merchant_id, campaign.id, outcome.treated, now)
     return outcome
 
 
