@@ -54,13 +54,17 @@ def sample(session: Session, merchant_id: str, ids: Select[Any], limit: int) -> 
 
 
 def insert_snapshot_members(session: Session, merchant_id: str, snapshot_id: str, ids: Select[Any]) -> int:
-    """``INSERT … SELECT`` of the matching ids: one statement, whatever the audience size."""
+    """``INSERT … SELECT`` of the matching ids: one statement, whatever the audience size;
+    answers how many rows it wrote (counted back: drivers differ on ``rowcount`` here)."""
     found = ids.subquery()
     source = select(literal(merchant_id), literal(snapshot_id), found.c.member_id)
-    result = session.execute(
+    session.execute(
         insert(SegmentSnapshotMember).from_select(["merchant_id", "snapshot_id", "member_id"], source)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    written = select(func.count()).where(
+        SegmentSnapshotMember.merchant_id == merchant_id, SegmentSnapshotMember.snapshot_id == snapshot_id
+    )
+    return int(session.execute(written).scalar_one())
 
 
 def set_snapshot_count(session: Session, merchant_id: str, snapshot_id: str, member_count: int) -> None:
