@@ -49,7 +49,7 @@ def receiver(respond: Responder = ok) -> Iterator[Receiver]:
     state: Receiver | None = None
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             request = Received(
                 self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
@@ -66,7 +66,7 @@ def receiver(respond: Responder = ok) -> Iterator[Receiver]:
             except OSError:  # the client went away (a killed worker)
                 pass
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -184,7 +184,7 @@ def classify(code: str, sub_code: str, message: str) -> DeliveryResult:
         or "limit" in lowered
     )
     permanent = not retry and (
-        lowered.startswith(("isv.", "aop.")) or code in ("20001", "40001", "40002", "40006")
+        lowered.startswith(("isv.", "aop.")) or code in ("20001", "40001", "40002", "40004", "40006")
     )
     return DeliveryResult(ok=False, permanent=permanent, detail=detail)
 

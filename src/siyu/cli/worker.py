@@ -72,8 +72,7 @@ def worker(
         say(f"{signal.Signals(signum).name}: finishing the item in hand, then stopping", style="yellow")
         stop.set()
 
-    signal.signal(signal.SIGINT, ask_to_stop)
-    signal.signal(signal.SIGTERM, ask_to_stop)
+    previous = {signum: signal.signal(signum, ask_to_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     last = [time.monotonic()]
     running = RoundReport()
 
@@ -101,6 +100,8 @@ def worker(
             total = loop.run(stop, once=once)
     finally:
         database.dispose()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     say(f"stopped: {_totals(total)}")
 
 

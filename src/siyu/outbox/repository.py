@@ -22,6 +22,7 @@ from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.db import is_postgres
+from siyu.kit.bulk import execute_many
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import dialect_insert
@@ -50,47 +51,40 @@ class Claim:
     lease_until: datetime
 
 
+def _insert_ignoring_known_keys(dialect: str) -> Any:
+    return dialect_insert(dialect, ITEMS).on_conflict_do_nothing()
+
+
 def insert_items(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """``INSERT … ON CONFLICT DO NOTHING`` (the ``(merchant_id, key)`` unique key); how many were new."""
+    """``INSERT … ON CONFLICT DO NOTHING`` (the ``(merchant_id, key)`` unique key); how many were new.
+
+    Through :func:`siyu.kit.bulk.execute_many` (one ``unnest`` statement on PostgreSQL, one prepared
+    statement on SQLite): a campaign fan-out writes thousands of items per transaction."""
     if not rows:
         return 0
-    statement = dialect_insert(session.get_bind().dialect.name, ITEMS).on_conflict_do_nothing()
-    inserted = session.execute(statement.returning(ITEMS.c.id), [dict(r) for r in rows]).all()
-    return len(inserted)
+    return execute_many(session, ITEMS, "outbox_items.insert", _insert_ignoring_known_keys, rows)
+
+
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether anything is due: a read, so an idle worker's poll takes no write lock (SQLite)."""
+    due = and_(ITEMS.c.status.in_(CLAIMABLE), ITEMS.c.available_at <= now)
+    return session.execute(select(ITEMS.c.id).where(due).limit(1)).first() is not None
 
 
 def claim(session: Session, *, now: datetime, limit: int, lease_until: datetime, worker: str) -> list[Claim]:
-    """Take up to ``limit`` due items (pending and due, or in flight with an expired lease) in due
-    order, lease them to ``worker`` until ``lease_until``, and open an attempt for each."""
-    due = and_(ITEMS.c.status.in_(CLAIMABLE), ITEMS.c.available_at <= now)
-    picked_query = (
-        select(ITEMS.c.merchant_id, ITEMS.c.id).where(due).order_by(ITEMS.c.available_at).limit(limit)
-    )
-    if is_postgres(session.get_bind()):  # type: ignore[arg-type]
-        picked_query = picked_query.with_for_update(skip_locked=True)
-    picked = picked_query.cte("picked")
-    statement = (
-        update(ITEMS)
-        .where(ITEMS.c.merchant_id == picked.c.merchant_id, ITEMS.c.id == picked.c.id, due)
-        .values(
-            status=ItemStatus.IN_FLIGHT.value,
-            attempts=ITEMS.c.attempts + 1,
-            lease_until=lease_until,
-            available_at=lease_until,
-            worker=worker,
-            updated_at=now,
-        )
-        .returning(
-            ITEMS.c.merchant_id,
-            ITEMS.c.id,
-            ITEMS.c.kind,
-            ITEMS.c.key,
-            ITEMS.c.payload,
-            ITEMS.c.attempts,
-            ITEMS.c.created_at,
-        )
-    )
-    rows = session.execute(statement).all()
+    """Take up to ``limit`` due items — in flight with an expired lease first, then pending and
+    due, each in due order — lease them to ``worker`` until ``lease_until``, and open an attempt
+    for each.
+
+    One statement per status, so each is an ordered range scan of ``(status, available_at)`` that
+    stops after ``limit`` rows (``status IN (…) ORDER BY available_at`` would sort every due item:
+    a million after a campaign fan-out)."""
+    rows: list[Any] = []
+    for status in (ItemStatus.IN_FLIGHT, ItemStatus.PENDING):
+        if len(rows) < limit:
+            rows += _claim_status(
+                session, status, now=now, limit=limit - len(rows), lease_until=lease_until, worker=worker
+            )
     if not rows:
         return []
     claims = [
@@ -125,6 +119,40 @@ def claim(session: Session, *, now: datetime, limit: int, lease_until: datetime,
         ],
     )
     return claims
+
+
+def _claim_status(
+    session: Session, status: ItemStatus, *, now: datetime, limit: int, lease_until: datetime, worker: str
+) -> list[Any]:
+    due = and_(ITEMS.c.status == status.value, ITEMS.c.available_at <= now)
+    picked_query = (
+        select(ITEMS.c.merchant_id, ITEMS.c.id).where(due).order_by(ITEMS.c.available_at).limit(limit)
+    )
+    if is_postgres(session.get_bind()):  # type: ignore[arg-type]
+        picked_query = picked_query.with_for_update(skip_locked=True)
+    picked = picked_query.cte("picked")
+    statement = (
+        update(ITEMS)
+        .where(ITEMS.c.merchant_id == picked.c.merchant_id, ITEMS.c.id == picked.c.id, due)
+        .values(
+            status=ItemStatus.IN_FLIGHT.value,
+            attempts=ITEMS.c.attempts + 1,
+            lease_until=lease_until,
+            available_at=lease_until,
+            worker=worker,
+            updated_at=now,
+        )
+        .returning(
+            ITEMS.c.merchant_id,
+            ITEMS.c.id,
+            ITEMS.c.kind,
+            ITEMS.c.key,
+            ITEMS.c.payload,
+            ITEMS.c.attempts,
+            ITEMS.c.created_at,
+        )
+    )
+    return list(session.execute(statement).all())
 
 
 def _abandon_open_attempts(session: Session, claims: Sequence[Claim], *, now: datetime) -> None:

@@ -199,7 +199,11 @@ def attempt(db: Database, c: Claim, policy: RetryPolicy, *, now: datetime | None
     """Run the handler of one claimed item (no transaction held) and decide what happens next."""
     if c.attempts > policy.max_attempts:
         # only reachable when earlier attempts never reported: their workers died mid-delivery
-        return Outcome(AttemptOutcome.DEAD, f"gave up after {c.attempts - 1} attempts that never reported")
+        return Outcome(
+            AttemptOutcome.DEAD,
+            f"gave up after {c.attempts - 1} attempts; the last never reported "
+            "(its worker died or overran its lease)",
+        )
     handler = _handlers.get(c.kind)
     if handler is None:
         known = ", ".join(known_kinds()) or "none"
@@ -254,6 +258,9 @@ def run_round(
     policy = policy or DEFAULT_POLICY
     worker = worker or worker_name()
     start = now or utcnow()
+    with db.reading() as session:
+        if not repository.any_due(session, now=start):
+            return RoundReport()
     with db.unit_of_work() as session:
         claims = repository.claim(
             session, now=start, limit=limit, lease_until=start + policy.lease, worker=worker
