@@ -15,6 +15,9 @@ from siyu.campaigns.models import Campaign
 from siyu.coupons.models import Coupon
 from siyu.db import Database
 from siyu.decisions.models import Decision
+from siyu.events.models import Event
+from siyu.outbox import facade as outbox
+from siyu.outbox.models import OutboxItem
 from tests.campaigns.helpers import add_campaign
 from tests.conftest import Tenant
 from tests.coupons.helpers import make_template
@@ -268,6 +271,7 @@ class TestPaymentSuccessDecision:
         )
         # then
         assert answer.status_code == 422
+        assert answer.json()["errors"][0]["pointer"] == "/identities/phone"
 
     def test_another_merchant_cannot_see_or_accept_a_decision(
         self, client: TestClient, db: Database, tenant: Tenant, make_tenant: Any
@@ -326,3 +330,23 @@ class TestConcurrentDecisions:
         # then
         assert coupons_of(db, tenant.merchant_id) == 3
         assert results.count(200) == 6
+
+
+class TestPageViewEvent:
+    def test_the_page_view_is_ingested_after_commit_with_the_payer_resolved(
+        self, client: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        # given
+        decision = pay(client, tenant, "2088000000000020", order_id="o-20", store_id="str_9")
+        # when
+        outbox.run_once(db)
+        # then
+        with db.reading() as session:
+            stored = session.get(Event, (tenant.merchant_id, "payment_page:o-20"))
+            assert stored is not None
+            assert stored.member_id == decision["member_id"]
+            assert stored.type == "payment_page_view"
+            assert stored.store_id == "str_9"
+            assert stored.properties["decision_id"] == decision["id"]
+            sealed = session.execute(select(OutboxItem.payload)).scalars().all()
+            assert all("2088000000000020" not in str(p) for p in sealed)
