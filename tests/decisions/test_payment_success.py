@@ -350,3 +350,27 @@ class TestPageViewEvent:
             assert stored.properties["decision_id"] == decision["id"]
             sealed = session.execute(select(OutboxItem.payload)).scalars().all()
             assert all("2088000000000020" not in str(p) for p in sealed)
+
+    def test_concurrent_payments_of_one_member_pass_a_cap_of_one_once(
+        self, client: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        # given: the member exists; eight payments of it arrive at once
+        template = make_template(client, tenant)
+        pay(client, tenant, "2088000000000777", order_id="first")  # no campaign yet: none
+        campaign(db, tenant, template["id"])
+        statuses: list[str] = []
+        lock = threading.Lock()
+
+        def one(n: int) -> None:
+            status = pay(TestClient(client.app), tenant, "2088000000000777", order_id=f"o-{n}")["status"]
+            with lock:
+                statuses.append(status)
+
+        # when
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # then
+        assert sorted(statuses) == ["none"] * 7 + ["offered"]

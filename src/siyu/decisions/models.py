@@ -96,3 +96,17 @@ class DecisionSettings(Base):
     per_member_per_day: Mapped[int] = mapped_column(Integer, default=1)
     """Offers of this campaign shown to one member per local day (0: never)."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DecisionCap(Base):
+    """Offers of a campaign shown to a member on a local day: the per-day cap's counter,
+    raised only by one conditional upsert (``shown < cap``), so concurrent payments of one
+    member cannot both pass a cap of one."""
+
+    __tablename__ = "decision_caps"
+
+    merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    member_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    local_day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    shown: Mapped[int] = mapped_column(Integer)

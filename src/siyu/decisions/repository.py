@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
-from siyu.decisions.models import SHOWN, Decision, DecisionSettings, DecisionStatus
-from siyu.kit.sql import insert_ignore
+from siyu.decisions.models import Decision, DecisionCap, DecisionSettings, DecisionStatus
+from siyu.kit.sql import dialect_insert, insert_ignore
 
 TABLE: Table = Decision.__table__  # type: ignore[assignment]
+CAPS: Table = DecisionCap.__table__  # type: ignore[assignment]
 
 
 def by_order(session: Session, merchant_id: str, order_id: str) -> Decision | None:
@@ -39,17 +40,44 @@ def insert(session: Session, row: Decision) -> bool:
     return bool(insert_ignore(session, TABLE, [values], returning=[TABLE.c.id]))
 
 
-def shown_today(session: Session, merchant_id: str, member_id: str, campaign_id: str, local_day: str) -> int:
-    """Offers of ``campaign_id`` put on the member's page on ``local_day`` (the cap counts these)."""
-    return session.execute(
-        select(func.count()).where(
-            Decision.merchant_id == merchant_id,
-            Decision.member_id == member_id,
-            Decision.campaign_id == campaign_id,
-            Decision.local_day == local_day,
-            Decision.status.in_([s.value for s in SHOWN]),
+def take_cap(
+    session: Session, merchant_id: str, campaign_id: str, member_id: str, local_day: str, cap: int
+) -> bool:
+    """Count one more offer shown on ``local_day`` if fewer than ``cap`` were: one upsert whose
+    update only happens while ``shown < cap``; ``False`` = the cap is reached, nothing changed."""
+    if cap <= 0:
+        return False
+    table = CAPS
+    statement = dialect_insert(session.get_bind().dialect.name, table).values(
+        merchant_id=merchant_id, campaign_id=campaign_id, member_id=member_id, local_day=local_day, shown=1
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.merchant_id, table.c.campaign_id, table.c.member_id, table.c.local_day],
+        set_={"shown": table.c.shown + 1},
+        where=table.c.shown < cap,
+    ).returning(table.c.shown)
+    return session.execute(statement).first() is not None
+
+
+def shown_on(session: Session, merchant_id: str, campaign_id: str, member_id: str, local_day: str) -> int:
+    found = session.get(DecisionCap, (merchant_id, campaign_id, member_id, local_day))
+    return found.shown if found else 0
+
+
+def give_back_cap(
+    session: Session, merchant_id: str, campaign_id: str, member_id: str, local_day: str
+) -> None:
+    session.execute(
+        update(DecisionCap)
+        .where(
+            DecisionCap.merchant_id == merchant_id,
+            DecisionCap.campaign_id == campaign_id,
+            DecisionCap.member_id == member_id,
+            DecisionCap.local_day == local_day,
+            DecisionCap.shown > 0,
         )
-    ).scalar_one()
+        .values(shown=DecisionCap.shown - 1)
+    )
 
 
 def due_offers(session: Session, merchant_id: str, created_before: datetime, limit: int) -> list[Decision]:

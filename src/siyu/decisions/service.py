@@ -201,6 +201,14 @@ def in_audience(
     return segments.contains(session, merchant_id, rule, member_id, now=now)
 
 
+def coupon_cost_fen(template: coupons.TemplateView) -> int:
+    """What one offered coupon takes from ``budget_fen``: its face value (cash, threshold,
+    exchange), or a discount coupon's cap — the same rule campaign treatments use."""
+    if template.kind == "discount":
+        return int(template.cap_fen or 0)
+    return int(template.value_fen or 0)
+
+
 # -- deciding -------------------------------------------------------------------------------------
 
 
@@ -275,6 +283,7 @@ def decide(
             raise Conflict("a decision for this order is being made by another request; retry")
         if row.status == DecisionStatus.OFFERED and row.campaign_id is not None:
             campaigns.release_budget(session, merchant_id, row.campaign_id, coupons=1, fen=row.reserved_fen)
+            repo.give_back_cap(session, merchant_id, row.campaign_id, row.member_id, row.local_day)
         return view(earlier, replayed=True)
     return view(row)
 
@@ -305,8 +314,9 @@ def _try(
         return f"variant {assignment.variant} has no coupon"
     template_id = str(offer["template_id"])
     cap = conditions.per_member_per_day
-    if repo.shown_today(session, merchant_id, row.member_id, campaign.id, row.local_day) >= cap:
-        return f"member already shown {cap} offer(s) today"
+    capped = f"member already shown {cap} offer(s) today"
+    if repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap:
+        return capped  # the common case, read without touching the campaign's budget row
     template = coupons.get_template(session, merchant_id, template_id)
     if template is None or template.status != "active":
         return "coupon template not active"
@@ -314,9 +324,12 @@ def _try(
         return "coupon out of stock"
     if template.valid_until is not None and now >= template.valid_until:
         return "coupon template ended"
-    fen = (template.value_fen or 0) if template.kind == "cash" else 0
+    fen = coupon_cost_fen(template)
     if not campaigns.reserve_budget(session, merchant_id, campaign.id, coupons=1, fen=fen):
         return "over budget"
+    if not repo.take_cap(session, merchant_id, campaign.id, row.member_id, row.local_day, cap):
+        campaigns.release_budget(session, merchant_id, campaign.id, coupons=1, fen=fen)
+        return capped  # a concurrent payment of the same member took the last one
     row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
     row.template_id, row.reserved_fen = template_id, fen
     row.status, row.reason = DecisionStatus.OFFERED, None

@@ -1,8 +1,8 @@
-"""Decisions (payment-success page) and their per-campaign settings.
+"""Decisions: the payment-success-page decisions, their per-campaign settings and per-day caps.
 
 Revision ID: 0017
 Revises: 0016
-Create Date: 2026-11-28 11:22:58.954259
+Create Date: 2026-11-28 11:39:17.043345
 """
 
 from __future__ import annotations
@@ -21,6 +21,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "decision_caps",
+        sa.Column("merchant_id", sa.String(length=40), nullable=False),
+        sa.Column("campaign_id", sa.String(length=40), nullable=False),
+        sa.Column("member_id", sa.String(length=40), nullable=False),
+        sa.Column("local_day", sa.String(length=10), nullable=False),
+        sa.Column("shown", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "merchant_id", "campaign_id", "member_id", "local_day", name=op.f("pk_decision_caps")
+        ),
+    )
     op.create_table(
         "decision_settings",
         sa.Column("merchant_id", sa.String(length=40), nullable=False),
@@ -95,3 +106,4 @@ def downgrade() -> None:
 
     op.drop_table("decisions")
     op.drop_table("decision_settings")
+    op.drop_table("decision_caps")
