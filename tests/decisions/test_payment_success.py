@@ -4,6 +4,7 @@ stock, tenant isolation; concurrent accepts on PostgreSQL."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from siyu.campaigns.assignment import group_of
 from siyu.campaigns.models import Campaign
 from siyu.coupons.models import Coupon
 from siyu.db import Database
+from siyu.decisions import facade as decisions
 from siyu.decisions.models import Decision
 from siyu.events.models import Event
 from siyu.outbox import facade as outbox
@@ -374,3 +376,25 @@ class TestPageViewEvent:
             t.join()
         # then
         assert sorted(statuses) == ["none"] * 7 + ["offered"]
+
+
+class TestExpiry:
+    def test_an_offer_left_open_expires_and_gives_its_budget_back(
+        self, client: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        # given
+        template = make_template(client, tenant)
+        campaign_id = campaign(db, tenant, template["id"], budget_coupons=1)
+        decision = pay(client, tenant, "2088000000000030")
+        created = datetime.fromisoformat(decision["created_at"])
+        # when
+        with db.unit_of_work() as session:
+            early = decisions.expire_offers(session, tenant.merchant_id, now=created + timedelta(minutes=29))
+            late = decisions.expire_offers(session, tenant.merchant_id, now=created + timedelta(minutes=31))
+        # then
+        assert (early, late) == (0, 1)
+        with db.reading() as session:
+            row = session.get(Campaign, (tenant.merchant_id, campaign_id))
+            assert row is not None
+            assert row.spent_coupons == 0
+        assert accept(client, tenant, decision["id"]).json()["decision_status"] == "expired"

@@ -110,7 +110,7 @@ class DecisionClosed(Conflict):
     slug, title = "decision-closed", "Decision closed"
 
     def __init__(self, status: str, detail: str) -> None:
-        super().__init__(detail, extra={"status": status})
+        super().__init__(detail, extra={"decision_status": status})
 
 
 class OfferRefused(Conflict):
