@@ -201,6 +201,22 @@ class TestCreate:
         assert pointer_of(answer) == "/variants/0/treatments/0/template_id"
 
 
+class TestRetries:
+    def test_a_retried_create_with_the_same_idempotency_key_makes_one_campaign(
+        self, client: TestClient, make_tenant: Any
+    ) -> None:
+        # given
+        tenant = make_tenant()
+        headers = tenant.headers | {"Idempotency-Key": "create-1"}
+        # when
+        first = client.post(f"{API}/campaigns", json=campaign_body(), headers=headers)
+        again = client.post(f"{API}/campaigns", json=campaign_body(), headers=headers)
+        # then
+        assert first.status_code == again.status_code == 201
+        assert first.json()["id"] == again.json()["id"]
+        assert len(client.get(f"{API}/campaigns", headers=tenant.headers).json()["items"]) == 1
+
+
 class TestDraftEdits:
     def test_a_draft_can_be_changed_and_is_revalidated(self, client: TestClient, make_tenant: Any) -> None:
         # given

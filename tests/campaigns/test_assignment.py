@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siyu.campaigns import facade
@@ -130,3 +130,50 @@ class TestRunningOnPlacement:
             found = facade.running_on_placement(session, merchant.id, "payment_success", now=NOW)
         # then
         assert [c.id for c in found] == [high.id, low.id]
+
+
+costs = st.tuples(st.integers(0, 3), st.integers(0, 50), st.integers(0, 500))
+
+
+class TestBudgetProperty:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        budgets=st.tuples(
+            st.none() | st.integers(0, 10), st.none() | st.integers(0, 200), st.none() | st.integers(0, 2000)
+        ),
+        steps=st.lists(st.tuples(st.booleans(), costs), max_size=30),
+    )
+    def test_spent_is_what_was_reserved_minus_released_and_never_over_a_cap(
+        self,
+        db: Database,
+        budgets: tuple[int | None, int | None, int | None],
+        steps: list[tuple[bool, tuple[int, int, int]]],
+    ) -> None:
+        # given
+        with db.unit_of_work() as session:
+            merchant = tenancy.create_merchant(session, name="m")
+            campaign = add_campaign(
+                session,
+                merchant.id,
+                budget_coupons=budgets[0],
+                budget_points=budgets[1],
+                budget_fen=budgets[2],
+            )
+        held: list[tuple[int, int, int]] = []
+        # when: reservations, and releases of earlier successful ones
+        with db.unit_of_work() as session:
+            for release, cost in steps:
+                if release and held:
+                    c, p, f = held.pop()
+                    facade.release_budget(session, merchant.id, campaign.id, coupons=c, points=p, fen=f)
+                elif facade.reserve_budget(
+                    session, merchant.id, campaign.id, coupons=cost[0], points=cost[1], fen=cost[2]
+                ):
+                    held.append(cost)
+                # then, after every step
+                view = facade.get_campaign(session, merchant.id, campaign.id)
+                assert view is not None
+                spent = (view.spent_coupons, view.spent_points, view.spent_fen)
+                assert spent == tuple(sum(h[i] for h in held) for i in range(3))
+                for used, cap in zip(spent, budgets, strict=True):
+                    assert cap is None or used <= cap

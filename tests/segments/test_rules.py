@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +112,11 @@ class TestJsonSchema:
             assert f"{kind}Rule" in names, kind
         assert len(schema["oneOf"]) == 14
         assert schema["$defs"]["Behaviour"]["additionalProperties"] is False
+
+    def test_the_copy_in_the_docs_is_the_served_schema(self) -> None:
+        # given
+        docs = (Path(__file__).parents[2] / "docs" / "segments.md").read_text(encoding="utf-8")
+        # when
+        copied = docs.split("<!-- schema:start -->")[1].split("```json\n")[1].split("\n```")[0]
+        # then: regenerate with json.dumps(rule_json_schema(), indent=2, ensure_ascii=False, sort_keys=True)
+        assert json.loads(copied) == rule_json_schema()

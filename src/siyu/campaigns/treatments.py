@@ -244,7 +244,8 @@ def treat_targets(
                 treated.add(message_row["member_id"])
             else:
                 message_row["status"] = TreatmentStatus.SKIPPED
-                message_row["reason"] = str(result.status)
+                detail = f"{result.status}: {result.reason}" if result.reason else str(result.status)
+                message_row["reason"] = detail[:200]
             rows.append(message_row)
         for message_row in pending.values():  # messaging answered nothing for these
             rows.append(message_row | {"status": TreatmentStatus.SKIPPED, "reason": "no_answer"})

@@ -51,6 +51,9 @@ class IdKind(StrEnum):
     SEGMENT = "seg"
     SEGMENT_SNAPSHOT = "sns"
     DECISION = "dec"
+    MESSAGE_TEMPLATE = "tpl"
+    MESSAGE = "msg"
+    GUIDE_TASK = "gdt"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

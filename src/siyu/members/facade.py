@@ -13,7 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from siyu.kit.pii import IdentityKind
+from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import Conflict, NotFound
 from siyu.members import repository as repo
 from siyu.members.models import Member, MemberIdentity, MemberStatus
@@ -114,3 +114,51 @@ def count_active_members(session: Session, merchant_id: str) -> int:
         .where(Member.merchant_id == merchant_id, Member.status == MemberStatus.ACTIVE)
     )
     return int(session.execute(statement).scalar_one())
+
+
+def find_members(session: Session, merchant_id: str, member_ids: Sequence[str]) -> dict[str, MemberRef]:
+    """:func:`find_member` for many ids at once (two queries): each id found → its member now
+    (the survivor for a merged id); ids not found are absent."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    columns = (Member.id, Member.status, Member.merged_into_id)
+    rows = {
+        row[0]: row
+        for row in session.execute(
+            select(*columns).where(Member.merchant_id == merchant_id, Member.id.in_(ids))
+        )
+    }
+    targets = sorted({row[2] for row in rows.values() if row[2] and row[2] not in rows})
+    if targets:
+        for row in session.execute(
+            select(*columns).where(Member.merchant_id == merchant_id, Member.id.in_(targets))
+        ):
+            rows[row[0]] = row
+    found: dict[str, MemberRef] = {}
+    for member_id in ids:
+        hit = rows.get(member_id)
+        if hit is not None and hit[2]:
+            hit = rows.get(hit[2])
+        if hit is not None:
+            found[member_id] = MemberRef(id=hit[0], status=MemberStatus(hit[1]))
+    return found
+
+
+def identity_value(
+    session: Session, vault: IdentifierVault, merchant_id: str, member_id: str, kind: IdentityKind
+) -> str | None:
+    """The member's identifier of ``kind`` in clear (the first stored), or ``None`` — to address
+    a delivery (a phone for SMS, an Alipay user id for subscription messages)."""
+    statement = (
+        select(MemberIdentity.encrypted_value)
+        .where(
+            MemberIdentity.merchant_id == merchant_id,
+            MemberIdentity.member_id == member_id,
+            MemberIdentity.kind == kind.value,
+        )
+        .order_by(MemberIdentity.first_seen_at)
+        .limit(1)
+    )
+    token = session.execute(statement).scalar_one_or_none()
+    return None if token is None else vault.decrypt(merchant_id, kind, token)

@@ -12,18 +12,20 @@ state and changes, and keeps consent records as evidence (see ``docs/reachabilit
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.clock import utcnow
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.money import BASIS_POINTS, round_half_up_div
 from siyu.kit.pii import IdentityKind
+from siyu.kit.sql import chunked
 from siyu.members import facade as members
 from siyu.members.rights import on_erase, on_export
 from siyu.reachability import repository as repo
@@ -303,6 +305,94 @@ def consume_subscription(
     Pass the member's current id (a merged id has no quota left).
     """
     return service.consume_subscription(session, merchant_id, member_id, template_id, now=now, source=source)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    """One member's state row on one channel target (for deciding many sends at once)."""
+
+    member_id: str
+    target: str
+    active: bool
+    remaining: int
+    opted_out_at: datetime | None
+    staff_id: str | None
+    changed_at: datetime | None
+
+
+def channel_states(
+    session: Session,
+    merchant_id: str,
+    member_ids: Sequence[str],
+    channel: ReachChannel,
+    *,
+    target: str | None = None,
+) -> dict[str, list[ChannelState]]:
+    """The state rows of many members on ``channel`` (only ``target`` if given), in one query per
+    1,000 members; members without a row are absent. Pass current (not merged) ids."""
+    found: dict[str, list[ChannelState]] = {}
+    for chunk in chunked(sorted(set(member_ids)), 1000):
+        statement = select(ReachState).where(
+            ReachState.merchant_id == merchant_id,
+            ReachState.channel == channel.value,
+            ReachState.member_id.in_(chunk),
+        )
+        if target is not None:
+            statement = statement.where(ReachState.target == target)
+        for row in session.execute(statement).scalars():
+            found.setdefault(row.member_id, []).append(
+                ChannelState(
+                    member_id=row.member_id,
+                    target=row.target,
+                    active=bool(row.active),
+                    remaining=int(row.remaining or 0),
+                    opted_out_at=row.opted_out_at,
+                    staff_id=row.staff_id,
+                    changed_at=row.changed_at,
+                )
+            )
+    return found
+
+
+def consume_subscriptions(
+    session: Session,
+    merchant_id: str,
+    sources: Mapping[str, str],
+    template_id: str,
+    *,
+    now: datetime,
+) -> set[str]:
+    """:func:`consume_subscription`'s one-time part for many members at once: takes one unit of
+    each member's one-time quota of ``template_id`` in one conditional UPDATE (``remaining > 0``,
+    never a long-term subscription) and logs each change with its source (``sources``: member id →
+    source, e.g. ``message:msg_…``). Returns the members a unit was taken from."""
+    taken: set[str] = set()
+    changes: list[dict[str, Any]] = []
+    for chunk in chunked(sorted(sources), 1000):
+        statement = (
+            update(ReachState)
+            .where(
+                ReachState.merchant_id == merchant_id,
+                ReachState.member_id.in_(chunk),
+                ReachState.channel == ReachChannel.SUBSCRIPTION.value,
+                ReachState.target == template_id,
+                ReachState.active.is_(False),
+                ReachState.remaining > 0,
+            )
+            .values(remaining=ReachState.remaining - 1, updated_at=now)
+            .returning(ReachState.member_id, ReachState.remaining)
+            .execution_options(synchronize_session=False)
+        )
+        for member_id, left in session.execute(statement).all():
+            taken.add(member_id)
+            row = StateRow(member_id, ReachChannel.SUBSCRIPTION.value, template_id)
+            changes.append(
+                service.change_row(
+                    merchant_id, row, "quota", left + 1, left, at=now, source=sources[member_id], now=now
+                )
+            )
+    repo.add_changes(session, changes)
+    return taken
 
 
 def consents_of(session: Session, merchant_id: str, member_id: str) -> list[ConsentView]:

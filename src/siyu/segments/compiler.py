@@ -79,6 +79,16 @@ KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180.0
 
 Path = list[str | int]
 
+EXISTENCE: dict[tuple[str, int], bool] = {
+    ("gte", 1): True,
+    ("gt", 0): True,
+    ("ne", 0): True,
+    ("eq", 0): False,
+    ("lt", 1): False,
+    ("lte", 0): False,
+}
+"""Count conditions that only ask whether an event exists (``True``) or never happened (``False``)."""
+
 
 @dataclass
 class _Joins:
@@ -194,6 +204,11 @@ class _Compiler:
         self.joins.grouped.append((sub, sub.c.member_id == self.m.id))
         return sub
 
+    def exists(self, statement: Select[Any]) -> ColumnElement[bool]:
+        """A correlated ``EXISTS`` (already restricted to ``m.id``): PostgreSQL plans it as a
+        semi/anti-join or a hashed sub-plan, SQLite as an index probe per candidate member."""
+        return statement.exists()
+
     def window(self, column: Any, within_days: int | None) -> list[ColumnElement[bool]]:
         """``now − D·24 h ≤ t ≤ now`` (no lower bound without ``within_days``)."""
         conditions = [column <= self.now]
@@ -231,18 +246,20 @@ class _Compiler:
     def tags(self, leaf: Tags) -> ColumnElement[bool]:
         wanted = sorted(set(leaf.any or leaf.all or leaf.none or []))
         tag = src.MemberTag
+        if leaf.all is None:
+            found = self.exists(
+                select(tag.member_id).where(
+                    tag.merchant_id == self.merchant_id, tag.member_id == self.m.id, tag.tag.in_(wanted)
+                )
+            )
+            return found if leaf.any is not None else not_(found)
         sub = self.grouped(
             select(tag.member_id.label("member_id"), func.count().label("n"))
             .where(tag.merchant_id == self.merchant_id, tag.tag.in_(wanted))
             .group_by(tag.member_id),
             tag.member_id,
         )
-        n = func.coalesce(sub.c.n, 0)
-        if leaf.any is not None:
-            return n >= 1
-        if leaf.all is not None:
-            return n == len(wanted)
-        return n == 0
+        return func.coalesce(sub.c.n, 0) == len(wanted)
 
     def tier(self, leaf: TierLeaf, path: Path) -> ColumnElement[bool]:
         ladder = src.tiers_of(self.session, self.merchant_id)  # [(id, name, rank)], by rank
@@ -283,6 +300,10 @@ class _Compiler:
             conditions.append(event.store_id == leaf.store_id)
         if leaf.channel is not None:
             conditions.append(event.channel == leaf.channel)
+        existence = EXISTENCE.get((leaf.op, leaf.count))
+        if existence is not None:  # "at least once" / "never": no count needed
+            found = self.exists(select(event.member_id).where(*conditions, event.member_id == self.m.id))
+            return found if existence else not_(found)
         sub = self.grouped(
             select(event.member_id.label("member_id"), func.count().label("n"))
             .where(*conditions)
@@ -303,11 +324,7 @@ class _Compiler:
             conditions.append(coupon.status == src.REDEEMED)
         elif leaf.state is CouponState.UNREDEEMED:
             conditions.append(coupon.status != src.REDEEMED)
-        sub = self.grouped(
-            select(coupon.member_id.label("member_id")).where(*conditions).group_by(coupon.member_id),
-            coupon.member_id,
-        )
-        return sub.c.member_id.is_not(None)  # type: ignore[no-any-return]
+        return self.exists(select(coupon.member_id).where(*conditions, coupon.member_id == self.m.id))
 
     def near(self, leaf: Near, path: Path) -> ColumnElement[bool]:
         stores = src.stores_with_location(self.session, self.merchant_id)  # id → (lat, lon, open)
@@ -331,8 +348,7 @@ class _Compiler:
             None if leaf.channel is ReachChannelName.ANY else leaf.channel.value,
             leaf.target,
         )
-        sub = self.grouped(statement, member_column)
-        return sub.c.member_id.is_not(None)  # type: ignore[no-any-return]
+        return self.exists(statement.where(member_column == self.m.id))
 
     def score(self, leaf: Score) -> ColumnElement[bool]:
         scores = src.MemberScore

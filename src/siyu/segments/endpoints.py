@@ -41,7 +41,7 @@ def _preview(result: service.Preview) -> PreviewOut:
 
 
 @router.get("/segments/schema", summary="The JSON Schema of the segment rule language")
-def schema() -> dict[str, Any]:
+def schema(ctx: Reader) -> dict[str, Any]:
     return rule_json_schema()
 
 

@@ -69,13 +69,10 @@ def stores_with_location(session: Session, merchant_id: str) -> dict[str, tuple[
 
 def reachable_ids(merchant_id: str, channel: str | None, target: str | None) -> tuple[Select[Any], Any]:
     """Members reachable (reachability's own definition), optionally on one channel/target:
-    a grouped ``SELECT member_id`` and the column to restrict to one member."""
+    a ``SELECT member_id`` and the column to correlate it with a member."""
     statement = reachability.operable_member_ids(merchant_id)
     if channel is not None:
         statement = statement.where(ReachState.channel == channel)
     if target is not None:
         statement = statement.where(ReachState.target == target)
-    statement = statement.with_only_columns(ReachState.member_id.label("member_id")).group_by(
-        ReachState.member_id
-    )
     return statement, ReachState.member_id

@@ -71,6 +71,10 @@ class Scope(StrEnum):
     DECISIONS_WRITE = "decisions:write"
     """Ask for the payment-success-page offer (resolves or creates the payer), accept or decline
     it (issues the coupon), set a campaign's page conditions."""
+    MESSAGES_READ = "messages:read"
+    """Read message templates, fatigue settings, messages and guide tasks."""
+    MESSAGES_WRITE = "messages:write"
+    """Manage message templates and fatigue settings, send messages, complete guide tasks."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 

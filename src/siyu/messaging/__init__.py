@@ -1,0 +1,1 @@
+"""Messaging and fatigue control: templates, caps and quiet hours, sends, delivery, guide tasks."""
