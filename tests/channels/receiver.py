@@ -29,6 +29,8 @@ class Receiver:
     url: str
     requests: list[Received] = field(default_factory=list)
     respond: Responder = ok
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with every answer (``Retry-After`` …)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -44,7 +46,7 @@ class Receiver:
 
 
 @contextmanager
-def receiver(respond: Responder = ok) -> Iterator[Receiver]:
+def receiver(respond: Responder = ok, headers: dict[str, str] | None = None) -> Iterator[Receiver]:
     """Serve on 127.0.0.1 (a free port) in a background thread while the block runs."""
     state: Receiver | None = None
 
@@ -61,6 +63,8 @@ def receiver(respond: Responder = ok) -> Iterator[Receiver]:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in state.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
             except OSError:  # the client went away (a killed worker)
@@ -71,7 +75,9 @@ def receiver(respond: Responder = ok) -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state = Receiver(f"http://127.0.0.1:{server.server_address[1]}/hooks", respond=respond)
+    state = Receiver(
+        f"http://127.0.0.1:{server.server_address[1]}/hooks", respond=respond, headers=headers or {}
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -280,6 +280,22 @@ class TestWebhookEventKind:
         assert row.status == outcome
         assert f"HTTP {status}" in (row.last_error or "")
 
+    def test_retry_after_of_a_busy_receiver_is_honoured(
+        self, db: Database, client: TestClient, tenant: Tenant, vault: IdentifierVault
+    ) -> None:
+        with receiver(lambda _r: (429, b"slow down", "text/plain"), headers={"Retry-After": "120"}) as hooks:
+            configure(client, tenant, hooks.url)
+            with db.unit_of_work() as session:
+                outbox.enqueue(
+                    session, tenant.merchant_id, channels.WEBHOOK_EVENT, {"event": "x"}, key="k", now=utcnow()
+                )
+            now = utcnow()
+            outbox.run_once(db, now=now)
+        with db.reading() as session:
+            row = session.execute(select(OutboxItem)).scalar_one()
+        assert row.status == "pending"
+        assert row.available_at == now + timedelta(seconds=120)
+
     def test_a_payload_without_an_event_is_dead(
         self, db: Database, tenant: Tenant, vault: IdentifierVault
     ) -> None:

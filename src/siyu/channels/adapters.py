@@ -9,7 +9,7 @@ error is permanent. The caller (:func:`siyu.channels.service.deliver`) writes th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from siyu.channels.types import Delivery, DeliveryResult
@@ -34,6 +34,8 @@ class Sent:
     status_code: int | None = None
     provider_code: str | None = None
     recorded_only: bool = False
+    retry_after: timedelta | None = None
+    """The receiver's ``Retry-After`` (seconds form) on a 429 or 503, honoured by ``webhook.event``."""
 
 
 class Adapter(Protocol):

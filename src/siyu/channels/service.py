@@ -223,7 +223,7 @@ def _dispatch(
     send: Callable[[ChannelSettings | None], Sent],
     now: datetime,
     vault: IdentifierVault | None,
-) -> DeliveryResult:
+) -> Sent:
     try:
         config = _load(db, merchant_id, channel, vault or current_vault(), now)
     except ValueError as exc:  # a secret sealed under another instance key
@@ -243,7 +243,7 @@ def _dispatch(
         repository.log_delivery(
             session, merchant_id, key=key, channel=channel, member_id=member_id, sent=sent, at=now
         )
-    return sent.result
+    return sent
 
 
 def deliver(
@@ -262,7 +262,7 @@ def deliver(
             send=lambda _config: refused(f"unknown channel {delivery.channel!r} (known: {known})"),
             now=now,
             vault=vault,
-        )
+        ).result
     return _dispatch(
         db,
         merchant_id=delivery.merchant_id,
@@ -273,7 +273,7 @@ def deliver(
         send=lambda config: adapter.send(config, delivery, now=now),
         now=now,
         vault=vault,
-    )
+    ).result
 
 
 def event_document(merchant_id: str, key: str, event: str, data: Any, created_at: datetime) -> dict[str, Any]:
@@ -297,8 +297,9 @@ def send_event(
     created_at: datetime,
     now: datetime,
     vault: IdentifierVault | None = None,
-) -> DeliveryResult:
-    """POST one generic event to the merchant's webhook (signed), logging the attempt."""
+) -> Sent:
+    """POST one generic event to the merchant's webhook (signed), logging the attempt; the
+    attempt's result with the receiver's ``Retry-After``, if it sent one."""
     body = encode_body(event_document(merchant_id, key, event, data, created_at))
 
     def send(config: ChannelSettings | None) -> Sent:

@@ -15,7 +15,7 @@ from siyu.channels import service
 from siyu.channels.facade import WEBHOOK_EVENT, raise_for_result
 from siyu.db import Database
 from siyu.kit.clock import utcnow
-from siyu.outbox.facade import OutboxItemView, Permanent, handles
+from siyu.outbox.facade import OutboxItemView, Permanent, Retry, handles
 
 
 @handles(WEBHOOK_EVENT)
@@ -23,7 +23,7 @@ def deliver_webhook_event(db: Database, item: OutboxItemView) -> None:
     event = item.payload.get("event")
     if not isinstance(event, str) or not event or len(event) > 128:
         raise Permanent("a webhook.event payload needs an event name (1–128 characters)")
-    result = service.send_event(
+    sent = service.send_event(
         db,
         item.merchant_id,
         key=item.key,
@@ -32,4 +32,6 @@ def deliver_webhook_event(db: Database, item: OutboxItemView) -> None:
         created_at=item.created_at,
         now=utcnow(),
     )
-    raise_for_result(result)
+    if sent.retry_after is not None and not sent.result.ok:
+        raise Retry(sent.result.detail, after=sent.retry_after)
+    raise_for_result(sent.result)

@@ -16,12 +16,13 @@ connection) is retried by the outbox with back-off.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -128,7 +129,20 @@ def post(
         return Sent(DeliveryResult(ok=False, detail=f"timed out after {TIMEOUT.read:g} s"))
     except httpx.HTTPError as exc:
         return Sent(DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300]))
-    return classify(response.status_code, response.text)
+    sent = classify(response.status_code, response.text)
+    if sent.result.ok or sent.result.permanent:
+        return sent
+    return dataclasses.replace(sent, retry_after=retry_after(response.headers.get("Retry-After")))
+
+
+MAX_RETRY_AFTER = timedelta(hours=1)
+
+
+def retry_after(value: str | None) -> timedelta | None:
+    """A ``Retry-After`` of whole seconds (capped at an hour); the HTTP-date form is ignored."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(timedelta(seconds=int(value.strip())), MAX_RETRY_AFTER)
 
 
 def classify(status: int, text: str = "") -> Sent:
