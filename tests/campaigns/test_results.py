@@ -19,6 +19,7 @@ from siyu.coupons.models import Coupon, CouponRedemption
 from siyu.db import Database
 from siyu.events.models import Event
 from siyu.kit.ids import IdKind, new_id
+from siyu.messaging.models import Message
 from tests.campaigns.helpers import NOW, add_campaign, add_members
 from tests.conftest import Tenant
 from tests.coupons.helpers import make_template
@@ -50,6 +51,7 @@ class HandComputedCampaign:
     * T2 pays 200.00 on day 2 and is refunded 200.00 on day 3 (converted, net 0).
     * T3 only visits on day 1. T4 paid 30.00 an hour *before* it was assigned (out); its
       treatment was refused (not treated, no coupon).
+    * T4 got a delivered message (reached), T3 a failed one (not reach through it).
     * H1 pays 80.00 at 6 days 23 h (in); H2 pays 40.00 at exactly 7 days (out: the window is
       half-open); H3 does nothing. H1 also holds a coupon of the same template from the API
       (not the campaign's).
@@ -156,6 +158,30 @@ class HandComputedCampaign:
                     event(merchant, h2, "order_paid", NOW + 7 * DAY, 4_000),
                 ],
             )
+            # T4's message was delivered (reached without a coupon); a failed one to T3 is not reach
+            session.execute(
+                insert(Message),
+                [
+                    {
+                        "merchant_id": merchant,
+                        "id": new_id(IdKind.MESSAGE),
+                        "key": f"{campaign.id}:{m}:msg",
+                        "member_id": m,
+                        "template_id": "tpl_x",
+                        "channel": "sms",
+                        "kind": "marketing",
+                        "campaign_id": campaign.id,
+                        "status": status,
+                        "send_at": NOW,
+                        "local_day": "2026-11-28",
+                        "local_week": "2026-W48",
+                        "attempts": 1,
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                    }
+                    for m, status in ((t4, "delivered"), (t3, "failed"))
+                ],
+            )
             # the holdout is never treated, even when asked to
             holdout_view = campaigns.get_campaign(session, merchant, campaign.id)
             assert holdout_view is not None
@@ -195,7 +221,7 @@ class TestCampaignResults:
         )
         assert (treatment.redeemed, treatment.converted, treatment.orders) == (1, 2, 2)
         assert (treatment.gmv_fen, treatment.refund_fen, treatment.net_gmv_fen) == (30_000, 20_000, 10_000)
-        assert treatment.reached == 3
+        assert treatment.reached == 4
         assert treatment.recalled == 3
         assert (holdout.audience, holdout.treated, holdout.claimed, holdout.reached) == (3, 0, 0, 0)
         assert (holdout.converted, holdout.orders, holdout.gmv_fen, holdout.net_gmv_fen) == (
@@ -248,6 +274,8 @@ class TestCampaignResults:
         }
         holdout = next(c for c in body["cohorts"] if c["group"] == "holdout")
         assert holdout["treated"] == 0
+        assert body["messages"]["delivered"] == 1
+        assert body["messages"]["failed"] == 1
         assert holdout["recall_rate"] == pytest.approx(1 / 3)
 
     def test_another_merchant_cannot_read_the_results(

@@ -25,9 +25,8 @@ their facades offer no set-based window aggregation (noted in the report to the 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +39,7 @@ from siyu.campaigns.models import CampaignMember, CampaignTreatment
 from siyu.coupons.models import Coupon, CouponRedemption
 from siyu.decisions import facade as decisions
 from siyu.events.models import Event
+from siyu.messaging import facade as messaging
 from siyu.points.models import PointsEntry
 
 TREATED_STATUSES = ("done", "queued")
@@ -116,20 +116,11 @@ class CampaignResults:
     increments: list[Increment]
     """All variants together first (``variant`` ``None``), then each variant."""
     cost: Cost
-    messages_reported: bool
-    """``False`` when the messaging module is not installed (reached counts coupons only)."""
-    notes: list[str] = field(default_factory=list)
+    messages: messaging.CampaignMessageCounts
+    """The campaign's messages by status (queued, deferred, delivered, failed, suppressed)."""
 
     def cohort(self, group: str, variant: str | None) -> Cohort | None:
         return next((c for c in self.cohorts if c.group == group and c.variant == variant), None)
-
-
-def _messaging() -> Any | None:
-    """:mod:`siyu.messaging.facade` if the module is installed (the results work without it)."""
-    try:
-        return importlib.import_module("siyu.messaging.facade")
-    except ImportError:
-        return None
 
 
 def _window_end(session: Session, start: Any, days: int) -> ColumnElement[Any]:
@@ -268,12 +259,10 @@ def campaign_results(
     )
 
     # reached: a message delivered or a coupon in the wallet
-    messaging = _messaging()
-    reached_condition: ColumnElement[bool] = cm.member_id.in_(select(coupon_rows.c.issued_to))
-    if messaging is not None:
-        reached_condition = or_(
-            reached_condition, cm.member_id.in_(messaging.delivered_member_ids(merchant_id, campaign_id))
-        )
+    reached_condition = or_(
+        cm.member_id.in_(select(coupon_rows.c.issued_to)),
+        cm.member_id.in_(messaging.delivered_member_ids(merchant_id, campaign_id)),
+    )
     reached = _grouped(
         session, select(*keys, func.count()).where(in_campaign, reached_condition).group_by(*keys)
     )
@@ -281,9 +270,7 @@ def campaign_results(
     cohorts = _cohorts(campaign, outcomes, treated, coupons_by, reached)
     increments = _increments(campaign, cohorts)
     cost = _cost(session, merchant_id, campaign, coupon_rows)
-    notes = []
-    if messaging is None:
-        notes.append("messaging is not installed: reached counts campaign coupons only")
+    messages = messaging.campaign_message_counts(session, merchant_id, campaign_id)
     return CampaignResults(
         campaign_id=campaign.id,
         name=campaign.name,
@@ -295,8 +282,7 @@ def campaign_results(
         cohorts=cohorts,
         increments=increments,
         cost=cost,
-        messages_reported=messaging is not None,
-        notes=notes,
+        messages=messages,
     )
 
 

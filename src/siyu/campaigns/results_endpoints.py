@@ -102,6 +102,16 @@ class CostOut(BaseModel):
     total_fen: int
 
 
+class MessagesOut(BaseModel):
+    """The campaign's messages by status (all groups: the holdout gets none)."""
+
+    queued: int
+    deferred: int
+    delivered: int
+    failed: int
+    suppressed: int
+
+
 class ResultsOut(BaseModel):
     campaign_id: str
     name: str
@@ -116,7 +126,7 @@ class ResultsOut(BaseModel):
     cohorts: list[CohortOut]
     increments: list[IncrementOut]
     cost: CostOut
-    notes: list[str]
+    messages: MessagesOut
 
 
 def _fen(value: float | None, *, outwards: int = 0) -> int | None:
@@ -238,7 +248,13 @@ def results_out(found: results.CampaignResults) -> ResultsOut:
             points_cost_fen=found.cost.points_cost_fen,
             total_fen=found.cost.total_fen,
         ),
-        notes=found.notes,
+        messages=MessagesOut(
+            queued=found.messages.queued,
+            deferred=found.messages.deferred,
+            delivered=found.messages.delivered,
+            failed=found.messages.failed,
+            suppressed=found.messages.suppressed,
+        ),
     )
 
 
