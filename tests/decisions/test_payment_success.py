@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from siyu.campaigns.assignment import group_of
-from siyu.campaigns.models import Campaign
+from siyu.campaigns.models import Campaign, CampaignMember
 from siyu.coupons.models import Coupon
 from siyu.db import Database
 from siyu.decisions import facade as decisions
@@ -159,13 +159,23 @@ class TestPaymentSuccessDecision:
     def test_budget_exhausted_gives_none(self, client: TestClient, db: Database, tenant: Tenant) -> None:
         # given: a budget of one coupon, taken by the first payer
         template = make_template(client, tenant)
-        campaign(db, tenant, template["id"], budget_coupons=1)
+        campaign_id = campaign(db, tenant, template["id"], budget_coupons=1)
         assert pay(client, tenant, "2088000000000005")["status"] == "offered"
         # when
         decision = pay(client, tenant, "2088000000000006")
-        # then
+        # then: and the payer did not enter the experiment
         assert decision["status"] == "none"
         assert "over budget" in decision["reason"]
+        with db.reading() as session:
+            enrolled = session.execute(
+                select(func.count())
+                .select_from(CampaignMember)
+                .where(
+                    CampaignMember.merchant_id == tenant.merchant_id,
+                    CampaignMember.campaign_id == campaign_id,
+                )
+            ).scalar_one()
+        assert enrolled == 1
 
     def test_decline_gives_the_budget_back(self, client: TestClient, db: Database, tenant: Tenant) -> None:
         # given

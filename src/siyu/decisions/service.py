@@ -303,28 +303,28 @@ def _try(
         return mismatch
     if not in_audience(session, merchant_id, campaign, row.member_id, now):
         return "not in the audience"
+    # Everything that does not depend on the member's group is checked before the member enters
+    # the experiment, so the holdout holds exactly the payers who would have seen the offer.
+    variant = campaigns.variant_of(campaign.id, row.member_id, campaign.variants)
+    checked = _offer_of(session, merchant_id, campaign, variant, now)
+    if isinstance(checked, str):
+        return checked
+    if _exhausted(campaign, checked[1]):
+        return "over budget"
     assignment = campaigns.assign(session, merchant_id, campaign, row.member_id, now=now, source="decision")
-    row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
     if assignment.group == campaigns.Group.HOLDOUT:
+        row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
         row.status, row.reason = DecisionStatus.HOLDOUT, "in the campaign's holdout"
         return None
-    row.campaign_id = row.group = row.variant = None
-    offer = coupon_of(campaign, assignment.variant)
-    if offer is None:
-        return f"variant {assignment.variant} has no coupon"
-    template_id = str(offer["template_id"])
+    if assignment.variant != variant:  # assigned before under other weights: its own variant counts
+        checked = _offer_of(session, merchant_id, campaign, assignment.variant, now)
+        if isinstance(checked, str):
+            return checked
+    template_id, fen = checked
     cap = conditions.per_member_per_day
     capped = f"member already shown {cap} offer(s) today"
     if repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap:
         return capped  # the common case, read without touching the campaign's budget row
-    template = coupons.get_template(session, merchant_id, template_id)
-    if template is None or template.status != "active":
-        return "coupon template not active"
-    if template.remaining <= 0:
-        return "coupon out of stock"
-    if template.valid_until is not None and now >= template.valid_until:
-        return "coupon template ended"
-    fen = coupon_cost_fen(template)
     if not campaigns.reserve_budget(session, merchant_id, campaign.id, coupons=1, fen=fen):
         return "over budget"
     if not repo.take_cap(session, merchant_id, campaign.id, row.member_id, row.local_day, cap):
@@ -334,6 +334,33 @@ def _try(
     row.template_id, row.reserved_fen = template_id, fen
     row.status, row.reason = DecisionStatus.OFFERED, None
     return None
+
+
+def _exhausted(campaign: campaigns.CampaignView, fen: int) -> bool:
+    """The budget, as read with the campaign this request, has no room for one more offer (the
+    reservation itself is the authority; this only keeps payers out of the experiment once the
+    money is gone)."""
+    if campaign.budget_coupons is not None and campaign.spent_coupons >= campaign.budget_coupons:
+        return True
+    return campaign.budget_fen is not None and campaign.spent_fen + fen > campaign.budget_fen
+
+
+def _offer_of(
+    session: Session, merchant_id: str, campaign: campaigns.CampaignView, variant: str | None, now: datetime
+) -> tuple[str, int] | str:
+    """The variant's coupon template and its cost in fen, or why it cannot be offered now."""
+    offer = coupon_of(campaign, variant)
+    if offer is None:
+        return f"variant {variant} has no coupon"
+    template_id = str(offer["template_id"])
+    template = coupons.get_template(session, merchant_id, template_id)
+    if template is None or template.status != "active":
+        return "coupon template not active"
+    if template.remaining <= 0:
+        return "coupon out of stock"
+    if template.valid_until is not None and now >= template.valid_until:
+        return "coupon template ended"
+    return template_id, coupon_cost_fen(template)
 
 
 # -- accepting, declining, expiring ----------------------------------------------------------------
