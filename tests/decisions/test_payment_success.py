@@ -343,26 +343,6 @@ class TestConcurrentDecisions:
         assert coupons_of(db, tenant.merchant_id) == 3
         assert results.count(200) == 6
 
-
-class TestPageViewEvent:
-    def test_the_page_view_is_ingested_after_commit_with_the_payer_resolved(
-        self, client: TestClient, db: Database, tenant: Tenant
-    ) -> None:
-        # given
-        decision = pay(client, tenant, "2088000000000020", order_id="o-20", store_id="str_9")
-        # when
-        outbox.run_once(db)
-        # then
-        with db.reading() as session:
-            stored = session.get(Event, (tenant.merchant_id, "payment_page:o-20"))
-            assert stored is not None
-            assert stored.member_id == decision["member_id"]
-            assert stored.type == "payment_page_view"
-            assert stored.store_id == "str_9"
-            assert stored.properties["decision_id"] == decision["id"]
-            sealed = session.execute(select(OutboxItem.payload)).scalars().all()
-            assert all("2088000000000020" not in str(p) for p in sealed)
-
     def test_concurrent_payments_of_one_member_pass_a_cap_of_one_once(
         self, client: TestClient, db: Database, tenant: Tenant
     ) -> None:
@@ -386,6 +366,26 @@ class TestPageViewEvent:
             t.join()
         # then
         assert sorted(statuses) == ["none"] * 7 + ["offered"]
+
+
+class TestPageViewEvent:
+    def test_the_page_view_is_ingested_after_commit_with_the_payer_resolved(
+        self, client: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        # given
+        decision = pay(client, tenant, "2088000000000020", order_id="o-20", store_id="str_9")
+        # when
+        outbox.run_once(db)
+        # then
+        with db.reading() as session:
+            stored = session.get(Event, (tenant.merchant_id, "payment_page:o-20"))
+            assert stored is not None
+            assert stored.member_id == decision["member_id"]
+            assert stored.type == "payment_page_view"
+            assert stored.store_id == "str_9"
+            assert stored.properties["decision_id"] == decision["id"]
+            sealed = session.execute(select(OutboxItem.payload)).scalars().all()
+            assert all("2088000000000020" not in str(p) for p in sealed)
 
 
 class TestExpiry:
