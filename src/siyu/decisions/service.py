@@ -301,6 +301,10 @@ def _try(
     mismatch = payment_mismatch(conditions, payment)
     if mismatch:
         return mismatch
+    cap = conditions.per_member_per_day
+    capped = f"member already shown {cap} offer(s) today"
+    if repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap:
+        return capped  # the common case of a returning payer: one key lookup (0 for the holdout)
     if not in_audience(session, merchant_id, campaign, row.member_id, now):
         return "not in the audience"
     # Everything that does not depend on the member's group is checked before the member enters
@@ -321,10 +325,6 @@ def _try(
         if isinstance(checked, str):
             return checked
     template_id, fen = checked
-    cap = conditions.per_member_per_day
-    capped = f"member already shown {cap} offer(s) today"
-    if repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap:
-        return capped  # the common case, read without touching the campaign's budget row
     if not campaigns.reserve_budget(session, merchant_id, campaign.id, coupons=1, fen=fen):
         return "over budget"
     if not repo.take_cap(session, merchant_id, campaign.id, row.member_id, row.local_day, cap):
