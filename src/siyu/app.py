@@ -24,7 +24,6 @@ from siyu.channels.endpoints import router as channels_router
 from siyu.config import Settings, load_settings
 from siyu.coupons.endpoints import router as coupons_router
 from siyu.db import AsyncStatements, Database, is_postgres
-from siyu.decisions import tasks as decisions_tasks
 from siyu.decisions.endpoints import router as decisions_router
 from siyu.events.endpoints import router as events_router
 from siyu.housekeeping import background_upkeep
@@ -168,7 +167,6 @@ def create_app(
     app.state.db = db
     app.state.vault = IdentifierVault(settings.resolved_secret_key())
     channels.use_vault(app.state.vault)  # outbox handlers seal and unseal channel secrets with it
-    decisions_tasks.use_vault(app.state.vault)  # payers' identities travel sealed to the page-view handler
     install_problem_handlers(app)
     app.include_router(health_router, prefix=API_PREFIX)
     app.include_router(tenancy_router, prefix=API_PREFIX)

@@ -12,7 +12,6 @@ listeners adds one line here.
 from siyu.campaigns import facade as campaigns_facade  # noqa: F401
 from siyu.channels import tasks as channels_tasks  # noqa: F401
 from siyu.coupons import service as coupons_service  # noqa: F401
-from siyu.decisions import tasks as decisions_tasks  # noqa: F401
 from siyu.events import facade as events_facade  # noqa: F401
 from siyu.events import service as events_service  # noqa: F401
 from siyu.lifecycle import facade as lifecycle_facade  # noqa: F401

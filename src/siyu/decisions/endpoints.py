@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from siyu.campaigns import facade as campaigns
 from siyu.coupons import facade as coupons
@@ -62,13 +65,41 @@ def _out(ctx: MerchantCtx, decision: service.DecisionView) -> DecisionOut:
     "/decisions/payment-success",
     summary="The offer to show on the payment-success page now (or none), recorded",
 )
-def payment_success(request: Request, body: PaymentIn, ctx: Writer) -> DecisionOut:
+async def payment_success(request: Request, body: PaymentIn, ctx: Writer) -> DecisionOut:
     """Resolves (or creates) the payer from its identities, then picks the first running
     payment-success campaign whose conditions, audience, holdout, cap, stock and budget allow
     an offer. ``status`` is ``offered`` (show ``offer``), ``holdout`` or ``none`` (show nothing)."""
     vault: IdentifierVault = request.app.state.vault
     payment = service.Payment(body.identities, body.amount_fen, body.store_id, body.order_id, body.channel)
-    return _out(ctx, service.decide(ctx.session, vault, ctx.merchant_id, payment, now=utcnow()))
+
+    def decide(commit: bool) -> DecisionOut:
+        answer = _out(ctx, service.decide(ctx.session, vault, ctx.merchant_id, payment, now=utcnow()))
+        if commit:
+            ctx.session.commit()
+        return answer
+
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        return await run_in_threadpool(decide, False)
+    # SQLite has one writer. Concurrent decisions wait here, on the event loop (holding neither a
+    # thread nor a SQLite lock: what authentication may have written is committed first), and
+    # run one at a time, committing before the next starts — instead of each holding a thread
+    # in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+    if ctx.session.in_transaction():
+        await run_in_threadpool(ctx.session.commit)
+    async with _sqlite_turn():
+        return await run_in_threadpool(decide, True)
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_turn() -> asyncio.Lock:
+    """This event loop's queue of SQLite decisions."""
+    loop = asyncio.get_running_loop()
+    lock = _turns.get(loop)
+    if lock is None:
+        lock = _turns[loop] = asyncio.Lock()
+    return lock
 
 
 @router.get("/decisions/{decision_id}", summary="One decision")

@@ -3,9 +3,8 @@
 The flow for one payment (see docs/decisions.md):
 
 1. A retry of the same payment (same ``order_id``) returns the first decision.
-2. The payer is resolved (or created) by ingestion's identity resolver; a ``payment_page_view``
-   event is ingested after commit through the outbox (:mod:`siyu.decisions.tasks`), so the
-   visit lands on the member's timeline without the ingest listeners on the page's hot path.
+2. The payer is resolved (or created) through ingestion: a ``payment_page_view`` event is
+   ingested with the payer's identities, so the visit is on the member's timeline as well.
 3. The running ``payment_success`` campaigns, highest priority first; for each:
    payment conditions (store, channel, minimum amount — ``decision_settings``), the
    audience rule, then the assignment (``source="decision"``). A holdout member is shown
@@ -32,12 +31,11 @@ from sqlalchemy.orm import Session
 from siyu.campaigns import facade as campaigns
 from siyu.coupons import facade as coupons
 from siyu.decisions import repository as repo
-from siyu.decisions import tasks
 from siyu.decisions.models import Decision, DecisionSettings, DecisionStatus
+from siyu.events import service as events
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pii import IdentifierVault
 from siyu.kit.problems import Conflict, NotFound, invalid_field
-from siyu.members.service import IdentityError, normalise_all, resolve_batch
 from siyu.segments import facade as segments
 from siyu.tenancy import facade as tenancy
 
@@ -220,19 +218,16 @@ def _resolve_member(
     decision_id: str,
     now: datetime,
 ) -> str:
-    """The payer's member (created if new) by ingestion's identity resolver; the page view
-    itself is ingested after commit (:mod:`siyu.decisions.tasks`)."""
-    try:
-        identities = normalise_all(dict(payment.identities))
-    except IdentityError as exc:
-        raise invalid_field(exc.pointer, exc.detail) from None
-    (resolution,) = resolve_batch(
-        session, vault, merchant_id, [identities], [f"decision:{decision_id}"], now=now
-    )
-    event = {
+    """The payer's member, resolved (or created) by ingesting a ``payment_page_view`` event with
+    its identities: the visit is on the member's timeline, and stages, rollups and triggers see
+    it like any event. (Ingesting later through the outbox was tried: on SQLite the worker's extra
+    write transactions then compete with the decisions for the one writer, and the tail under
+    load was far worse.)"""
+    event: dict[str, Any] = {
         "event_id": f"payment_page:{payment.order_id or decision_id}",
         "type": "payment_page_view",
         "occurred_at": now.isoformat(),
+        "identities": dict(payment.identities),
         "channel": payment.channel,
         "store_id": payment.store_id,
         "properties": {
@@ -241,8 +236,13 @@ def _resolve_member(
             "decision_id": decision_id,
         },
     }
-    tasks.enqueue_page_view(session, vault, merchant_id, event, payment.identities, now=now)
-    return resolution.member_id
+    (verdict,) = events.ingest(session, vault, merchant_id, [event], now=now)
+    if verdict.status == "rejected":
+        pointer = (verdict.pointer or "").removeprefix("/events/0")
+        raise invalid_field(pointer, verdict.reason or "invalid payer")
+    if verdict.member_id is None:  # the same order's page view stored by a request still running
+        raise Conflict("a decision for this order is being made by another request; retry")
+    return verdict.member_id
 
 
 def decide(
