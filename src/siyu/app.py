@@ -34,6 +34,7 @@ from siyu.kit.problems import ServiceUnavailable, install_problem_handlers
 from siyu.kit.runtime import tune_gc
 from siyu.lifecycle.endpoints import router as lifecycle_router
 from siyu.members.endpoints import router as members_router
+from siyu.messaging.endpoints import router as messaging_router
 from siyu.outbox.endpoints import router as outbox_router
 from siyu.outbox.worker import BackgroundWorker, Worker, policy_of
 from siyu.points.endpoints import router as points_router
@@ -178,6 +179,7 @@ def create_app(
     app.include_router(coupons_router, prefix=API_PREFIX)
     app.include_router(points_router, prefix=API_PREFIX)
     app.include_router(tiers_router, prefix=API_PREFIX)
+    app.include_router(messaging_router, prefix=API_PREFIX)
     app.include_router(outbox_router, prefix=API_PREFIX)
     app.include_router(channels_router, prefix=API_PREFIX)
     app.include_router(segments_router, prefix=API_PREFIX)

@@ -329,3 +329,24 @@ class TestMemberEndpoint:
         ]
         assert missing.status_code == 404
         assert len(everyone) == 30
+
+
+class TestRunAll:
+    def test_the_upkeep_round_does_the_work_of_every_merchant_with_campaigns(
+        self, db: Database, client: TestClient, make_tenant: Any
+    ) -> None:
+        # given: two merchants with a running broadcast, one without campaigns
+        first, second, idle = make_tenant("a"), make_tenant("b"), make_tenant("c")
+        for tenant in (first, second, idle):
+            make_members(db, tenant.merchant_id, 10)
+        start(client, first, holdout_bp=0, variants=POINTS)
+        start(client, second, holdout_bp=0, variants=POINTS)
+        with db.reading() as session:
+            from siyu.campaigns import repository
+
+            visited = repository.merchants_with_campaigns(session, tasks.ACTIVE)
+        # when
+        report = tasks.run_all(db)
+        # then
+        assert visited == sorted([first.merchant_id, second.merchant_id])
+        assert report.members_assigned == report.members_treated == 20

@@ -64,7 +64,7 @@ class TestEventDelayCondition:
             {"event": "visit", "delay_seconds": THREE_DAYS, "condition": NO_ORDER},
             holdout_bp=0,
         )
-        visited = utcnow() - timedelta(days=10)
+        visited = utcnow() + timedelta(minutes=1)
         visitors = send(client, tenant, [event(f"v{i}", f"n{i}", at=visited) for i in range(6)])
         order = {"order_id": "x", "amount_fen": 100}
         send(
@@ -75,7 +75,7 @@ class TestEventDelayCondition:
                     f"o{i}",
                     f"n{i}",
                     "order_paid",
-                    at=visited + timedelta(days=1),
+                    at=visited + timedelta(hours=20),
                     properties=order | {"order_id": f"o{i}"},
                 )
                 for i in range(2)
@@ -102,11 +102,11 @@ class TestEventDelayCondition:
         tenant = make_tenant()
         once = start(client, tenant, {"event": "checkin"}, holdout_bp=0)
         repeating = start(client, tenant, {"event": "checkin", "repeat_after_days": 5}, holdout_bp=0)
-        first = utcnow() - timedelta(days=20)
+        first = utcnow()
         # when: check-ins on day 0 (twice), then rounds each ingesting one more check-in later
         send(client, tenant, [event("c0", "n", "checkin", at=first), event("c1", "n", "checkin", at=first)])
         tasks.run_merchant(db, tenant.merchant_id)
-        send(client, tenant, [event("c2", "n", "checkin", at=first + timedelta(days=1))])
+        send(client, tenant, [event("c2", "n", "checkin", at=first + timedelta(hours=1))])
         tasks.run_merchant(db, tenant.merchant_id)
         # then: the entries were made at ingestion time (now), so the second ingestion is within 5 days
         assert len(entries(db, once)) == 1
@@ -119,8 +119,7 @@ class TestEventDelayCondition:
         # given: half held out, 60 members who visit
         tenant = make_tenant()
         campaign_id = start(client, tenant, {"event": "visit"}, holdout_bp=5000)
-        visited = utcnow() - timedelta(hours=1)
-        visitors = send(client, tenant, [event(f"v{i}", f"n{i}", at=visited) for i in range(60)])
+        visitors = send(client, tenant, [event(f"v{i}", f"n{i}", at=utcnow()) for i in range(60)])
         # when
         tasks.run_merchant(db, tenant.merchant_id)
         # then
@@ -139,7 +138,7 @@ class TestEventDelayCondition:
         # given: an entry made, then the campaign paused
         tenant = make_tenant()
         campaign_id = start(client, tenant, {"event": "visit"}, holdout_bp=0)
-        send(client, tenant, [event("v", "n", at=utcnow() - timedelta(minutes=5))])
+        send(client, tenant, [event("v", "n", at=utcnow())])
         client.post(f"{API}/campaigns/{campaign_id}/pause", headers=tenant.headers)
         # when
         paused = tasks.run_merchant(db, tenant.merchant_id)
@@ -149,6 +148,19 @@ class TestEventDelayCondition:
         assert (paused.entries_fired, cancelled.entries_fired) == (0, 0)
         assert [(e.status, e.reason) for e in entries(db, campaign_id)] == [("skipped", "campaign_cancelled")]
         assert treated(db, campaign_id) == []
+
+    def test_events_that_happened_before_the_start_do_not_trigger(
+        self, db: Database, client: TestClient, make_tenant: Any
+    ) -> None:
+        # given: a running order_paid campaign; an import of last month's orders arrives
+        tenant = make_tenant()
+        campaign_id = start(client, tenant, {"event": "order_paid"}, holdout_bp=0)
+        old = utcnow() - timedelta(days=30)
+        order = {"order_id": "o1", "amount_fen": 100}
+        # when
+        send(client, tenant, [event("o1", "n", "order_paid", at=old, properties=order)])
+        # then
+        assert entries(db, campaign_id) == []
 
     def test_events_of_a_campaign_not_running_make_no_entries(
         self, db: Database, client: TestClient, make_tenant: Any
@@ -226,3 +238,32 @@ class TestBirthday:
 
         assert birthdays_of(date(2027, 2, 28)) == ["02-28", "02-29"]
         assert birthdays_of(date(2028, 2, 28)) == ["02-28"]
+
+
+class TestStageWatermark:
+    def test_entries_recorded_at_the_same_instant_are_all_read_across_pages(
+        self, db: Database, client: TestClient, make_tenant: Any, monkeypatch: Any
+    ) -> None:
+        # given: 5 members who became dormant in one sweep (one recorded_at), pages of 2
+        from siyu.campaigns import triggers
+
+        monkeypatch.setattr(triggers, "STAGE_PAGE", 2)
+        tenant = make_tenant()
+        ids = send(
+            client, tenant, [event(f"v{i}", f"n{i}", at=utcnow() - timedelta(days=90)) for i in range(5)]
+        )
+        campaign_id = start(client, tenant, {"event": "stage_entered", "stage": "dormant"}, holdout_bp=0)
+        swept = utcnow() + timedelta(seconds=1)
+        with db.unit_of_work() as session:
+            for member_id in ids:
+                session.add(
+                    StageTransition(
+                        merchant_id=tenant.merchant_id, member_id=member_id, seq=100, from_stage="repeat",
+                        to_stage="dormant", effective_on=swept.date(), recorded_at=swept, cause="daily",
+                    )
+                )  # fmt: skip
+        # when
+        report = tasks.run_merchant(db, tenant.merchant_id, now=swept + timedelta(minutes=1))
+        # then
+        assert report.entries_created == 5
+        assert sorted(treated(db, campaign_id)) == sorted(ids)

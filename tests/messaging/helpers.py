@@ -109,6 +109,27 @@ def set_state(
         row.updated_at = T0
 
 
+def set_states(
+    db: Database, merchant_id: str, member_ids: Sequence[str], channel: str, target: str = "", **values: Any
+) -> None:
+    """The same state row for many members (one transaction)."""
+    with db.unit_of_work() as session:
+        session.add_all(
+            ReachState(
+                merchant_id=merchant_id,
+                member_id=m,
+                channel=channel,
+                target=target,
+                active=values.get("active", False),
+                remaining=values.get("remaining", 0),
+                staff_id=values.get("staff_id"),
+                changed_at=T0,
+                updated_at=T0,
+            )
+            for m in member_ids
+        )
+
+
 def send(
     db: Database, merchant_id: str, requests: Sequence[SendRequest], now: datetime = T0
 ) -> list[SendResult]:

@@ -190,9 +190,11 @@ def sends(draw: st.DrawFn) -> list[tuple[int, int, bool, int]]:
     )
 
 
-def in_quiet(at: datetime) -> bool:
+def in_quiet(at: datetime, start: time, end: time) -> bool:
     moment = at.astimezone(SHANGHAI).time()
-    return moment >= time(21, 0) or moment < time(9, 0)
+    if start > end:
+        return moment >= start or moment < end
+    return start <= moment < end
 
 
 class TestCapProperties:
@@ -203,6 +205,7 @@ class TestCapProperties:
         per_week=st.integers(0, 6),
         channel_day=st.one_of(st.none(), st.integers(0, 2)),
         batch=st.integers(1, 5),
+        quiet=st.tuples(st.integers(0, 23), st.integers(0, 23)).filter(lambda q: q[0] != q[1]),
     )
     def test_no_local_day_or_week_exceeds_the_caps_and_nothing_marketing_is_sent_at_night(
         self,
@@ -212,12 +215,19 @@ class TestCapProperties:
         per_week: int,
         channel_day: int | None,
         batch: int,
+        quiet: tuple[int, int],
     ) -> None:
         # given: a fresh merchant with these caps, four members, two marketing templates
         # (webhook and sms-less webhook) and a transactional one
         caps = {"webhook": {"day": channel_day}} if channel_day is not None else {}
+        quiet_start, quiet_end = time(quiet[0]), time(quiet[1])
         merchant = make_merchant(
-            db, marketing_per_day=per_day, marketing_per_week=per_week, channel_caps=caps
+            db,
+            marketing_per_day=per_day,
+            marketing_per_week=per_week,
+            channel_caps=caps,
+            quiet_start=f"{quiet[0]:02d}:00",
+            quiet_end=f"{quiet[1]:02d}:00",
         )
         members = make_members(db, merchant, 4)
         marketing = [make_template(db, merchant), make_template(db, merchant, channel="webhook", title="二")]
@@ -243,11 +253,12 @@ class TestCapProperties:
         day_limit = per_day if channel_day is None else min(per_day, channel_day)
         assert all(n <= day_limit for n in days.values()), days
         assert all(n <= per_week for n in weeks.values()), weeks
-        # nothing marketing is scheduled inside the quiet hours; deferrals land at 09:00 local
-        assert not any(in_quiet(r.send_at) for r in accepted)
+        # nothing marketing is scheduled inside the quiet hours; deferrals land at their end
+        assert not any(in_quiet(r.send_at, quiet_start, quiet_end) for r in accepted)
         for r in rows:
             if r.status == "deferred":
-                assert r.send_at.astimezone(SHANGHAI).time() == time(9, 0)
+                assert r.send_at.astimezone(SHANGHAI).time() == quiet_end
+                assert r.send_at > r.created_at
         # transactional: always queued at once
         assert all(r.status == "queued" for r in rows if r.kind == "transactional")
         assert len(results) == len(plan)
@@ -273,3 +284,56 @@ class TestCampaignCounts:
         assert counts == facade.CampaignMessageCounts(
             queued=2, deferred=0, delivered=0, failed=0, suppressed=1
         )
+
+
+class TestQuietUntil:
+    def test_the_end_of_the_quiet_hours_on_a_day_the_clocks_go_back(self) -> None:
+        # given: New York, 2026-11-01 (DST ends at 02:00 local), quiet 21:00–09:00
+        from siyu.messaging import service
+
+        zone = ZoneInfo("America/New_York")
+        fatigue = service.fatigue_of_row(None)
+
+        # when: 23:00 local on Oct 31 (UTC-4)
+        now = datetime(2026, 10, 31, 23, 0, tzinfo=zone).astimezone(UTC)
+        until = service.quiet_until(now, zone, fatigue)
+
+        # then: 09:00 local on Nov 1, which is UTC-5 by then
+        assert until == datetime(2026, 11, 1, 14, 0, tzinfo=UTC)
+        assert service.quiet_until(until, zone, fatigue) is None
+
+    def test_a_daytime_window_and_no_window(self) -> None:
+        from siyu.messaging import service
+
+        fatigue = service.Fatigue(1, 3, {}, time(12, 0), time(14, 0))
+        assert service.quiet_until(local(23, 13, 0), SHANGHAI, fatigue) == local(23, 14, 0)
+        assert service.quiet_until(local(23, 14, 0), SHANGHAI, fatigue) is None
+        assert service.quiet_until(local(23, 3, 0), SHANGHAI, service.Fatigue(1, 3, {}, None, None)) is None
+
+
+class TestSetBased:
+    def test_a_thousand_requests_take_a_handful_of_statements(self, db: Database) -> None:
+        # given: 1,000 members, subscription quota for each
+        from sqlalchemy import event
+
+        from tests.messaging.helpers import set_states
+
+        merchant = make_merchant(db)
+        members = make_members(db, merchant, 1000)
+        set_states(db, merchant, members, "subscription", "P1", remaining=1)
+        template = make_template(db, merchant, channel="subscription", platform_template_id="P1")
+        statements: list[str] = []
+
+        def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+            statements.append(statement)
+
+        # when
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            results = send(db, merchant, [req(m, template, f"k{m}") for m in members])
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+
+        # then: all queued, in a bounded number of statements
+        assert {r.status for r in results} == {SendStatus.QUEUED}
+        assert len(statements) <= 15, statements  # 11 on SQLite, 13 on PostgreSQL (the locks)

@@ -48,6 +48,8 @@ from siyu.tenancy import facade as tenancy
 log = logging.getLogger("siyu.campaigns")
 
 INTERVAL_SECONDS = 30.0
+ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+"""The statuses that may have work: starting, runs and triggers, ending by ``end_at``."""
 SLICE = 2_000
 ENTRY_SLICE = 500
 
@@ -206,9 +208,7 @@ Clock = Callable[[], datetime]
 def _starts_and_ends(db: Database, merchant_id: str, clock: Clock, campaign_id: str | None) -> TaskReport:
     report = TaskReport()
     with db.unit_of_work() as session:
-        rows = repo.in_status(
-            session, merchant_id, [CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED]
-        )
+        rows = repo.in_status(session, merchant_id, ACTIVE)
         now = clock()
         due: list[tuple[str, str]] = []
         for row in rows:
@@ -347,9 +347,10 @@ def run_merchant(
 
 
 def run_all(db: Database, *, now: datetime | None = None) -> TaskReport:
-    """:func:`run_merchant` for every merchant (the upkeep loop)."""
-    with db.unit_of_work() as session:
-        merchant_ids = tenancy.merchant_ids(session)
+    """:func:`run_merchant` for every merchant with a scheduled, running or paused campaign
+    (the upkeep loop)."""
+    with db.reading() as session:
+        merchant_ids = repo.merchants_with_campaigns(session, ACTIVE)
     report = TaskReport()
     for merchant_id in merchant_ids:
         try:

@@ -39,23 +39,16 @@ from siyu.kit.clock import utcnow
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.problems import Problem
 from siyu.kit.sql import dialect_insert
+from siyu.messaging import facade as messaging
 from siyu.outbox import facade as outbox
 from siyu.points import facade as points
 
 log = logging.getLogger("siyu.campaigns")
 
 OUTBOX_KIND = "campaign.treatment"
-SENT = frozenset({"queued", "deferred", "duplicate"})
+SENT = frozenset({messaging.SendStatus.QUEUED, messaging.SendStatus.DEFERRED, messaging.SendStatus.DUPLICATE})
 """Messaging's answers that mean the message is on its way (``deferred``: held until the quiet
 hours end; ``duplicate``: sent before under the same key)."""
-
-
-def messaging() -> Any:
-    """:mod:`siyu.messaging.facade`, imported when a message or guide-task treatment is given:
-    campaigns of coupons and points do not need the messaging module at all."""
-    from siyu.messaging import facade
-
-    return facade
 
 
 def treatment_key(campaign_id: str, member_id: str, step: str, index: int) -> str:
@@ -151,7 +144,7 @@ def treat_targets(
 
     rows: list[dict[str, Any]] = []
     items: list[outbox.NewItem] = []
-    sends: list[Any] = []
+    sends: list[messaging.SendRequest] = []
     pending: dict[str, dict[str, Any]] = {}
 
     def row(
@@ -201,7 +194,7 @@ def treat_targets(
             elif action == TreatmentAction.MESSAGE:
                 variables = {str(k): str(v) for k, v in (treatment.get("variables") or {}).items()}
                 sends.append(
-                    messaging().SendRequest(
+                    messaging.SendRequest(
                         member_id=target.member_id,
                         template_id=str(treatment["template_id"]),
                         key=key,
@@ -211,7 +204,7 @@ def treat_targets(
                 )
                 pending[key] = row(target, index, treatment, key, TreatmentStatus.DONE)
             elif action == TreatmentAction.GUIDE_TASK:
-                task_id = messaging().create_guide_task(
+                task_id = messaging.create_guide_task(
                     session,
                     merchant_id,
                     target.member_id,
@@ -235,12 +228,12 @@ def treat_targets(
     if items:
         outbox.enqueue_many(session, merchant_id, items, now=now)
     if sends:
-        for result in messaging().send_many(session, merchant_id, sends, now=now):
+        for result in messaging.send_many(session, merchant_id, sends, now=now):
             message_row = pending.pop(result.key, None)
             if message_row is None:
                 continue
             message_row["ref"] = result.message_id
-            if str(result.status) in SENT:
+            if result.status in SENT:
                 treated.add(message_row["member_id"])
             else:
                 message_row["status"] = TreatmentStatus.SKIPPED

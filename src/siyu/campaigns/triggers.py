@@ -2,7 +2,9 @@
 
 * :func:`_on_events` (an ingest listener, in the events' transaction): an accepted event of a
   running trigger campaign's type makes an entry for its member, due at ``occurred_at`` + the
-  trigger's delay — a handful of statements per batch, whatever its size.
+  trigger's delay — a handful of statements per batch, whatever its size. Events that occurred
+  before the campaign started never trigger it: importing last year's orders must not treat
+  every buyer now.
 * :func:`scan_stage_entries` reads lifecycle's ledger after a watermark (``stage_entered``);
   :func:`scan_birthdays` looks for the members born on the merchant's local day, once a day.
 * :func:`fire_due` takes due entries: the member must still be in the audience and meet the
@@ -136,7 +138,12 @@ def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEv
         by_type[event.type].append(event)
     for campaign in campaigns:
         events = by_type.get(str((campaign.trigger or {}).get("event")), [])
-        events = [e for e in events if service.within_schedule(campaign.schedule, e.occurred_at)]
+        started = campaign.started_at or now
+        events = [
+            e
+            for e in events
+            if e.occurred_at >= started and service.within_schedule(campaign.schedule, e.occurred_at)
+        ]
         if events:
             candidates = [(e.member_id, e.event_id, e.occurred_at, e.event_id) for e in events]
             add_entries(session, merchant_id, campaign, candidates, now=now)

@@ -16,6 +16,7 @@ from siyu.coupons import facade as coupons
 from siyu.events.schemas import BUILT_IN_TYPES, CUSTOM_TYPE
 from siyu.kit.problems import invalid_field
 from siyu.lifecycle.rules import Stage
+from siyu.messaging import facade as messaging
 from siyu.segments import facade as segments
 
 TRIGGER_EVENTS_EXTRA = ("stage_entered", "birthday")
@@ -108,25 +109,30 @@ def check_treatment(session: Session, merchant_id: str, treatment: Any, pointer:
         template_id = treatment.get("template_id")
         if not isinstance(template_id, str) or not _TEMPLATE_ID.match(template_id):
             raise invalid_field(pointer + "/template_id", "give the message template's id")
-        if not messaging_template_exists(session, merchant_id, template_id):
+        message_template = messaging.get_template(session, merchant_id, template_id)
+        if message_template is None:
             raise invalid_field(pointer + "/template_id", f"no message template {template_id!r}")
+        if message_template.kind != "marketing":
+            raise invalid_field(
+                pointer + "/template_id",
+                f"template {template_id} is {message_template.kind}: a campaign sends marketing messages "
+                "(counted against the caps, held in quiet hours)",
+            )
         variables = treatment.get("variables", {})
         if not isinstance(variables, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
         ):
             raise invalid_field(pointer + "/variables", "variables map names to text")
+        missing = [name for name in message_template.variables if name not in variables]
+        if missing:
+            names = ", ".join("{{" + name + "}}" for name in missing)
+            raise invalid_field(pointer + "/variables", f"template {template_id} needs {names}")
     else:
         title, body = treatment.get("title"), treatment.get("body", "")
         if not isinstance(title, str) or not 1 <= len(title.strip()) <= 100:
             raise invalid_field(pointer + "/title", "a guide task needs a title of 1–100 characters")
         if not isinstance(body, str) or len(body) > 2000:
             raise invalid_field(pointer + "/body", "a guide task body is text of at most 2000 characters")
-
-
-def messaging_template_exists(session: Session, merchant_id: str, template_id: str) -> bool:
-    from siyu.campaigns.treatments import messaging
-
-    return messaging().get_template(session, merchant_id, template_id) is not None
 
 
 def check_schedule(schedule: Mapping[str, Any] | None) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import Conflict, NotFound
+from siyu.kit.sql import chunked
 from siyu.members import repository as repo
 from siyu.members.models import Member, MemberIdentity, MemberStatus
 
@@ -123,18 +125,16 @@ def find_members(session: Session, merchant_id: str, member_ids: Sequence[str]) 
     if not ids:
         return {}
     columns = (Member.id, Member.status, Member.merged_into_id)
-    rows = {
-        row[0]: row
-        for row in session.execute(
-            select(*columns).where(Member.merchant_id == merchant_id, Member.id.in_(ids))
-        )
-    }
-    targets = sorted({row[2] for row in rows.values() if row[2] and row[2] not in rows})
-    if targets:
-        for row in session.execute(
-            select(*columns).where(Member.merchant_id == merchant_id, Member.id.in_(targets))
-        ):
-            rows[row[0]] = row
+
+    def load(some: Sequence[str]) -> None:
+        for chunk in chunked(some, 1000):
+            statement = select(*columns).where(Member.merchant_id == merchant_id, Member.id.in_(chunk))
+            for row in session.execute(statement):
+                rows[row[0]] = row
+
+    rows: dict[str, Any] = {}
+    load(ids)
+    load(sorted({row[2] for row in rows.values() if row[2] and row[2] not in rows}))
     found: dict[str, MemberRef] = {}
     for member_id in ids:
         hit = rows.get(member_id)

@@ -19,7 +19,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from siyu.messaging import service
-from siyu.messaging.models import MessageStatus, MessageTemplate
+from siyu.messaging.models import SUPPRESSED, Message, MessageStatus, MessageTemplate
 from siyu.messaging.service import SendRequest, SendResult, SendStatus
 
 __all__ = [
@@ -122,8 +122,6 @@ class CampaignMessageCounts:
 
 
 def campaign_message_counts(session: Session, merchant_id: str, campaign_id: str) -> CampaignMessageCounts:
-    from siyu.messaging.models import SUPPRESSED, Message
-
     statement = (
         select(Message.status, func.count())
         .where(Message.merchant_id == merchant_id, Message.campaign_id == campaign_id)
@@ -141,8 +139,6 @@ def campaign_message_counts(session: Session, merchant_id: str, campaign_id: str
 
 def delivered_member_ids(merchant_id: str, campaign_id: str) -> Select[Any]:
     """A one-column sub-query: the members a campaign's message was delivered to."""
-    from siyu.messaging.models import Message
-
     return (
         select(Message.member_id)
         .where(

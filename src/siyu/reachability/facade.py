@@ -332,23 +332,33 @@ def channel_states(
     1,000 members; members without a row are absent. Pass current (not merged) ids."""
     found: dict[str, list[ChannelState]] = {}
     for chunk in chunked(sorted(set(member_ids)), 1000):
-        statement = select(ReachState).where(
+        statement = select(
+            ReachState.member_id,
+            ReachState.target,
+            ReachState.active,
+            ReachState.remaining,
+            ReachState.opted_out_at,
+            ReachState.staff_id,
+            ReachState.changed_at,
+        ).where(
             ReachState.merchant_id == merchant_id,
             ReachState.channel == channel.value,
             ReachState.member_id.in_(chunk),
         )
         if target is not None:
             statement = statement.where(ReachState.target == target)
-        for row in session.execute(statement).scalars():
-            found.setdefault(row.member_id, []).append(
+        for member_id, target_, active, remaining, opted_out_at, staff_id, changed_at in session.execute(
+            statement
+        ):
+            found.setdefault(member_id, []).append(
                 ChannelState(
-                    member_id=row.member_id,
-                    target=row.target,
-                    active=bool(row.active),
-                    remaining=int(row.remaining or 0),
-                    opted_out_at=row.opted_out_at,
-                    staff_id=row.staff_id,
-                    changed_at=row.changed_at,
+                    member_id=member_id,
+                    target=target_,
+                    active=bool(active),
+                    remaining=int(remaining or 0),
+                    opted_out_at=opted_out_at,
+                    staff_id=staff_id,
+                    changed_at=changed_at,
                 )
             )
     return found

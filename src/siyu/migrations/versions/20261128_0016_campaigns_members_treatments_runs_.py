@@ -1,7 +1,7 @@
 """campaigns: campaigns, their members (treatment/holdout), treatments, broadcast runs, trigger entries
 
 Revision ID: 0016
-Revises: 0013, 0014
+Revises: 0013, 0015
 Create Date: 2026-11-28 11:05:26.875044
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import siyu.db
 
 revision: str = "0016"
-down_revision: str | tuple[str, ...] | None = ("0013", "0014")
+down_revision: str | tuple[str, ...] | None = ("0013", "0015")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
