@@ -43,3 +43,34 @@ class TestConcurrentCampaigns:
         assert per_member == dict.fromkeys(members, per_day)
         assert sum(accepted) == 60 * per_day
         assert len(rows) == 8 * 60
+
+    def test_concurrent_notices_take_each_one_time_unit_once(self, db: Database) -> None:
+        # given: 30 members with 3 one-time units each of one platform template
+        from siyu.reachability.models import ReachState
+        from tests.messaging.helpers import set_states
+
+        merchant = make_merchant(db)
+        members = make_members(db, merchant, 30)
+        set_states(db, merchant, members, "subscription", "P1", remaining=3)
+        notice = make_template(
+            db, merchant, channel="subscription", kind="transactional", platform_template_id="P1"
+        )
+
+        # when: 8 senders notify every member at once
+        def sender(index: int) -> None:
+            requests = [
+                SendRequest(member_id=m, template_id=notice, key=f"n{index}:{m}", variables={"name": "x"})
+                for m in (members if index % 2 else list(reversed(members)))
+            ]
+            send(db, merchant, requests, now=T0)
+
+        run_threads(8, sender)
+
+        # then: exactly 3 notices per member went out, and the quota is exactly spent
+        rows = messages(db, merchant)
+        queued = Counter(r.member_id for r in rows if r.status == "queued")
+        assert queued == dict.fromkeys(members, 3)
+        assert Counter(r.reason for r in rows if r.status != "queued") == {"quota_used": 8 * 30 - 90}
+        with db.reading() as session:
+            left = [s.remaining for s in session.query(ReachState).filter_by(merchant_id=merchant)]
+        assert left == [0] * 30

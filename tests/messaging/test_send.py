@@ -128,6 +128,7 @@ class TestReachability:
             db, merchant, [req(member, notice, "a"), req(member, notice, "b"), req(member, notice, "a")]
         )
         replay = send(db, merchant, [req(member, notice, "a")])[0]
+        later = send(db, merchant, [req(member, notice, "c")])[0]
 
         # then: the first goes, the second finds no quota; the unit was taken once, logged once
         assert [r.status for r in results] == [
@@ -137,6 +138,7 @@ class TestReachability:
         ]
         assert results[1].reason == "quota_used"
         assert replay.status is SendStatus.DUPLICATE
+        assert (later.status, later.reason) == (SendStatus.UNREACHABLE, "quota_used")
         with db.reading() as session:
             state = session.get(ReachState, (merchant, member, "subscription", "P1"))
             assert state is not None

@@ -330,6 +330,8 @@ def reach_of(
                 reach.one_time[member_id] = row.remaining
             elif row.opted_out_at is not None:
                 reach.opted_out.add(member_id)
+            else:  # granted before, every unit used
+                reach.one_time[member_id] = 0
         return reach
     if channel == TemplateChannel.SMS:
         states = reachability.channel_states(session, merchant_id, member_ids, ReachChannel.SMS)
