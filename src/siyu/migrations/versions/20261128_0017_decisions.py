@@ -15,7 +15,7 @@ from alembic import op
 import siyu.db
 
 revision: str = "0017"
-down_revision: str | tuple[str, ...] | None = ("0015", "0016")
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
