@@ -8,6 +8,7 @@ from siyu.campaigns import models as campaigns_models  # noqa: F401
 from siyu.channels import models as channels_models  # noqa: F401
 from siyu.coupons import models as coupons_models  # noqa: F401
 from siyu.db import Base
+from siyu.decisions import models as decisions_models  # noqa: F401
 from siyu.events import models as events_models  # noqa: F401
 from siyu.imports import models as imports_models  # noqa: F401
 from siyu.kit import idempotency  # noqa: F401

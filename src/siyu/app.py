@@ -19,11 +19,13 @@ import siyu
 import siyu.wiring  # listeners of every module
 from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.campaigns.journey_endpoints import router as journeys_router
+from siyu.campaigns.results_endpoints import router as campaign_results_router
 from siyu.channels import facade as channels
 from siyu.channels.endpoints import router as channels_router
 from siyu.config import Settings, load_settings
 from siyu.coupons.endpoints import router as coupons_router
 from siyu.db import AsyncStatements, Database, is_postgres
+from siyu.decisions.endpoints import router as decisions_router
 from siyu.events.endpoints import router as events_router
 from siyu.housekeeping import background_upkeep
 from siyu.imports.endpoints import router as imports_router
@@ -184,6 +186,8 @@ def create_app(
     app.include_router(segments_router, prefix=API_PREFIX)
     app.include_router(campaigns_router, prefix=API_PREFIX)
     app.include_router(journeys_router, prefix=API_PREFIX)
+    app.include_router(campaign_results_router, prefix=API_PREFIX)
+    app.include_router(decisions_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -4,7 +4,8 @@ Today: delete ``Idempotency-Key`` records and the rejected rows of import upload
 retention; run each merchant's lifecycle sweep (the daily job: time-based stage changes, in the
 merchant's time zone — a round each hour means they land within the hour after local midnight),
 and each merchant's tier jobs (re-assessments after a period end, monthly privilege coupons,
-birthday gifts: :func:`siyu.tiers.facade.run_due`).
+birthday gifts: :func:`siyu.tiers.facade.run_due`), and expire payment-page offers left open
+(:func:`siyu.decisions.facade.expire_offers`: their campaign budget comes back).
 Later issues add their jobs to :func:`run_once` (the outbox worker and the analytics sync get loops
 of their own). A faster loop expires coupons and points lots past their end
 (:func:`run_expiry`, every :data:`EXPIRY_INTERVAL_SECONDS`; spending also expires a member's
@@ -28,6 +29,7 @@ from siyu.campaigns import journeys
 from siyu.campaigns import tasks as campaign_tasks
 from siyu.coupons import facade as coupons
 from siyu.db import Database, autovacuum_enabled, is_postgres, refresh_statistics
+from siyu.decisions import facade as decisions
 from siyu.imports import facade as imports
 from siyu.kit import idempotency
 from siyu.kit.clock import utcnow
@@ -54,10 +56,11 @@ def run_once(db: Database) -> dict[str, int]:
         now = utcnow()
         purged = idempotency.purge_expired(session, now)
         rejections = imports.purge_expired_rejections(session, now)
-    transitions = tier_changes = 0
+    transitions = tier_changes = offers_expired = 0
     for merchant_id in _merchant_ids(db):
         transitions += _sweep(db, merchant_id)
         tier_changes += _tiers(db, merchant_id)
+        offers_expired += _expire_offers(db, merchant_id)
     if purged:
         log.info("purged %d expired idempotency records", purged)
     if rejections:
@@ -67,6 +70,7 @@ def run_once(db: Database) -> dict[str, int]:
         "import_rejections_purged": rejections,
         "stage_transitions": transitions,
         "tier_changes": tier_changes,
+        "offers_expired": offers_expired,
     }
 
 
@@ -114,6 +118,17 @@ def _tiers(db: Database, merchant_id: str) -> int:
             log.warning("tier benefits of %s refused: %s", merchant_id, report.refused)
         if report.done:
             return changed
+
+
+def _expire_offers(db: Database, merchant_id: str) -> int:
+    """Payment-page offers left open past their lifetime: expired, their budget given back."""
+    expired = 0
+    while True:
+        with db.unit_of_work() as session:
+            count = decisions.expire_offers(session, merchant_id, now=utcnow(), limit=EXPIRY_SLICE)
+        expired += count
+        if count < EXPIRY_SLICE:
+            return expired
 
 
 def _merchant_ids(db: Database) -> list[str]:

@@ -50,6 +50,7 @@ class IdKind(StrEnum):
     CHANNEL_DELIVERY = "dlv"
     SEGMENT = "seg"
     SEGMENT_SNAPSHOT = "sns"
+    DECISION = "dec"
     MESSAGE_TEMPLATE = "tpl"
     MESSAGE = "msg"
     GUIDE_TASK = "gdt"

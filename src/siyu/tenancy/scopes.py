@@ -66,6 +66,11 @@ class Scope(StrEnum):
     """Read campaigns, their runs, and members' groups and treatments in them."""
     CAMPAIGNS_WRITE = "campaigns:write"
     """Create and edit draft campaigns; schedule, start, pause, resume, cancel and complete them."""
+    DECISIONS_READ = "decisions:read"
+    """Read payment-success decisions and the campaigns' page conditions."""
+    DECISIONS_WRITE = "decisions:write"
+    """Ask for the payment-success-page offer (resolves or creates the payer), accept or decline
+    it (issues the coupon), set a campaign's page conditions."""
     MESSAGES_READ = "messages:read"
     """Read message templates, fatigue settings, messages and guide tasks."""
     MESSAGES_WRITE = "messages:write"
