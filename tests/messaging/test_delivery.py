@@ -197,6 +197,66 @@ class TestDelivery:
         assert len(bodies) == 2
         assert "小王，周末会员日" in json.dumps(bodies[-1], ensure_ascii=False)
 
+    def test_the_last_transient_failure_leaves_the_message_dead_and_a_requeue_delivers_it(
+        self, db: Database, client: TestClient, tenant: Tenant
+    ) -> None:
+        # given: the merchant's webhook answers 503 to every attempt the outbox allows, then 200
+        limit = outbox.DEFAULT_POLICY.max_attempts
+        answers = [503] * limit + [200]
+
+        def respond(request: Received) -> tuple[int, bytes, str]:
+            return answers.pop(0), b"{}", "application/json"
+
+        def item_row() -> OutboxItem:
+            with db.reading() as session:
+                row = session.execute(
+                    select(OutboxItem).where(OutboxItem.merchant_id == tenant.merchant_id)
+                ).scalar_one()
+                session.expunge(row)
+                return row
+
+        with receiver(respond) as server:
+            assert (
+                client.put(
+                    f"{API}/channels/webhook", json={"url": server.url}, headers=tenant.headers
+                ).status_code
+                == 200
+            )
+            member = member_with_phone(client, tenant)
+            hook = template(client, tenant, channel="webhook", sms_template_code=None)
+            with db.unit_of_work() as session:
+                request = SendRequest(
+                    member_id=member,
+                    template_id=hook,
+                    key="k",
+                    variables={"name": "小王"},
+                    campaign_id="cmp_1",
+                )
+                sent = facade.send(session, tenant.merchant_id, request, now=T0)
+
+            # when: every attempt fails
+            outbox.run_once(db)
+            for _ in range(limit - 1):
+                outbox.run_once(db, now=item_row().available_at)
+            dead = message(db, tenant, sent.message_id)
+            item = item_row()
+            with db.reading() as session:
+                counts = facade.campaign_message_counts(session, tenant.merchant_id, "cmp_1")
+
+            # and then: the operator requeues the item
+            retried = client.post(f"{API}/outbox/items/{item.id}/retry", headers=tenant.headers)
+            assert retried.status_code == 200, retried.text
+            outbox.run_once(db)
+
+        # then
+        assert (dead.status, dead.attempts, item.status) == ("dead", limit, "dead")
+        assert dead.finished_at is not None
+        assert dead.reason
+        assert (counts.failed, counts.queued) == (1, 0)  # a dead message counts as failed
+        final = message(db, tenant, sent.message_id)
+        assert (final.status, final.attempts) == ("delivered", limit + 1)
+        assert answers == []
+
     def test_a_guide_task_message_becomes_a_task_for_the_guide(
         self, db: Database, client: TestClient, tenant: Tenant
     ) -> None:

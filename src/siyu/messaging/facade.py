@@ -117,6 +117,7 @@ class CampaignMessageCounts:
     deferred: int
     delivered: int
     failed: int
+    """Refused for good (``failed``) or given up after the outbox's last attempt (``dead``)."""
     suppressed: int
     """Capped, opted out, unreachable, erased, or cancelled at delivery."""
 
@@ -132,7 +133,7 @@ def campaign_message_counts(session: Session, merchant_id: str, campaign_id: str
         queued=counts.get(MessageStatus.QUEUED.value, 0),
         deferred=counts.get(MessageStatus.DEFERRED.value, 0),
         delivered=counts.get(MessageStatus.DELIVERED.value, 0),
-        failed=counts.get(MessageStatus.FAILED.value, 0),
+        failed=counts.get(MessageStatus.FAILED.value, 0) + counts.get(MessageStatus.DEAD.value, 0),
         suppressed=sum(counts.get(s.value, 0) for s in SUPPRESSED),
     )
 

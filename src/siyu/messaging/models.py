@@ -50,6 +50,10 @@ class MessageStatus(StrEnum):
     """Accepted, held until the quiet hours end (``send_at``)."""
     DELIVERED = "delivered"
     FAILED = "failed"
+    """The channel refused it for good."""
+    DEAD = "dead"
+    """Every attempt the outbox allows failed transiently (the provider never answered yes); an
+    operator's requeue of the outbox item tries again."""
     CANCELLED = "cancelled"
     """Accepted, then stopped at delivery: the member opted out or was erased meanwhile."""
     CAPPED = "capped"
@@ -58,7 +62,13 @@ class MessageStatus(StrEnum):
     ERASED = "erased"
 
 
-COUNTED = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.DELIVERED, MessageStatus.FAILED)
+COUNTED = (
+    MessageStatus.QUEUED,
+    MessageStatus.DEFERRED,
+    MessageStatus.DELIVERED,
+    MessageStatus.FAILED,
+    MessageStatus.DEAD,
+)
 """The statuses a cap counts: every contact accepted for sending (a cancelled one never went out)."""
 SUPPRESSED = (
     MessageStatus.CAPPED,

@@ -45,6 +45,8 @@ from siyu.outbox import facade as outbox
 from siyu.reachability.models import ReachChannel
 
 PENDING = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value)
+DELIVERABLE = (*PENDING, MessageStatus.DEAD.value)
+"""What a delivery attempt may still send: pending, or dead and its outbox item requeued."""
 RECIPIENT = {
     TemplateChannel.SUBSCRIPTION.value: IdentityKind.ALIPAY_USER_ID,
     TemplateChannel.SMS.value: IdentityKind.PHONE,
@@ -92,7 +94,7 @@ def prepare(db: Database, merchant_id: str, message_id: str, key: str) -> channe
     now = utcnow()
     with db.unit_of_work() as session:
         message = session.get(Message, (merchant_id, message_id), with_for_update=True)
-        if message is None or message.status not in PENDING:
+        if message is None or message.status not in DELIVERABLE:
             return None
         ref = members.find_member(session, merchant_id, message.member_id)
         if ref is None or ref.erased:
@@ -148,12 +150,20 @@ def prepare(db: Database, merchant_id: str, message_id: str, key: str) -> channe
         )
 
 
-def record(db: Database, merchant_id: str, message_id: str, result: channels.DeliveryResult) -> None:
-    """Step 3: what the channel answered."""
+def record(
+    db: Database,
+    merchant_id: str,
+    message_id: str,
+    result: channels.DeliveryResult,
+    *,
+    last_attempt: bool = False,
+) -> None:
+    """Step 3: what the channel answered; a transient failure on the outbox's last attempt is
+    ``dead``."""
     now = utcnow()
     with db.unit_of_work() as session:
         message = session.get(Message, (merchant_id, message_id), with_for_update=True)
-        if message is None or message.status not in PENDING:
+        if message is None or message.status not in DELIVERABLE:
             return
         message.provider_ref = result.provider_ref
         message.updated_at = now
@@ -161,6 +171,8 @@ def record(db: Database, merchant_id: str, message_id: str, result: channels.Del
             _finish(message, MessageStatus.DELIVERED, None, now)
         elif result.permanent:
             _finish(message, MessageStatus.FAILED, result.detail[:200] or "refused", now)
+        elif last_attempt:
+            _finish(message, MessageStatus.DEAD, (result.detail or "transient failure")[:200], now)
         else:
             message.reason = (result.detail or "transient failure")[:200]
 
@@ -172,8 +184,14 @@ def deliver_message(db: Database, item: outbox.OutboxItemView) -> None:
     if delivery is None:
         return
     result = channels.deliver(db, delivery, now=utcnow())
-    record(db, item.merchant_id, message_id, result)
-    if not result.ok and not result.permanent:
+    transient = not result.ok and not result.permanent
+    # the worker runs the outbox's default policy: its last attempt failing transiently makes the
+    # item dead there, so the message says so too (a requeue of the item tries again)
+    last = transient and item.attempts >= outbox.DEFAULT_POLICY.max_attempts
+    record(db, item.merchant_id, message_id, result, last_attempt=last)
+    if last:
+        raise outbox.Permanent(f"gave up after {item.attempts} attempts: {result.detail or 'not accepted'}")
+    if transient:
         raise outbox.Retry(result.detail or "the channel did not accept the delivery")
 
 
@@ -245,7 +263,7 @@ def _erase(session: Session, merchant_id: str, member_id: str) -> None:
         .where(
             Message.merchant_id == merchant_id,
             Message.member_id == member_id,
-            Message.status.in_(PENDING),
+            Message.status.in_(DELIVERABLE),
         )
         .values(status=MessageStatus.CANCELLED.value, reason="erased", updated_at=now, finished_at=now)
         .execution_options(synchronize_session=False)
