@@ -24,21 +24,33 @@ still under the cap and get theirs). Figures: messages decided per second with c
 is written to the outbox. Anchor: the same number of outbox items written directly with
 ``outbox.enqueue_many`` in slices of the same size (no campaign, no caps), in the same run.
 
-**decision** is described at its function.
+**decision** — the payment-success-page decision over HTTP: a real server (uvicorn, one worker,
+the app as ``siyu serve`` builds it) on a fresh SQLite file (the embedded default) or PostgreSQL
+schema; one running payment-success campaign (10 % holdout) offering a cash coupon. An open-loop
+load generator sends ``--rate`` requests/s for ``--seconds`` on a pool of keep-alive connections,
+each request at its scheduled time (latency is measured from the scheduled send, so a slow
+answer cannot hide the queue behind it — no coordinated omission). Two payer mixes: every payer
+new (the member is created by the page-view event, assigned, offered: the heaviest path) and
+payers seen before. The anchor: ``GET /api/v1/whoami`` at the same rate, same clients.
+Figures: p50 / p99 / max latency in ms and the offers made; the target is p99 < 20 ms at
+200 requests/s on the embedded default.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Table as SqlTable
@@ -47,6 +59,7 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
 import siyu.wiring  # noqa: F401  (outbox handlers and listeners, as under siyu serve)
+from coupons import Conn, create_hot_template, free_port, get_request, post_request, seed, start_server
 from ingest import drop_schema, fresh_url
 from segment_data import MERCHANT_NAME, NOW
 from siyu.campaigns import service as campaigns
@@ -255,6 +268,120 @@ def fanout(args: argparse.Namespace) -> int:
     return 0
 
 
+async def open_loop(
+    port: int, requests: Callable[[int], bytes], rate: float, seconds: float, connections: int = 64
+) -> tuple[list[float], Counter[int]]:
+    """Send ``requests(n)`` at ``rate``/s for ``seconds``; latencies (s) from each scheduled time."""
+    idle: asyncio.Queue[Conn] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await Conn.open(port))
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+
+    async def one(n: int, due: float) -> None:
+        conn = await idle.get()
+        status, _ = await conn.request(requests(n))
+        latencies.append(time.perf_counter() - due)
+        statuses[status] += 1
+        idle.put_nowait(conn)
+
+    tasks_: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        due = start + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks_.append(asyncio.create_task(one(n, due)))
+    await asyncio.gather(*tasks_)
+    while not idle.empty():
+        idle.get_nowait().close()
+    return latencies, statuses
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(latencies)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return pick(0.50), pick(0.99), ordered[-1] * 1000
+
+
+def payment_campaign(port: int, secret: str) -> None:
+    base = f"http://127.0.0.1:{port}/api/v1"
+    headers = {"Authorization": f"Bearer {secret}"}
+    template_id = create_hot_template(port, secret, 1_000_000)
+    body = {
+        "name": "支付后立减",
+        "goal": "worth",
+        "kind": "payment_success",
+        "placement": "payment_success",
+        "variants": [
+            {
+                "key": "main",
+                "weight_bp": 10_000,
+                "treatments": [{"action": "coupon", "template_id": template_id}],
+            }
+        ],
+    }
+    created = httpx.post(f"{base}/campaigns", headers=headers, json=body, timeout=10)
+    created.raise_for_status()
+    campaign_id = created.json()["id"]
+    httpx.post(f"{base}/campaigns/{campaign_id}/start", headers=headers, timeout=10).raise_for_status()
+
+
+def decision(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        url, schema = fresh_url(args.database_url, Path(tmp))
+        server = None
+        try:
+            db = Database(url)
+            upgrade(db.engine)
+            merchant_id, secret, _members = seed(db, 0)
+            port = free_port()
+            server = start_server(url, Path(tmp), port, 1)
+            payment_campaign(port, secret)
+            path = "/api/v1/decisions/payment-success"
+
+            def payer(prefix: str) -> Callable[[int], bytes]:
+                return lambda n: post_request(
+                    path, secret, {"identities": {"alipay_user_id": f"{prefix}{n:010d}"}, "amount_fen": 3800}
+                )
+
+            whoami = get_request("/api/v1/whoami", secret)
+            runs = [
+                ("anchor: GET /whoami", lambda _n: whoami),
+                ("decision, every payer new", payer("2088")),
+                ("decision, payers seen before", payer("2088")),
+            ]
+            table = Table(
+                title=f"payment-success decision on {db.engine.dialect.name}, "
+                f"{args.rate:.0f}/s for {args.seconds:.0f} s"
+            )
+            for column in ("load", "requests", "statuses", "p50 ms", "p99 ms", "max ms"):
+                table.add_column(column, justify="left" if column in ("load", "statuses") else "right")
+            for label, make in runs:
+                latencies, statuses = asyncio.run(open_loop(port, make, args.rate, args.seconds))
+                p50, p99, worst = percentiles(latencies)
+                shown = ", ".join(f"{k}×{v}" for k, v in sorted(statuses.items()))
+                table.add_row(label, f"{len(latencies):,}", shown, f"{p50:.1f}", f"{p99:.1f}", f"{worst:.0f}")
+            with db.reading() as session:
+                offers = session.execute(
+                    text("SELECT status, count(*) FROM decisions WHERE merchant_id = :m GROUP BY status"),
+                    {"m": merchant_id},
+                ).all()
+            console.print(table)
+            console.print("decisions: " + ", ".join(f"{status} {count:,}" for status, count in offers))
+            db.dispose()
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+            drop_schema(args.database_url, schema)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,7 +392,13 @@ def main() -> int:
     f = sub.add_parser("fanout")
     f.add_argument("--members", type=int, default=100_000)
     f.add_argument("--database-url")
+    d = sub.add_parser("decision")
+    d.add_argument("--rate", type=float, default=200)
+    d.add_argument("--seconds", type=float, default=20)
+    d.add_argument("--database-url")
     args = parser.parse_args()
+    if args.command == "decision":
+        return decision(args)
     if args.command == "preview":
         return preview(args)
     if args.command == "fanout":
