@@ -189,3 +189,24 @@ class TestBusyDatabase:
 
     def test_other_database_failures_stay_500(self) -> None:
         assert_problem(self.app_raising("server closed the connection unexpectedly").get("/busy"), 500)
+
+    def test_no_free_connection_in_the_pool_is_a_503_to_retry(self) -> None:
+        # given: an overloaded server whose requests wait for a pooled connection in vain
+        from fastapi import FastAPI
+        from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+        from siyu.kit.problems import install_problem_handlers
+
+        app = FastAPI()
+        install_problem_handlers(app)
+
+        @app.get("/crowded")
+        def crowded() -> None:
+            raise PoolTimeout("QueuePool limit of size 20 overflow 10 reached")
+
+        # when
+        response = TestClient(app, raise_server_exceptions=False).get("/crowded")
+        # then: shed load, do not call it a bug
+        body = assert_problem(response, 503)
+        assert body["type"].endswith("/overloaded")
+        assert response.headers["retry-after"] == "1"

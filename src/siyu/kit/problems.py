@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://siyu.dev/problems/"
@@ -195,6 +196,18 @@ def _operational_handler(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _pool_timeout_handler(request: Request, exc: Exception) -> JSONResponse:
+    """No pooled connection freed up in time: the server is overloaded (requests arrive faster
+    than the database answers them). Nothing was written; shed the load with a 503 the client
+    retries after a moment, instead of a 500 that reads as a bug."""
+    log.warning("overloaded on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+    problem = ServiceUnavailable("the server is overloaded; nothing was saved — retry the request shortly")
+    problem.slug = "overloaded"
+    response = problem_response(problem, request)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     problem = Problem("an unexpected error occurred; it has been logged")
@@ -209,4 +222,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(IntegrityError, _integrity_handler)
     app.add_exception_handler(OperationalError, _operational_handler)
+    app.add_exception_handler(PoolTimeout, _pool_timeout_handler)
     app.add_exception_handler(Exception, _unexpected_handler)
