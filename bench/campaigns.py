@@ -362,6 +362,7 @@ def decision(args: argparse.Namespace) -> int:
             for column in ("load", "requests", "statuses", "p50 ms", "p99 ms", "max ms"):
                 table.add_column(column, justify="left" if column in ("load", "statuses") else "right")
             for label, make in runs:
+                time.sleep(5)  # let the server finish what the previous run left queued
                 latencies, statuses = asyncio.run(open_loop(port, make, args.rate, args.seconds))
                 p50, p99, worst = percentiles(latencies)
                 shown = ", ".join(f"{k}×{v}" for k, v in sorted(statuses.items()))

@@ -86,6 +86,7 @@ def drive_loyalty(
         coupons.redeem_for_orders(session, merchant_id, with_codes, now=now)
     if refunds:
         coupons.reverse_for_refunds(session, merchant_id, refunds, now=now)
+    actions = points.rewarded_actions(session, merchant_id, actions)
     earning = {fact.member_id for fact in paid} | {action.member_id for action in actions}
     multipliers = tiers.multipliers_of(session, merchant_id, earning, now=now) if earning else {}
     if paid or refunds:

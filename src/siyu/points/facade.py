@@ -138,6 +138,16 @@ def reverse_for_refunds(
     service.reverse_for_refunds(session, merchant_id, refunds, now=now)
 
 
+def rewarded_actions(session: Session, merchant_id: str, actions: Sequence[ActionFact]) -> list[ActionFact]:
+    """The actions an active earn rule of the merchant rewards (the others can earn nothing):
+    lets the caller skip work per earning member — the tier multipliers — for a batch of
+    page views and visits when no rule rewards them."""
+    if not actions:
+        return []
+    rewarded = {rule.event_type for rule in repo.list_rules(session, merchant_id) if rule.active}
+    return [action for action in actions if action.type in rewarded]
+
+
 def earn_for_actions(
     session: Session,
     merchant_id: str,
