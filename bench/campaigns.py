@@ -47,14 +47,13 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Table as SqlTable
-from sqlalchemy import TextClause, bindparam, insert, select, text
+from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -67,15 +66,11 @@ from siyu.campaigns import tasks
 from siyu.campaigns.models import GoalDimension
 from siyu.campaigns.schemas import CampaignIn, VariantIn
 from siyu.db import Database, UTCDateTime
-from siyu.kit.bulk import execute_many
-from siyu.kit.ids import IdKind, new_id
-from siyu.members.models import Member
 from siyu.messaging import facade as messaging_facade
 from siyu.messaging import service as messaging
 from siyu.migrate import upgrade
 from siyu.outbox import facade as outbox
 from siyu.segments import facade as segments
-from siyu.tenancy import facade as tenancy
 from siyu.tenancy.models import Merchant
 
 console = Console(width=150)
@@ -181,19 +176,6 @@ def preview(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def seed_members(db: Database, count: int, now: datetime) -> tuple[str, list[str]]:
-    members = cast(SqlTable, Member.__table__)
-    ids = sorted(new_id(IdKind.MEMBER) for _ in range(count))
-    with db.unit_of_work() as session:
-        merchant_id = tenancy.create_merchant(session, name="fan-out").id
-        rows = [
-            {"merchant_id": merchant_id, "id": m, "status": "active", "created_at": now, "updated_at": now}
-            for m in ids
-        ]
-        execute_many(session, members, "bench.members", lambda _d: insert(members), rows)
-    return merchant_id, ids
-
-
 def broadcast(db: Database, merchant_id: str, template_id: str, name: str, now: datetime) -> str:
     """A started broadcast: every active member, one message treatment."""
     spec = CampaignIn(
@@ -218,7 +200,7 @@ def fanout(args: argparse.Namespace) -> int:
         try:
             db = Database(url)
             upgrade(db.engine)
-            merchant_id, ids = seed_members(db, args.members, now)
+            merchant_id, _secret, ids = seed(db, args.members)
             with db.unit_of_work() as session:
                 template = {
                     "name": "会员日",

@@ -189,8 +189,13 @@ def _operational_handler(request: Request, exc: Exception) -> JSONResponse:
     if not any(marker in str(exc).lower() for marker in BUSY_MARKERS):
         return _unexpected_handler(request, exc)
     log.warning("database busy on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
-    problem = ServiceUnavailable("the database is busy; nothing was saved — retry the request shortly")
-    problem.slug = "database-busy"
+    return _retry_soon(request, "database-busy", "the database is busy")
+
+
+def _retry_soon(request: Request, slug: str, why: str) -> JSONResponse:
+    """A 503 saying nothing was saved and the client may retry in a second."""
+    problem = ServiceUnavailable(f"{why}; nothing was saved — retry the request shortly")
+    problem.slug = slug
     response = problem_response(problem, request)
     response.headers["Retry-After"] = "1"
     return response
@@ -201,11 +206,7 @@ def _pool_timeout_handler(request: Request, exc: Exception) -> JSONResponse:
     than the database answers them). Nothing was written; shed the load with a 503 the client
     retries after a moment, instead of a 500 that reads as a bug."""
     log.warning("overloaded on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
-    problem = ServiceUnavailable("the server is overloaded; nothing was saved — retry the request shortly")
-    problem.slug = "overloaded"
-    response = problem_response(problem, request)
-    response.headers["Retry-After"] = "1"
-    return response
+    return _retry_soon(request, "overloaded", "the server is overloaded")
 
 
 def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -144,7 +144,7 @@ def rewarded_actions(session: Session, merchant_id: str, actions: Sequence[Actio
     page views and visits when no rule rewards them."""
     if not actions:
         return []
-    rewarded = {rule.event_type for rule in repo.list_rules(session, merchant_id) if rule.active}
+    rewarded = service.active_rules(session, merchant_id)
     return [action for action in actions if action.type in rewarded]
 
 

@@ -216,6 +216,11 @@ class Action(Protocol):
     def occurred_at(self) -> datetime: ...
 
 
+def active_rules(session: Session, merchant_id: str) -> dict[str, PointsRule]:
+    """The merchant's active action earn rules, by the event type they reward."""
+    return {r.event_type: r for r in repo.list_rules(session, merchant_id) if r.active}
+
+
 def earn_for_actions(
     session: Session,
     merchant_id: str,
@@ -224,7 +229,7 @@ def earn_for_actions(
     multipliers_bp: Mapping[str, int],
     now: datetime,
 ) -> None:
-    rules = {r.event_type: r for r in repo.list_rules(session, merchant_id) if r.active}
+    rules = active_rules(session, merchant_id)
     if not rules:
         return
     relevant = {f"action:{a.event_id}": a for a in actions if a.type in rules}

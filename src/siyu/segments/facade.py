@@ -15,9 +15,10 @@ from siyu.segments import repository as repo
 from siyu.segments import service
 from siyu.segments.models import SegmentSnapshot, SegmentStatus
 from siyu.segments.rules import Rule, RuleInvalid, check_rule, rule_json_schema
+from siyu.segments.service import Preview
 
 __all__ = [
-    "PreviewView",
+    "Preview",
     "Rule",
     "RuleInvalid",
     "SegmentView",
@@ -74,19 +75,11 @@ def contains(
     return service.contains(session, merchant_id, rule, member_id, now=now)
 
 
-@dataclass(frozen=True)
-class PreviewView:
-    count: int
-    sample: tuple[tuple[str, str | None], ...]
-    """``(member id, stage)`` of up to ``sample`` matching members."""
-
-
 def preview(
     session: Session, merchant_id: str, rule: Rule | Mapping[str, Any], *, now: datetime, sample: int = 20
-) -> PreviewView:
+) -> Preview:
     """How many active members match, and a few of them (what the segment builder shows)."""
-    found = service.preview(session, merchant_id, rule, now=now, sample=sample)
-    return PreviewView(found.count, tuple(found.sample))
+    return service.preview(session, merchant_id, rule, now=now, sample=sample)
 
 
 def get_segment(session: Session, merchant_id: str, segment_id: str) -> SegmentView | None:
