@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from sqlalchemy import JSON, DateTime, Engine, MetaData, bindparam, create_engine, event, text
@@ -88,7 +89,17 @@ class JSONDocument(TypeDecorator[Any]):
 JSONType = JSONDocument
 
 
+def _sqlite_local_date(value: str | None, zone: str) -> str | None:
+    """``siyu_local_date(ts, zone)``: the local day of a stored UTC timestamp, for the zones whose
+    offset changes (see :func:`siyu.analytics.relations.local_date`)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(zone)).date().isoformat()
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("siyu_local_date", 2, _sqlite_local_date, deterministic=True)
     # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _sqlite_on_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
