@@ -10,7 +10,8 @@ one. So the rows are produced by the database itself — a recursive CTE on SQLi
 ``generate_series`` on PostgreSQL — from the same integer hash on both engines, which makes the
 two datasets identical (the benchmark checks the counts agree). The events table's secondary
 indexes are dropped during the load and rebuilt after it; rollups, stages, tags and points
-balances are then derived from the events in SQL, as ingestion would have left them (rollups:
+balances, join dates (the first event) and a two-entry stage ledger per member are then derived
+from the events in SQL, as ingestion would have left them (rollups:
 the same columns, computed by aggregation; stages: a simplified classification).
 
 The shape (documented so the figures can be read): every member has exactly ``events /
@@ -134,7 +135,7 @@ def generate(engine: Engine, *, members: int, events: int) -> str:
                     )
                 )
             progress.advance(task, stop - start)
-        task = progress.add_task("indexes, rollups, stages, tags, points", total=5)
+        task = progress.add_task("indexes, rollups, stages, tags, points, ledger", total=8)
         with engine.begin() as connection:
             for index in events_table.indexes:
                 index.create(connection)
@@ -240,7 +241,33 @@ def _derived_sql(postgres: bool, merchant_id: str) -> list[str]:
         f"SELECT merchant_id, id, {_h(numeric_id, _K2, 1)} % 5000, created_at FROM members "
         f"WHERE merchant_id = '{merchant_id}'"
     )
-    return [rollups, stages, tags, points]
+    if postgres:
+        created = (
+            "UPDATE members m SET created_at = r.first_seen_at, updated_at = r.first_seen_at "
+            "FROM member_rollups r WHERE r.merchant_id = m.merchant_id AND r.member_id = m.id "
+            f"AND m.merchant_id = '{merchant_id}'"
+        )
+        first_day = "(r.first_seen_at AT TIME ZONE 'Asia/Shanghai')::date"
+    else:
+        created = (
+            "UPDATE members SET created_at = (SELECT r.first_seen_at FROM member_rollups r "
+            "WHERE r.merchant_id = members.merchant_id AND r.member_id = members.id) "
+            f"WHERE merchant_id = '{merchant_id}'"
+        )
+        first_day = "date(r.first_seen_at, '+480 minutes')"
+    # The ledger in brief: every member entered as a stranger on its first day and moved to its
+    # current stage today (the classification above is itself simplified).
+    ledger = (
+        "INSERT INTO stage_transitions (merchant_id, member_id, seq, from_stage, to_stage, effective_on, "
+        "recorded_at, cause) "
+        f"SELECT r.merchant_id, r.member_id, 1, NULL, 'stranger', {first_day}, '{now}', 'event' "
+        f"FROM member_rollups r WHERE r.merchant_id = '{merchant_id}' "
+        "UNION ALL "
+        f"SELECT s.merchant_id, s.member_id, 2, 'stranger', s.stage, '{today}', '{now}', 'daily' "
+        f"FROM member_stages s WHERE s.merchant_id = '{merchant_id}'"
+    )
+    stage_seq = f"UPDATE member_stages SET seq = 2 WHERE merchant_id = '{merchant_id}'"
+    return [rollups, stages, tags, points, created, ledger, stage_seq]
 
 
 def open_engine(args: argparse.Namespace) -> Engine:
