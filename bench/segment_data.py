@@ -248,6 +248,7 @@ def _derived_sql(postgres: bool, merchant_id: str) -> list[str]:
             f"AND m.merchant_id = '{merchant_id}'"
         )
         first_day = "(r.first_seen_at AT TIME ZONE 'Asia/Shanghai')::date"
+        stamp, day = f"TIMESTAMPTZ '{now}'", f"DATE '{today}'"
     else:
         created = (
             "UPDATE members SET created_at = (SELECT r.first_seen_at FROM member_rollups r "
@@ -255,15 +256,16 @@ def _derived_sql(postgres: bool, merchant_id: str) -> list[str]:
             f"WHERE merchant_id = '{merchant_id}'"
         )
         first_day = "date(r.first_seen_at, '+480 minutes')"
+        stamp, day = f"'{now}'", f"'{today}'"
     # The ledger in brief: every member entered as a stranger on its first day and moved to its
     # current stage today (the classification above is itself simplified).
     ledger = (
         "INSERT INTO stage_transitions (merchant_id, member_id, seq, from_stage, to_stage, effective_on, "
         "recorded_at, cause) "
-        f"SELECT r.merchant_id, r.member_id, 1, NULL, 'stranger', {first_day}, '{now}', 'event' "
+        f"SELECT r.merchant_id, r.member_id, 1, NULL, 'stranger', {first_day}, {stamp}, 'event' "
         f"FROM member_rollups r WHERE r.merchant_id = '{merchant_id}' "
         "UNION ALL "
-        f"SELECT s.merchant_id, s.member_id, 2, 'stranger', s.stage, '{today}', '{now}', 'daily' "
+        f"SELECT s.merchant_id, s.member_id, 2, 'stranger', s.stage, {day}, {stamp}, 'daily' "
         f"FROM member_stages s WHERE s.merchant_id = '{merchant_id}'"
     )
     stage_seq = f"UPDATE member_stages SET seq = 2 WHERE merchant_id = '{merchant_id}'"
