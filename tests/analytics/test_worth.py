@@ -62,7 +62,8 @@ class TestGmvAndArpu:
         months, months_duck = _series(db, world, Q4, Grain.MONTH)
         quarter, quarter_duck = _series(db, world, Q4, Grain.QUARTER)
         # then: refunds dated by their own day (B's October order refunded in December)
-        assert months == months_duck and quarter == quarter_duck
+        assert months == months_duck
+        assert quarter == quarter_duck
         assert [(b.gmv_fen, b.active_members, b.arpu_fen) for b in months.buckets] == [
             (3_000, 1, 3_000),
             (25_000, 4, 6_250),
@@ -89,7 +90,8 @@ class TestGmvAndArpu:
         # when
         state, duck = _series(db, world, Scope(NOVEMBER.start, NOVEMBER.end, store_id="str_x"), Grain.MONTH)
         # then
-        assert state == duck and state.total.orders == 0
+        assert state == duck
+        assert state.total.orders == 0
 
 
 class TestRepurchase:
@@ -151,7 +153,8 @@ class TestMembersAndTiers:
         # then
         assert views[0] == views[1]
         assert (views[0].members.buyers, views[0].members.orders, views[0].non_members.buyers) == (3, 5, 0)
-        assert views[0].non_members.frequency_bp is None and views[0].non_members.order_value_fen is None
+        assert views[0].non_members.frequency_bp is None
+        assert views[0].non_members.order_value_fen is None
 
     def test_tier_scope_narrows_to_the_tier(self, db: Database, world: World) -> None:
         # when
