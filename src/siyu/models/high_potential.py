@@ -113,6 +113,17 @@ def reliability(y: NDArray[np.bool_], p: Floats, bins: int = BINS) -> tuple[Reli
     return tuple(out)
 
 
+def split(
+    converted: NDArray[np.bool_], *, seed: int = 0, validation_fraction: float = VALIDATION_FRACTION
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Row indices to fit on and to validate on: a stratified split (same seed, same split)."""
+    rows = np.arange(len(converted))
+    fit_rows, validation_rows = train_test_split(
+        rows, test_size=validation_fraction, stratify=converted, random_state=seed
+    )
+    return np.asarray(fit_rows, dtype=np.intp), np.asarray(validation_rows, dtype=np.intp)
+
+
 def train(
     values: Floats,
     converted: NDArray[np.bool_] | Sequence[bool],
@@ -132,9 +143,8 @@ def train(
             f"too few members to train the high-potential model: {positives} converted and {negatives} "
             f"not (at least {MIN_CLASS} of each are needed)"
         )
-    x_fit, x_val, y_fit, y_val = train_test_split(
-        design(x), y, test_size=validation_fraction, stratify=y, random_state=seed
-    )
+    fit_rows, validation_rows = split(y, seed=seed, validation_fraction=validation_fraction)
+    x_fit, x_val, y_fit, y_val = design(x[fit_rows]), design(x[validation_rows]), y[fit_rows], y[validation_rows]
     pipeline: Pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
     pipeline.fit(x_fit, y_fit)
     p = np.asarray(pipeline.predict_proba(x_val)[:, 1], dtype=np.float64)
@@ -156,4 +166,4 @@ def train(
     )
 
 
-__all__ = ["HighPotentialFit", "ReliabilityBin", "design", "reliability", "train"]
+__all__ = ["HighPotentialFit", "ReliabilityBin", "design", "reliability", "split", "train"]

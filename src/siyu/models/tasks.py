@@ -5,8 +5,9 @@ caller's transaction; the outbox worker (inside ``siyu serve``, or ``siyu worker
 :func:`run_refit`, which ``siyu models refit`` also calls directly. A run:
 
 1. marks the fit running (a fit already finished is left alone: redelivery is harmless);
-2. reads the features in a read-only session — purchase history as of today, engagement today,
-   and engagement at the training cutoff with its labels (three statements);
+2. reads the features in a read-only session — purchase history as of the local day the fit was
+   requested on, engagement on that day, and engagement at the training cutoff with its labels
+   (three statements);
 3. fits the models outside any transaction (:mod:`siyu.models.scoring`);
 4. in one transaction, writes the scores (:func:`siyu.segments.facade.record_scores`), clears the
    same models' older scores of members no longer scored, and records the outcome.
@@ -77,7 +78,9 @@ def run_refit(
         if not repo.start_fit(session, merchant_id, fit_id, now=started):
             return None
         zone = _zone(session, merchant_id)
-    as_of = started.astimezone(zone).date()
+        requested = repo.get_fit(session, merchant_id, fit_id)
+        assert requested is not None
+        as_of = requested.requested_at.astimezone(zone).date()
     cutoff = as_of - timedelta(days=PROSPECT_HORIZON_DAYS)
     outcome = Outcome()
     try:
