@@ -112,7 +112,9 @@ def generate(
         first_order = None
         if rng.random() < p:
             first_order = cutoff + timedelta(days=int(rng.integers(1, horizon_days + 1)))
-        out.append(GeneratedMember(new_id(IdKind.MEMBER), first_seen, tuple(events), tuple(features), p, first_order))
+        out.append(
+            GeneratedMember(new_id(IdKind.MEMBER), first_seen, tuple(events), tuple(features), p, first_order)
+        )
     return out
 
 
@@ -206,7 +208,9 @@ def evaluate(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
@@ -230,7 +234,10 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         db.dispose()
     fit = result.fit
-    print(f"engine: {url.split(':')[0]}; {args.members:,} generated prospects, {events:,} events, seed {args.seed}")
+    print(
+        f"engine: {url.split(':')[0]}; {args.members:,} generated prospects, "
+        f"{events:,} events, seed {args.seed}"
+    )
     print(f"converted within {HORIZON_DAYS} days of the cutoff: {result.converted:,} of {result.members:,}")
     print(f"held-out members: {fit.n_validation:,} (trained on {fit.n_train:,})")
     print(f"AUC model        : {fit.auc:.4f}")
@@ -239,7 +246,10 @@ def main() -> None:
     print(f"calibration error: {fit.calibration_error:.4f}  (expected |predicted − observed|, 10 bins)")
     print("reliability (held out):  predicted range   members   mean predicted   observed")
     for b in fit.reliability:
-        print(f"    {b.low:.1f}–{b.high:.1f}   {b.members:8,}   {b.mean_predicted:14.3f}   {b.observed_rate:8.3f}")
+        print(
+            f"    {b.low:.1f}–{b.high:.1f}   {b.members:8,}   "
+            f"{b.mean_predicted:14.3f}   {b.observed_rate:8.3f}"
+        )
     print(f"features + training took {elapsed:.2f} s")
 
 

@@ -14,7 +14,8 @@ FIT = BGNBDFit(r=0.5, alpha=10.0, a=0.8, b=2.5, log_likelihood=0.0, n_customers=
 
 
 def simulate(n: int, *, observe: float, horizon: float, seed: int) -> tuple[np.ndarray, ...]:
-    """Customers drawn from FIT's priors, first purchase at 0: (x, t_x, bought in (observe, observe+horizon])."""
+    """Customers drawn from FIT's priors, first purchase at 0: x, t_x, and whether they bought in
+    (observe, observe + horizon]."""
     rng = np.random.default_rng(seed)
     rate = rng.gamma(FIT.r, 1 / FIT.alpha, n)
     drop = rng.beta(FIT.a, FIT.b, n)

@@ -147,4 +147,5 @@ class TestEngagement:
             found = engagement(session, other.merchant_id, SHANGHAI, AS_OF)
             history = purchase_history(session, other.merchant_id, SHANGHAI, AS_OF)
         # then
-        assert len(found) == 0 and len(history) == 0
+        assert len(found) == 0
+        assert len(history) == 0

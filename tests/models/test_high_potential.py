@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bench.high_potential import evaluate, generate, seed
+
 from siyu.db import Database
 from siyu.models import ModelError
 from siyu.models import high_potential as hp
@@ -47,7 +47,8 @@ class TestOnGeneratedMembers:
             fit = evaluate(session, tenant.merchant_id, world).fit
         # then: the strongest true drivers come out positive, staleness negative
         weight = dict(zip(fit.features, fit.coefficients, strict=True))
-        assert weight["favourites"] > 0 and weight["visits"] > 0
+        assert weight["favourites"] > 0
+        assert weight["visits"] > 0
         assert weight["days_since_last_seen"] < 0
 
 
@@ -72,4 +73,5 @@ class TestTrain:
         first, second = hp.split(y, seed=3), hp.split(y, seed=3)
         # then
         assert np.array_equal(first[1], second[1])
-        assert len(first[1]) == 30 and int(y[first[1]].sum()) == 9
+        assert len(first[1]) == 30
+        assert int(y[first[1]].sum()) == 9

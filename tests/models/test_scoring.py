@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import select
-
 from bench.high_potential import CUTOFF, generate, seed
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from siyu.cli.main import app as cli
 from siyu.db import Database
 from siyu.models import facade
 from siyu.models.models import FitStatus
 from siyu.models.scoring import ScoreName
 from siyu.outbox import facade as outbox
 from siyu.segments import facade as segments
+from tests.cli.test_cli import cli_env  # noqa: F401  (fixture)
 from tests.conftest import Tenant
 from tests.models.helpers import event, ingest, paid
 
 API = "/api/v1"
+runner = CliRunner()
 ZONE = ZoneInfo("Asia/Shanghai")
 AS_OF = CUTOFF + timedelta(days=30)
 REQUESTED = datetime(AS_OF.year, AS_OF.month, AS_OF.day, 20, tzinfo=ZONE).astimezone(UTC)
@@ -80,7 +83,8 @@ class TestRefit:
         assert fit.n_prospects == 1200 - converted
         assert set(fit.params["bgnbd"]) >= {"r", "alpha", "a", "b", "log_likelihood"}
         assert fit.log_likelihood == fit.params["bgnbd"]["log_likelihood"] < 0
-        assert fit.auc is not None and 0.6 < fit.auc <= 1
+        assert fit.auc is not None
+        assert 0.6 < fit.auc <= 1
         assert fit.members_scored == 150 + 1200
         with db.reading() as session:
             one = facade.member_scores(session, tenant.merchant_id, next(iter(buyer_ids.values())))
@@ -88,10 +92,12 @@ class TestRefit:
                 m: facade.member_scores(session, tenant.merchant_id, m)
                 for m in [*buyer_ids.values(), *(w.member_id for w in world)]
             }
-        assert one is not None and one.churn_band is not None
+        assert one is not None
+        assert one.churn_band is not None
         assert set(one.scores) == {"clv", "p_alive", "expected_purchases_30d", "churn_risk"}
         assert one.scores["clv"] == int(one.scores["clv"]) >= 0
-        assert 0 <= one.scores["p_alive"] <= 1 and 0 <= one.scores["churn_risk"] <= 1
+        assert 0 <= one.scores["p_alive"] <= 1
+        assert 0 <= one.scores["churn_risk"] <= 1
         # and a segment rule on a score selects exactly the members whose score passes
         for model, threshold in ((ScoreName.HIGH_POTENTIAL, 0.2), (ScoreName.CHURN_RISK, 0.5)):
             rule = {"score": {"model": model, "op": "gte", "value": threshold}}
@@ -118,8 +124,11 @@ class TestRefit:
         # then
         assert fit.status is FitStatus.FAILED
         assert fit.error is not None
-        assert "too few repeat buyers" in fit.error and "high_potential" in fit.error
-        assert fit.members_scored == 0 and fit.n_customers == 30 and fit.n_repeat == 0
+        assert "too few repeat buyers" in fit.error
+        assert "high_potential" in fit.error
+        assert fit.members_scored == 0
+        assert fit.n_customers == 30
+        assert fit.n_repeat == 0
         with db.reading() as session:
             assert all(not segments.scores_of(session, tenant.merchant_id, m) for m in ids.values())
 
@@ -148,7 +157,8 @@ class TestApi:
         outbox.run_once(db)
         listed = client.get(f"{API}/models/fits", headers=tenant.headers).json()["items"]
         assert [f["id"] for f in listed] == [fit_id]
-        assert listed[0]["status"] == "failed" and "too few repeat buyers" in listed[0]["error"]
+        assert listed[0]["status"] == "failed"
+        assert "too few repeat buyers" in listed[0]["error"]
         # and another merchant sees nothing of it
         assert client.get(f"{API}/models/fits", headers=other.headers).json()["items"] == []
         assert client.get(f"{API}/models/fits/{fit_id}", headers=other.headers).status_code == 404
@@ -181,3 +191,26 @@ class TestApi:
         assert mine.json()["scores"] == {"churn_risk": 0.7}
         assert mine.json()["churn_band"] == "high"
         assert theirs.status_code == 404
+
+
+@pytest.mark.usefixtures("cli_env")
+class TestCli:
+    def test_refit_reports_a_failed_fit(self, db: Database, make_tenant) -> None:  # type: ignore[no-untyped-def]
+        # given: one-time buyers only
+        tenant = make_tenant()
+        raw = [paid(f"o{i}", f"p{i}", noon(AS_OF - timedelta(days=i + 1)), 1000) for i in range(12)]
+        ingest(db, tenant.merchant_id, raw, now=REQUESTED)
+        # when
+        result = runner.invoke(cli, ["models", "refit", "-m", tenant.merchant_id, "--json"])
+        # then
+        assert result.exit_code == 2, result.output
+        (fit,) = json.loads(result.stdout)
+        assert fit["status"] == "failed"
+        assert "too few repeat buyers" in fit["error"]
+        listed = runner.invoke(cli, ["models", "fits", "-m", tenant.merchant_id, "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert [f["id"] for f in json.loads(listed.stdout)] == [fit["id"]]
+
+    def test_unknown_merchant(self) -> None:
+        result = runner.invoke(cli, ["models", "refit", "-m", "mch_nope"])
+        assert result.exit_code == 2

@@ -144,7 +144,12 @@ def train(
             f"not (at least {MIN_CLASS} of each are needed)"
         )
     fit_rows, validation_rows = split(y, seed=seed, validation_fraction=validation_fraction)
-    x_fit, x_val, y_fit, y_val = design(x[fit_rows]), design(x[validation_rows]), y[fit_rows], y[validation_rows]
+    x_fit, x_val, y_fit, y_val = (
+        design(x[fit_rows]),
+        design(x[validation_rows]),
+        y[fit_rows],
+        y[validation_rows],
+    )
     pipeline: Pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
     pipeline.fit(x_fit, y_fit)
     p = np.asarray(pipeline.predict_proba(x_val)[:, 1], dtype=np.float64)
