@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 from bench.high_potential import CUTOFF, generate, seed
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
