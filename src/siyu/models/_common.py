@@ -14,6 +14,8 @@ Ints = NDArray[np.intp]
 
 #: Log-parameters are boxed to ±LOG_BOUND: a fit that ends on the box is not identified by the data.
 LOG_BOUND = 18.0
+#: Largest standard error of a log-parameter that still counts as estimated (e^3 ≈ a factor of 20).
+SE_LIMIT = 3.0
 
 
 class ModelError(ValueError):
@@ -91,7 +93,7 @@ def compress_weighted(*columns: Floats, weights: Floats) -> tuple[tuple[Floats, 
     """Unique rows with the summed weight of the customers behind each (rows of weight 0 dropped)."""
     keep = weights > 0
     unique, inverse = compress(*(column[keep] for column in columns))
-    counts = np.bincount(inverse, weights=weights[keep], minlength=len(unique[0]))
+    counts = np.bincount(inverse, weights=weights[keep], minlength=len(unique[0])).astype(np.float64)
     return unique, counts
 
 
@@ -115,6 +117,7 @@ def maximise(
     *,
     names: tuple[str, ...],
     model: str,
+    customers: float,
 ) -> Optimum:
     """Minimise ``objective`` (value and gradient in log-parameters) by L-BFGS-B inside ±LOG_BOUND.
 
@@ -142,7 +145,44 @@ def maximise(
             "more customers with repeat purchases are needed, or a penalizer"
         )
     converged = bool(result.success) or float(np.max(np.abs(gradient))) < 1e-6
+    _check_identified(objective, x, customers, names, model)
     return Optimum(x, float(value), converged, int(result.nit))
+
+
+def _check_identified(
+    objective: Callable[[Floats], tuple[float, Floats]],
+    x: Floats,
+    customers: float,
+    names: tuple[str, ...],
+    model: str,
+) -> None:
+    """Refuse a maximum the data do not pin down.
+
+    When the likelihood keeps creeping up along a ridge towards 0 or ∞ (one customer; everybody spending
+    the same; nobody dropping out) the optimiser stops where the slope falls below its tolerance, and the
+    numbers it stops at mean nothing. The observed information (Hessian of the mean negative
+    log-likelihood in log-parameters, by central differences of the analytic gradient) is then near
+    singular: a log-parameter's standard error above SE_LIMIT (a factor e^SE_LIMIT either way) says so.
+    """
+    step = 1e-4
+    columns = []
+    for j in range(len(x)):
+        shift = np.zeros(len(x))
+        shift[j] = step
+        columns.append((objective(x + shift)[1] - objective(x - shift)[1]) / (2 * step))
+    hessian = np.array(columns)
+    hessian = (hessian + hessian.T) / 2
+    eigenvalues, vectors = np.linalg.eigh(hessian)
+    if np.all(np.isfinite(eigenvalues)) and eigenvalues[0] > 0:
+        variance = (vectors**2) @ (1.0 / eigenvalues) / customers
+        loose = [name for name, v in zip(names, variance, strict=True) if not np.sqrt(v) < SE_LIMIT]
+    else:
+        loose = list(names)
+    if loose:
+        raise ModelError(
+            f"{model}: the data do not identify the model ({', '.join(loose)} drift towards 0 or ∞ with "
+            "almost no change in likelihood); more customers with repeat purchases are needed, or a penalizer"
+        )
 
 
 def finite(name: str, values: Floats) -> Floats:

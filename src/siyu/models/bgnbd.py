@@ -99,7 +99,8 @@ class BGNBDFit:
                 euler = np.log(hyp2f1(h_c - h_a, h_c - h_b, h_c, z)) + (h_c - h_a - h_b) * log_shrink
                 log_h = np.where(bad, euler, log_h)
         bracket = -np.expm1(log_h + (r + x) * log_shrink)
-        return (a + b + x - 1.0) / (a - 1.0) * bracket * self._alive(x, tx, T)
+        expected: Floats = (a + b + x - 1.0) / (a - 1.0) * bracket * self._alive(x, tx, T)
+        return expected
 
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Floats:
         """Probability the customer has not dropped out (Fader, Hardie & Lee 2008, note 021).
@@ -126,7 +127,8 @@ def log_likelihood(
     a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
     a3 = -(r + x) * np.log(alpha + T)
     a4 = np.log(a) - np.log(b + np.maximum(x, 1.0) - 1.0) - (r + x) * np.log(alpha + recency)
-    return a1 + a2 + np.where(x > 0, np.logaddexp(a3, a4), a3)
+    mixture = np.where(x > 0, np.logaddexp(a3, a4), a3)
+    return np.asarray(a1 + a2 + mixture, dtype=np.float64)
 
 
 class _Likelihood:
@@ -222,7 +224,7 @@ def fit_bgnbd(
         raise ModelError("every customer has age T = 0: there is no time to observe purchases in")
     (ux, utx, uT), counts = compress_weighted(x, tx / oldest, age / oldest, weights=w)
     likelihood = _Likelihood(ux, utx, uT, counts, penalizer)
-    optimum = maximise(likelihood, np.zeros(4), names=NAMES, model="BG/NBD")
+    optimum = maximise(likelihood, np.zeros(4), names=NAMES, model="BG/NBD", customers=float(w.sum()))
     r, alpha, a, b = np.exp(optimum.log_params)
     alpha *= oldest
     ll = float(counts @ log_likelihood(r, alpha, a, b, ux, utx * oldest, uT * oldest))

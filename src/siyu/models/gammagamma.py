@@ -71,7 +71,7 @@ class GammaGammaFit:
 def log_likelihood(p: float, q: float, v: float, frequency: Floats, monetary: Floats) -> Floats:
     """Each repeat buyer's log density of m̄ (note 025, eq. 1a), row by row: the uncompressed reference."""
     x, m = frequency, monetary
-    return (
+    density = (
         gammaln(p * x + q)
         - gammaln(p * x)
         - gammaln(q)
@@ -80,6 +80,7 @@ def log_likelihood(p: float, q: float, v: float, frequency: Floats, monetary: Fl
         + p * x * np.log(x)
         - (p * x + q) * np.log(x * m + v)
     )
+    return np.asarray(density, dtype=np.float64)
 
 
 class _Likelihood:
@@ -143,10 +144,14 @@ def fit_gamma_gamma(
         raise ModelError("Gamma-Gamma needs repeat buyers: every customer has frequency 0")
     x, m, w = x[repeat], m[repeat], w[repeat]
     if np.any(m <= 0):
-        raise ModelError("monetary must be > 0 for every customer with frequency > 0 (zero or negative spend)")
+        raise ModelError(
+            "monetary must be > 0 for every customer with frequency > 0 (zero or negative spend)"
+        )
     scale = float(w @ m / w.sum())
     (ux, um), counts = compress_weighted(x, m / scale, weights=w)
-    optimum = maximise(_Likelihood(ux, um, counts), np.zeros(3), names=NAMES, model="Gamma-Gamma")
+    optimum = maximise(
+        _Likelihood(ux, um, counts), np.zeros(3), names=NAMES, model="Gamma-Gamma", customers=float(w.sum())
+    )
     p, q, v = np.exp(optimum.log_params)
     v *= scale
     ll = float(counts @ log_likelihood(p, q, v, ux, um * scale))
