@@ -74,9 +74,14 @@ def weights_for(weights: ArrayLike | None, n: int) -> Floats:
 def compress(*columns: Floats) -> tuple[tuple[Floats, ...], Ints]:
     """Unique rows of ``columns`` (sorted) and, for each input row, the index of its unique row.
 
-    A lexicographic sort and one pass over neighbours: the same rows as ``np.unique(axis=0)``, several
-    times faster on a million rows because it never compares whole rows as opaque bytes.
+    The same rows as ``np.unique(axis=0)``, several times faster on a million rows: each row becomes one
+    int64 (its values' ranks as digits), so a single integer sort groups them; a lexicographic sort of
+    the columns is the fallback when the ranks do not fit in 62 bits.
     """
+    key = _rank_key(columns)
+    if key is not None:
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return tuple(column[first] for column in columns), inverse.astype(np.intp).ravel()
     order = np.lexsort(columns[::-1])
     ordered = [column[order] for column in columns]
     n = len(order)
@@ -87,6 +92,20 @@ def compress(*columns: Floats) -> tuple[tuple[Floats, ...], Ints]:
     inverse = np.empty(n, dtype=np.intp)
     inverse[order] = group
     return tuple(column[new] for column in ordered), inverse
+
+
+def _rank_key(columns: tuple[Floats, ...]) -> NDArray[np.int64] | None:
+    """One int64 per row ordering rows as a lexicographic sort would: the mixed-radix number of each
+    value's rank in its column. Real data (whole days, few distinct values) fit easily; else ``None``."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    capacity = 1
+    for column in columns:
+        unique, rank = np.unique(column, return_inverse=True)
+        capacity *= len(unique)
+        if capacity >= 2**62:
+            return None
+        key = key * len(unique) + rank.ravel()
+    return key
 
 
 def compress_weighted(*columns: Floats, weights: Floats) -> tuple[tuple[Floats, ...], Floats]:
@@ -161,15 +180,16 @@ def _check_identified(
     When the likelihood keeps creeping up along a ridge towards 0 or ∞ (one customer; everybody spending
     the same; nobody dropping out) the optimiser stops where the slope falls below its tolerance, and the
     numbers it stops at mean nothing. The observed information (Hessian of the mean negative
-    log-likelihood in log-parameters, by central differences of the analytic gradient) is then near
+    log-likelihood in log-parameters, by forward differences of the analytic gradient) is then near
     singular: a log-parameter's standard error above SE_LIMIT (a factor e^SE_LIMIT either way) says so.
     """
-    step = 1e-4
+    step = 1e-5
+    at = objective(x)[1]
     columns = []
     for j in range(len(x)):
         shift = np.zeros(len(x))
         shift[j] = step
-        columns.append((objective(x + shift)[1] - objective(x - shift)[1]) / (2 * step))
+        columns.append((objective(x + shift)[1] - at) / step)
     hessian = np.array(columns)
     hessian = (hessian + hessian.T) / 2
     eigenvalues, vectors = np.linalg.eigh(hessian)

@@ -132,23 +132,25 @@ def log_likelihood(
 
 
 class _Likelihood:
-    """The mean negative log-likelihood of compressed rows and its gradient in (ln r, ln α, ln a, ln b)."""
+    """The mean negative log-likelihood of compressed rows and its gradient in (ln r, ln α, ln a, ln b).
+
+    Only the mixture term of repeat buyers needs a pass over rows; everything else is summed per distinct
+    x or per distinct T beforehand: Σ w(r + x)·ln(α + T) = Σ_T ln(α + T)·(r·W_T + X_T).
+    """
 
     def __init__(self, x: Floats, tx: Floats, T: Floats, weight: Floats, penalizer: float) -> None:
-        order = np.argsort(x > 0, kind="stable")  # one-time buyers first: they have no second mixture term
-        x, tx, T, weight = x[order], tx[order], T[order], weight[order]
         self.total = float(weight.sum())
         self.penalizer = penalizer
         self.ux, ix = per_unique(x)
         self.n_x = np.bincount(ix, weights=weight, minlength=len(self.ux))
-        self.uT, self.iT = per_unique(T)
-        self.x, self.weight = x, weight
-        first = int(np.count_nonzero(x == 0))
-        self.rep = slice(first, len(x))
-        self.utx, self.itx = per_unique(tx[self.rep])
-        self.ix_rep = ix[self.rep]
-        self.iT_rep = self.iT[self.rep]
-        self.x_rep, self.w_rep = x[self.rep], weight[self.rep]
+        self.uT, iT = per_unique(T)
+        self.w_T = np.bincount(iT, weights=weight, minlength=len(self.uT))
+        self.xw_T = np.bincount(iT, weights=weight * x, minlength=len(self.uT))
+        rep = x > 0
+        self.utx, self.itx = per_unique(tx[rep])
+        self.ix_rep, self.iT_rep = ix[rep], iT[rep]
+        self.x_rep, self.w_rep = x[rep], weight[rep]
+        self.repeat_x = self.ux > 0
 
     def __call__(self, theta: Floats) -> tuple[float, Floats]:
         r, alpha, a, b = np.exp(theta)
@@ -166,32 +168,43 @@ class _Likelihood:
         dr_x = digamma(r + ux) - digamma(r) + np.log(alpha)
         da_x = digamma(a + b) - digamma(a + b + ux)
         db_x = da_x + digamma(b + ux) - digamma(b)
-        # A3 = −(r + x) ln(α + T) for every row
+        # A3 = −(r + x) ln(α + T), summed per distinct T
         log_T = np.log(alpha + self.uT)
         inv_T = 1.0 / (alpha + self.uT)
-        w, rx = self.weight, r + self.x
-        w_log_T = w * log_T[self.iT]
-        ll = float(n_x @ per_x) - float(rx @ w_log_T)
-        g_r = float(n_x @ dr_x) - float(w_log_T.sum())
-        g_alpha = self.total * r / alpha - float((w * rx) @ inv_T[self.iT])
+        rx_T = r * self.w_T + self.xw_T
+        ll = float(n_x @ per_x) - float(rx_T @ log_T)
+        g_r = float(n_x @ dr_x) - float(self.w_T @ log_T)
+        g_alpha = self.total * r / alpha - float(rx_T @ inv_T)
         g_a = float(n_x @ da_x)
         g_b = float(n_x @ db_x)
-        # repeat buyers add exp(A4): L = A3 + softplus(A4 − A3), whose weight on A4 is expit(A4 − A3)
+        # repeat buyers add exp(A4): L = A3 + softplus(d), d = A4 − A3, whose weight on A4 is expit(d)
         if len(self.x_rep):
-            xr, wr = self.x_rep, self.w_rep
-            rxr = r + xr
-            log_tx = np.log(alpha + self.utx)[self.itx]
-            log_Tr = log_T[self.iT_rep]
-            b_x = np.where(self.ux > 0, b + self.ux - 1.0, 1.0)  # b + x − 1, defined for x ≥ 1 only
-            diff = (np.log(a) - np.log(b_x))[self.ix_rep] - rxr * (log_tx - log_Tr)
-            ll += float(wr @ np.logaddexp(0.0, diff))
-            share = wr * expit(diff)
-            g_r -= float(share @ (log_tx - log_Tr))
-            inv_tx = (1.0 / (alpha + self.utx))[self.itx]
-            g_alpha -= float((share * rxr) @ (inv_tx - inv_T[self.iT_rep]))
-            s = float(share.sum())
-            g_a += s / a
-            g_b -= float(share @ (1.0 / b_x)[self.ix_rep])
+            b_x = np.where(self.repeat_x, b + ux - 1.0, 1.0)  # b + x − 1, needed for x ≥ 1 only
+            w = self.w_rep
+            log_gap = np.log(alpha + self.utx)[self.itx]
+            log_gap -= log_T[self.iT_rep]
+            rxr = r + self.x_rep
+            d = (np.log(a) - np.log(b_x))[self.ix_rep]
+            d -= rxr * log_gap
+            # softplus(d) and expit(d) from one exponential of −|d|, which cannot overflow
+            small = np.abs(d)
+            np.negative(small, out=small)
+            np.exp(small, out=small)
+            softplus = np.maximum(d, 0.0)
+            softplus += np.log1p(small)
+            ll += float(w @ softplus)
+            share = w * small
+            np.copyto(share, w, where=d >= 0)
+            small += 1.0
+            share /= small
+            g_r -= float(share @ log_gap)
+            inv_gap = (1.0 / (alpha + self.utx))[self.itx]
+            inv_gap -= inv_T[self.iT_rep]
+            share_rx = share * rxr
+            g_alpha -= float(share_rx @ inv_gap)
+            g_a += float(share.sum()) / a
+            per_x_share = np.bincount(self.ix_rep, weights=share, minlength=len(ux))
+            g_b -= float(per_x_share @ (1.0 / b_x))
         params = np.array([r, alpha, a, b])
         gradient = np.array([g_r, g_alpha, g_a, g_b]) * params  # chain rule into log-parameters
         value = -ll / self.total + self.penalizer * float(params @ params)
