@@ -29,6 +29,7 @@ from siyu.models._common import (
     ModelError,
     compress,
     compress_weighted,
+    dot,
     finite,
     maximise,
     per_unique,
@@ -186,22 +187,21 @@ class _Likelihood:
             rxr = r + self.x_rep
             d = (np.log(a) - np.log(b_x))[self.ix_rep]
             d -= rxr * log_gap
-            # softplus(d) and expit(d) from one exponential of −|d|, which cannot overflow
-            small = np.abs(d)
-            np.negative(small, out=small)
-            np.exp(small, out=small)
-            softplus = np.maximum(d, 0.0)
-            softplus += np.log1p(small)
-            ll += float(w @ softplus)
-            share = w * small
-            np.copyto(share, w, where=d >= 0)
-            small += 1.0
-            share /= small
-            g_r -= float(share @ log_gap)
+            # softplus(d) = max(d, 0) + ln(1 + e^−|d|), which cannot overflow
+            one_plus = np.abs(d)
+            np.negative(one_plus, out=one_plus)
+            np.exp(one_plus, out=one_plus)
+            share = np.where(d >= 0, w, w * one_plus)  # w·expit(d) = w·(1 or e^−|d|) / (1 + e^−|d|)
+            one_plus += 1.0
+            share /= one_plus
+            softplus = np.log(one_plus)
+            softplus += np.maximum(d, 0.0)
+            ll += dot(w, softplus)
+            g_r -= dot(share, log_gap)
             inv_gap = (1.0 / (alpha + self.utx))[self.itx]
             inv_gap -= inv_T[self.iT_rep]
             share_rx = share * rxr
-            g_alpha -= float(share_rx @ inv_gap)
+            g_alpha -= dot(share_rx, inv_gap)
             g_a += float(share.sum()) / a
             per_x_share = np.bincount(self.ix_rep, weights=share, minlength=len(ux))
             g_b -= float(per_x_share @ (1.0 / b_x))
@@ -235,12 +235,12 @@ def fit_bgnbd(
     oldest = float(age[w > 0].max())
     if oldest <= 0:
         raise ModelError("every customer has age T = 0: there is no time to observe purchases in")
-    (ux, utx, uT), counts = compress_weighted(x, tx / oldest, age / oldest, weights=w)
-    likelihood = _Likelihood(ux, utx, uT, counts, penalizer)
+    (ux, utx, uT), counts = compress_weighted(x, tx, age, weights=w)
+    likelihood = _Likelihood(ux, utx / oldest, uT / oldest, counts, penalizer)
     optimum = maximise(likelihood, np.zeros(4), names=NAMES, model="BG/NBD", customers=float(w.sum()))
     r, alpha, a, b = np.exp(optimum.log_params)
     alpha *= oldest
-    ll = float(counts @ log_likelihood(r, alpha, a, b, ux, utx * oldest, uT * oldest))
+    ll = dot(counts, log_likelihood(r, alpha, a, b, ux, utx, uT))
     return BGNBDFit(
         r=float(r),
         alpha=float(alpha),
