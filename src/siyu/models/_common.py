@@ -105,11 +105,12 @@ def _unique_integers(values: NDArray[np.int64]) -> tuple[NDArray[np.int64], Ints
     """Sorted distinct values of non-negative integers and the index of each value among them."""
     n = len(values)
     top = int(values.max()) + 1 if n else 0
-    if 0 < top <= 8 * n + (1 << 20):
+    if 0 < top <= 32 * n + (1 << 22):  # a few bytes per possible value: tens of MB at a million rows
         present = np.zeros(top, dtype=bool)
         present[values] = True
-        code = np.cumsum(present, dtype=np.intp) - 1
-        return np.flatnonzero(present).astype(np.int64), code[values]
+        code = np.cumsum(present, dtype=np.int32)
+        code -= 1
+        return np.flatnonzero(present).astype(np.int64), code[values].astype(np.intp)
     unique, inverse = np.unique(values, return_inverse=True)
     return unique, inverse.astype(np.intp).ravel()
 

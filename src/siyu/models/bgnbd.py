@@ -139,16 +139,21 @@ class _Likelihood:
     x or per distinct T beforehand: Σ w(r + x)·ln(α + T) = Σ_T ln(α + T)·(r·W_T + X_T).
     """
 
-    def __init__(self, x: Floats, tx: Floats, T: Floats, weight: Floats, penalizer: float) -> None:
+    def __init__(
+        self, x: Floats, tx: Floats, T: Floats, weight: Floats, penalizer: float, unit: float = 1.0
+    ) -> None:
+        """Rows in the data's own units; ``unit`` is the length (in those units) that becomes 1 inside."""
         self.total = float(weight.sum())
         self.penalizer = penalizer
         self.ux, ix = per_unique(x)
         self.n_x = np.bincount(ix, weights=weight, minlength=len(self.ux))
         self.uT, iT = per_unique(T)
+        self.uT = self.uT / unit
         self.w_T = np.bincount(iT, weights=weight, minlength=len(self.uT))
         self.xw_T = np.bincount(iT, weights=weight * x, minlength=len(self.uT))
         rep = x > 0
         self.utx, self.itx = per_unique(tx[rep])
+        self.utx = self.utx / unit
         self.ix_rep, self.iT_rep = ix[rep], iT[rep]
         self.x_rep, self.w_rep = x[rep], weight[rep]
         self.repeat_x = self.ux > 0
@@ -236,7 +241,7 @@ def fit_bgnbd(
     if oldest <= 0:
         raise ModelError("every customer has age T = 0: there is no time to observe purchases in")
     (ux, utx, uT), counts = compress_weighted(x, tx, age, weights=w)
-    likelihood = _Likelihood(ux, utx / oldest, uT / oldest, counts, penalizer)
+    likelihood = _Likelihood(ux, utx, uT, counts, penalizer, unit=oldest)
     optimum = maximise(likelihood, np.zeros(4), names=NAMES, model="BG/NBD", customers=float(w.sum()))
     r, alpha, a, b = np.exp(optimum.log_params)
     alpha *= oldest
