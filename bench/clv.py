@@ -25,13 +25,13 @@ from lifetimes import BetaGeoFitter, GammaGammaFitter
 from rich.console import Console
 from rich.table import Table
 
-from siyu.models import fit_bgnbd, fit_gamma_gamma
+from siyu.models import clv, fit_bgnbd, fit_gamma_gamma
 from siyu.models._common import compress_weighted
 from siyu.models.bgnbd import log_likelihood as bg_log_likelihood
 from siyu.models.gammagamma import log_likelihood as gg_log_likelihood
 from siyu.models.simulate import simulate_customers
 
-console = Console()
+console = Console(width=150)
 Result = TypeVar("Result")
 TRUE = {"r": 0.5, "alpha": 20.0, "a": 0.8, "b": 2.5, "p": 6.0, "q": 4.0, "v": 1500.0}
 
@@ -119,6 +119,21 @@ def main() -> int:
     their_params = {**their_bg.params_.to_dict(), **their_gg.params_.to_dict()}
     for name, params in (("ours", ours_params), ("lifetimes", their_params)):
         console.print(f"{name:<10} " + " ".join(f"{k}={float(v):.7g}" for k, v in params.items()))
+
+    started = time.perf_counter()
+    alive = bg.p_alive(x, tx, T)
+    scored_s = time.perf_counter() - started
+    started = time.perf_counter()
+    next_30 = bg.expected_purchases(30.0, x, tx, T)
+    expected_s = time.perf_counter() - started
+    started = time.perf_counter()
+    value = clv(bg, gg, x, tx, T, m, months=12, discount_rate=0.01)
+    clv_s = time.perf_counter() - started
+    console.print(
+        f"scoring {len(x):,} customers (ours): P(alive) {scored_s:.2f} s, expected purchases in 30 days "
+        f"{expected_s:.2f} s, 12-month CLV {clv_s:.2f} s; means {alive.mean():.4f}, {next_30.mean():.4f}, "
+        f"{value.mean():,.1f} fen"
+    )
 
     if args.weighted_anchor:
         (ux, utx, uT), counts = compress_weighted(x, tx, T, weights=np.ones(len(x)))

@@ -156,3 +156,23 @@ class TestSimulation:
         fitted = {"r": bg.r, "alpha": bg.alpha, "a": bg.a, "b": bg.b, "p": gg.p, "q": gg.q, "v": gg.v}
         for name, value in true.items():
             assert abs(fitted[name] / value - 1) < 0.1, (name, fitted[name])
+
+
+class TestPerUnique:
+    @SETTINGS
+    @given(
+        values=st.lists(
+            st.one_of(st.integers(-5, 400).map(float), st.sampled_from([0.5, 1e9, -0.0])),
+            min_size=1,
+            max_size=50,
+        )
+    )
+    def test_equals_numpy_unique(self, values: list[float]) -> None:
+        # given: whole numbers (counted) and anything else (sorted)
+        array = np.array(values) + 0.0
+        # when
+        unique, inverse = _common.per_unique(array)
+        # then
+        expected, expected_inverse = np.unique(array, return_inverse=True)
+        assert np.array_equal(unique, expected)
+        assert np.array_equal(inverse, expected_inverse)

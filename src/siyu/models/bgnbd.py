@@ -193,13 +193,13 @@ class _Likelihood:
             d = (np.log(a) - np.log(b_x))[self.ix_rep]
             d -= rxr * log_gap
             # softplus(d) = max(d, 0) + ln(1 + e^−|d|), which cannot overflow
-            one_plus = np.abs(d)
-            np.negative(one_plus, out=one_plus)
-            np.exp(one_plus, out=one_plus)
-            share = np.where(d >= 0, w, w * one_plus)  # w·expit(d) = w·(1 or e^−|d|) / (1 + e^−|d|)
-            one_plus += 1.0
-            share /= one_plus
-            softplus = np.log(one_plus)
+            tail = np.abs(d)
+            np.negative(tail, out=tail)
+            np.exp(tail, out=tail)  # e^−|d|
+            share = np.where(d >= 0, w, w * tail)  # w·expit(d) = w·(1 or e^−|d|) / (1 + e^−|d|)
+            tail += 1.0
+            share /= tail
+            softplus = np.log(tail)
             softplus += np.maximum(d, 0.0)
             ll += dot(w, softplus)
             g_r -= dot(share, log_gap)
