@@ -29,6 +29,7 @@ from siyu.models._common import (
     ModelError,
     compress,
     compress_weighted,
+    dot,
     finite,
     maximise,
     per_unique,
@@ -99,7 +100,8 @@ class BGNBDFit:
                 euler = np.log(hyp2f1(h_c - h_a, h_c - h_b, h_c, z)) + (h_c - h_a - h_b) * log_shrink
                 log_h = np.where(bad, euler, log_h)
         bracket = -np.expm1(log_h + (r + x) * log_shrink)
-        return (a + b + x - 1.0) / (a - 1.0) * bracket * self._alive(x, tx, T)
+        expected: Floats = (a + b + x - 1.0) / (a - 1.0) * bracket * self._alive(x, tx, T)
+        return expected
 
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Floats:
         """Probability the customer has not dropped out (Fader, Hardie & Lee 2008, note 021).
@@ -126,27 +128,35 @@ def log_likelihood(
     a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
     a3 = -(r + x) * np.log(alpha + T)
     a4 = np.log(a) - np.log(b + np.maximum(x, 1.0) - 1.0) - (r + x) * np.log(alpha + recency)
-    return a1 + a2 + np.where(x > 0, np.logaddexp(a3, a4), a3)
+    mixture = np.where(x > 0, np.logaddexp(a3, a4), a3)
+    return np.asarray(a1 + a2 + mixture, dtype=np.float64)
 
 
 class _Likelihood:
-    """The mean negative log-likelihood of compressed rows and its gradient in (ln r, ln α, ln a, ln b)."""
+    """The mean negative log-likelihood of compressed rows and its gradient in (ln r, ln α, ln a, ln b).
 
-    def __init__(self, x: Floats, tx: Floats, T: Floats, weight: Floats, penalizer: float) -> None:
-        order = np.argsort(x > 0, kind="stable")  # one-time buyers first: they have no second mixture term
-        x, tx, T, weight = x[order], tx[order], T[order], weight[order]
+    Only the mixture term of repeat buyers needs a pass over rows; everything else is summed per distinct
+    x or per distinct T beforehand: Σ w(r + x)·ln(α + T) = Σ_T ln(α + T)·(r·W_T + X_T).
+    """
+
+    def __init__(
+        self, x: Floats, tx: Floats, T: Floats, weight: Floats, penalizer: float, unit: float = 1.0
+    ) -> None:
+        """Rows in the data's own units; ``unit`` is the length (in those units) that becomes 1 inside."""
         self.total = float(weight.sum())
         self.penalizer = penalizer
         self.ux, ix = per_unique(x)
         self.n_x = np.bincount(ix, weights=weight, minlength=len(self.ux))
-        self.uT, self.iT = per_unique(T)
-        self.x, self.weight = x, weight
-        first = int(np.count_nonzero(x == 0))
-        self.rep = slice(first, len(x))
-        self.utx, self.itx = per_unique(tx[self.rep])
-        self.ix_rep = ix[self.rep]
-        self.iT_rep = self.iT[self.rep]
-        self.x_rep, self.w_rep = x[self.rep], weight[self.rep]
+        self.uT, iT = per_unique(T)
+        self.uT = self.uT / unit
+        self.w_T = np.bincount(iT, weights=weight, minlength=len(self.uT))
+        self.xw_T = np.bincount(iT, weights=weight * x, minlength=len(self.uT))
+        rep = x > 0
+        self.utx, self.itx = per_unique(tx[rep])
+        self.utx = self.utx / unit
+        self.ix_rep, self.iT_rep = ix[rep], iT[rep]
+        self.x_rep, self.w_rep = x[rep], weight[rep]
+        self.repeat_x = self.ux > 0
 
     def __call__(self, theta: Floats) -> tuple[float, Floats]:
         r, alpha, a, b = np.exp(theta)
@@ -164,32 +174,42 @@ class _Likelihood:
         dr_x = digamma(r + ux) - digamma(r) + np.log(alpha)
         da_x = digamma(a + b) - digamma(a + b + ux)
         db_x = da_x + digamma(b + ux) - digamma(b)
-        # A3 = −(r + x) ln(α + T) for every row
+        # A3 = −(r + x) ln(α + T), summed per distinct T
         log_T = np.log(alpha + self.uT)
         inv_T = 1.0 / (alpha + self.uT)
-        w, rx = self.weight, r + self.x
-        w_log_T = w * log_T[self.iT]
-        ll = float(n_x @ per_x) - float(rx @ w_log_T)
-        g_r = float(n_x @ dr_x) - float(w_log_T.sum())
-        g_alpha = self.total * r / alpha - float((w * rx) @ inv_T[self.iT])
+        rx_T = r * self.w_T + self.xw_T
+        ll = float(n_x @ per_x) - float(rx_T @ log_T)
+        g_r = float(n_x @ dr_x) - float(self.w_T @ log_T)
+        g_alpha = self.total * r / alpha - float(rx_T @ inv_T)
         g_a = float(n_x @ da_x)
         g_b = float(n_x @ db_x)
-        # repeat buyers add exp(A4): L = A3 + softplus(A4 − A3), whose weight on A4 is expit(A4 − A3)
+        # repeat buyers add exp(A4): L = A3 + softplus(d), d = A4 − A3, whose weight on A4 is expit(d)
         if len(self.x_rep):
-            xr, wr = self.x_rep, self.w_rep
-            rxr = r + xr
-            log_tx = np.log(alpha + self.utx)[self.itx]
-            log_Tr = log_T[self.iT_rep]
-            b_x = np.where(self.ux > 0, b + self.ux - 1.0, 1.0)  # b + x − 1, defined for x ≥ 1 only
-            diff = (np.log(a) - np.log(b_x))[self.ix_rep] - rxr * (log_tx - log_Tr)
-            ll += float(wr @ np.logaddexp(0.0, diff))
-            share = wr * expit(diff)
-            g_r -= float(share @ (log_tx - log_Tr))
-            inv_tx = (1.0 / (alpha + self.utx))[self.itx]
-            g_alpha -= float((share * rxr) @ (inv_tx - inv_T[self.iT_rep]))
-            s = float(share.sum())
-            g_a += s / a
-            g_b -= float(share @ (1.0 / b_x)[self.ix_rep])
+            b_x = np.where(self.repeat_x, b + ux - 1.0, 1.0)  # b + x − 1, needed for x ≥ 1 only
+            w = self.w_rep
+            log_gap = np.log(alpha + self.utx)[self.itx]
+            log_gap -= log_T[self.iT_rep]
+            rxr = r + self.x_rep
+            d = (np.log(a) - np.log(b_x))[self.ix_rep]
+            d -= rxr * log_gap
+            # softplus(d) = max(d, 0) + ln(1 + e^−|d|), which cannot overflow
+            tail = np.abs(d)
+            np.negative(tail, out=tail)
+            np.exp(tail, out=tail)  # e^−|d|
+            share = np.where(d >= 0, w, w * tail)  # w·expit(d) = w·(1 or e^−|d|) / (1 + e^−|d|)
+            tail += 1.0
+            share /= tail
+            softplus = np.log(tail)
+            softplus += np.maximum(d, 0.0)
+            ll += dot(w, softplus)
+            g_r -= dot(share, log_gap)
+            inv_gap = (1.0 / (alpha + self.utx))[self.itx]
+            inv_gap -= inv_T[self.iT_rep]
+            share_rx = share * rxr
+            g_alpha -= dot(share_rx, inv_gap)
+            g_a += float(share.sum()) / a
+            per_x_share = np.bincount(self.ix_rep, weights=share, minlength=len(ux))
+            g_b -= float(per_x_share @ (1.0 / b_x))
         params = np.array([r, alpha, a, b])
         gradient = np.array([g_r, g_alpha, g_a, g_b]) * params  # chain rule into log-parameters
         value = -ll / self.total + self.penalizer * float(params @ params)
@@ -220,12 +240,12 @@ def fit_bgnbd(
     oldest = float(age[w > 0].max())
     if oldest <= 0:
         raise ModelError("every customer has age T = 0: there is no time to observe purchases in")
-    (ux, utx, uT), counts = compress_weighted(x, tx / oldest, age / oldest, weights=w)
-    likelihood = _Likelihood(ux, utx, uT, counts, penalizer)
-    optimum = maximise(likelihood, np.zeros(4), names=NAMES, model="BG/NBD")
+    (ux, utx, uT), counts = compress_weighted(x, tx, age, weights=w)
+    likelihood = _Likelihood(ux, utx, uT, counts, penalizer, unit=oldest)
+    optimum = maximise(likelihood, np.zeros(4), names=NAMES, model="BG/NBD", customers=float(w.sum()))
     r, alpha, a, b = np.exp(optimum.log_params)
     alpha *= oldest
-    ll = float(counts @ log_likelihood(r, alpha, a, b, ux, utx * oldest, uT * oldest))
+    ll = dot(counts, log_likelihood(r, alpha, a, b, ux, utx, uT))
     return BGNBDFit(
         r=float(r),
         alpha=float(alpha),

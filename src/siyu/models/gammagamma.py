@@ -24,6 +24,7 @@ from siyu.models._common import (
     ModelError,
     check_frequency,
     compress_weighted,
+    dot,
     finite,
     maximise,
     per_unique,
@@ -71,7 +72,7 @@ class GammaGammaFit:
 def log_likelihood(p: float, q: float, v: float, frequency: Floats, monetary: Floats) -> Floats:
     """Each repeat buyer's log density of m̄ (note 025, eq. 1a), row by row: the uncompressed reference."""
     x, m = frequency, monetary
-    return (
+    density = (
         gammaln(p * x + q)
         - gammaln(p * x)
         - gammaln(q)
@@ -80,6 +81,7 @@ def log_likelihood(p: float, q: float, v: float, frequency: Floats, monetary: Fl
         + p * x * np.log(x)
         - (p * x + q) * np.log(x * m + v)
     )
+    return np.asarray(density, dtype=np.float64)
 
 
 class _Likelihood:
@@ -93,8 +95,8 @@ class _Likelihood:
         self.wx = weight * x
         self.total = float(weight.sum())
         log_m = np.log(m)
-        self.sum_w_log_m = float(weight @ log_m)
-        self.sum_wx_log_m = float(self.wx @ log_m)
+        self.sum_w_log_m = dot(weight, log_m)
+        self.sum_wx_log_m = dot(self.wx, log_m)
 
     def __call__(self, theta: Floats) -> tuple[float, Floats]:
         p, q, v = np.exp(theta)
@@ -104,10 +106,10 @@ class _Likelihood:
         psi_pxq = digamma(px + q)
         log_xmv = np.log(self.xm + v)
         inv_xmv = 1.0 / (self.xm + v)
-        s_w_log = float(self.weight @ log_xmv)
-        s_wx_log = float(self.wx @ log_xmv)
-        s_w_inv = float(self.weight @ inv_xmv)
-        s_wx_inv = float(self.wx @ inv_xmv)
+        s_w_log = dot(self.weight, log_xmv)
+        s_wx_log = dot(self.wx, log_xmv)
+        s_w_inv = dot(self.weight, inv_xmv)
+        s_wx_inv = dot(self.wx, inv_xmv)
         ll = (
             float(n_x @ per_x)
             - self.total * gammaln(q)
@@ -143,13 +145,17 @@ def fit_gamma_gamma(
         raise ModelError("Gamma-Gamma needs repeat buyers: every customer has frequency 0")
     x, m, w = x[repeat], m[repeat], w[repeat]
     if np.any(m <= 0):
-        raise ModelError("monetary must be > 0 for every customer with frequency > 0 (zero or negative spend)")
-    scale = float(w @ m / w.sum())
+        raise ModelError(
+            "monetary must be > 0 for every customer with frequency > 0 (zero or negative spend)"
+        )
+    scale = dot(w, m) / float(w.sum())
     (ux, um), counts = compress_weighted(x, m / scale, weights=w)
-    optimum = maximise(_Likelihood(ux, um, counts), np.zeros(3), names=NAMES, model="Gamma-Gamma")
+    optimum = maximise(
+        _Likelihood(ux, um, counts), np.zeros(3), names=NAMES, model="Gamma-Gamma", customers=float(w.sum())
+    )
     p, q, v = np.exp(optimum.log_params)
     v *= scale
-    ll = float(counts @ log_likelihood(p, q, v, ux, um * scale))
+    ll = dot(counts, log_likelihood(p, q, v, ux, um * scale))
     return GammaGammaFit(
         p=float(p),
         q=float(q),
