@@ -42,7 +42,7 @@ def buyers(db: Database, tenant: Tenant, n: int, *, seed_: int = 3) -> dict[str,
     raw = []
     for i in range(n):
         first = AS_OF - timedelta(days=int(rng.integers(20, 180)))
-        rate, dropout = rng.gamma(1.0, 1 / 15), rng.beta(1.0, 3.0)
+        rate, dropout = rng.gamma(1.0, 1 / 15), rng.beta(0.8, 2.5)
         days = {first}
         t = 0.0
         while rng.random() > dropout:
@@ -68,34 +68,39 @@ def refit(db: Database, tenant: Tenant) -> facade.FitView:
 
 class TestRefit:
     def test_writes_scores_that_segments_select(self, db: Database, make_tenant) -> None:  # type: ignore[no-untyped-def]
-        # given: 150 buyers and 1 200 prospects (engagement drives first orders after the cutoff)
+        # given: 300 buyers and 1 200 prospects (engagement drives first orders after the cutoff)
         tenant = make_tenant()
-        buyer_ids = buyers(db, tenant, 150)
+        buyer_ids = buyers(db, tenant, 300)
         world = generate(1200, seed=21)
         with db.unit_of_work() as session:
             seed(session, tenant.merchant_id, world)
+        stale = next(iter(buyer_ids.values()))  # scored as a prospect by an earlier fit
+        with db.unit_of_work() as session:
+            segments.record_scores(
+                session, tenant.merchant_id, "high_potential", {stale: 0.9}, now=REQUESTED - timedelta(days=7)
+            )
         # when
         fit = refit(db, tenant)
         # then: the fit is recorded with its parameters and figures
         assert fit.status is FitStatus.SUCCEEDED, fit.error
         assert fit.as_of == AS_OF
         converted = sum(m.first_order is not None for m in world)
-        assert fit.n_customers == 150 + converted
+        assert fit.n_customers == 300 + converted
         assert fit.n_prospects == 1200 - converted
         assert set(fit.params["bgnbd"]) >= {"r", "alpha", "a", "b", "log_likelihood"}
         assert fit.log_likelihood == fit.params["bgnbd"]["log_likelihood"] < 0
         assert fit.auc is not None
         assert 0.6 < fit.auc <= 1
-        assert fit.members_scored == 150 + 1200
+        assert fit.members_scored == 300 + 1200
         with db.reading() as session:
-            one = facade.member_scores(session, tenant.merchant_id, next(iter(buyer_ids.values())))
+            one = facade.member_scores(session, tenant.merchant_id, stale)
             everyone = {
                 m: facade.member_scores(session, tenant.merchant_id, m)
                 for m in [*buyer_ids.values(), *(w.member_id for w in world)]
             }
         assert one is not None
         assert one.churn_band is not None
-        assert set(one.scores) == {"clv", "p_alive", "expected_purchases_30d", "churn_risk"}
+        assert set(one.scores) == {"clv", "p_alive", "expected_purchases_30d", "churn_risk"}  # stale one gone
         assert one.scores["clv"] == int(one.scores["clv"]) >= 0
         assert 0 <= one.scores["p_alive"] <= 1
         assert 0 <= one.scores["churn_risk"] <= 1
