@@ -15,6 +15,7 @@ from siyu.kit import idempotency  # noqa: F401
 from siyu.lifecycle import models as lifecycle_models  # noqa: F401
 from siyu.members import models as members_models  # noqa: F401
 from siyu.messaging import models as messaging_models  # noqa: F401
+from siyu.models import models as models_models  # noqa: F401
 from siyu.outbox import models as outbox_models  # noqa: F401
 from siyu.points import models as points_models  # noqa: F401
 from siyu.reachability import models as reachability_models  # noqa: F401

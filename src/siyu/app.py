@@ -37,6 +37,7 @@ from siyu.kit.runtime import tune_gc
 from siyu.lifecycle.endpoints import router as lifecycle_router
 from siyu.members.endpoints import router as members_router
 from siyu.messaging.endpoints import router as messaging_router
+from siyu.models.endpoints import router as models_router
 from siyu.outbox.endpoints import router as outbox_router
 from siyu.outbox.worker import BackgroundWorker, Worker, policy_of
 from siyu.points.endpoints import router as points_router
@@ -190,6 +191,7 @@ def create_app(
     app.include_router(campaign_results_router, prefix=API_PREFIX)
     app.include_router(decisions_router, prefix=API_PREFIX)
     app.include_router(analytics_worth_router, prefix=API_PREFIX)
+    app.include_router(models_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -19,6 +19,7 @@ from siyu.lifecycle import facade as lifecycle_facade  # noqa: F401
 from siyu.lifecycle import service as lifecycle_service  # noqa: F401
 from siyu.loyalty import service as loyalty_service  # noqa: F401
 from siyu.messaging import tasks as messaging_tasks  # noqa: F401
+from siyu.models import tasks as models_tasks  # noqa: F401
 from siyu.points import service as points_service  # noqa: F401
 from siyu.reachability import facade as reachability_facade  # noqa: F401
 from siyu.reachability import service as reachability_service  # noqa: F401

@@ -30,6 +30,7 @@ from siyu.cli.coupons import coupons_app
 from siyu.cli.imports import import_app
 from siyu.cli.journeys import journeys_app
 from siyu.cli.lifecycle import lifecycle_app
+from siyu.cli.models import models_app
 from siyu.cli.points import points_app
 from siyu.cli.serve import db_app, serve
 from siyu.cli.tiers import tiers_app
@@ -76,6 +77,7 @@ app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(models_app, name="models")
 campaigns_app.add_typer(journeys_app, name="journeys")
 app.add_typer(campaigns_app, name="campaigns")
 

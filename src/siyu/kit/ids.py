@@ -54,6 +54,7 @@ class IdKind(StrEnum):
     MESSAGE_TEMPLATE = "tpl"
     MESSAGE = "msg"
     GUIDE_TASK = "gdt"
+    MODEL_FIT = "fit"
 
 
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]

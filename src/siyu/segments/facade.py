@@ -21,9 +21,11 @@ __all__ = [
     "Preview",
     "Rule",
     "RuleInvalid",
+    "ScoreView",
     "SegmentView",
     "SnapshotView",
     "check_rule",
+    "clear_scores",
     "contains",
     "get_segment",
     "materialise",
@@ -32,6 +34,7 @@ __all__ = [
     "preview",
     "record_scores",
     "rule_json_schema",
+    "scores_of",
     "snapshot_members",
 ]
 
@@ -43,6 +46,13 @@ class SegmentView:
     rule: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ScoreView:
+    model: str
+    score: float
+    computed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -119,3 +129,15 @@ def record_scores(
     """Upsert a model's scores (member id → score); returns how many were written (ids of no
     member of the merchant and non-finite scores are skipped)."""
     return service.record_scores(session, merchant_id, model, scores, now=now)
+
+
+def clear_scores(session: Session, merchant_id: str, model: str, *, before: datetime) -> int:
+    """Delete a model's scores computed before ``before`` (after a refit: the members it no longer
+    scores, such as a prospect who has since ordered); returns how many were deleted."""
+    return repo.delete_scores(session, merchant_id, model, before)
+
+
+def scores_of(session: Session, merchant_id: str, member_id: str) -> list[ScoreView]:
+    """A member's model scores, by model name."""
+    rows = repo.scores_of(session, merchant_id, [member_id])
+    return sorted((ScoreView(r.model, r.score, r.computed_at) for r in rows), key=lambda v: v.model)

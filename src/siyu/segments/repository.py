@@ -123,6 +123,17 @@ def upsert_scores(
     return len(rows)
 
 
+def delete_scores(session: Session, merchant_id: str, model: str, before: datetime) -> int:
+    result = session.execute(
+        delete(MemberScore).where(
+            MemberScore.merchant_id == merchant_id,
+            MemberScore.model == model,
+            MemberScore.computed_at < before,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def upsert_locations(session: Session, merchant_id: str, rows: Sequence[dict[str, Any]]) -> None:
     """Newer reports replace older ones, in one conditional upsert: whatever the arrival order,
     the row ends as the report with the greatest ``(at, source)``."""

@@ -75,6 +75,10 @@ class Scope(StrEnum):
     """Read message templates, fatigue settings, messages and guide tasks."""
     MESSAGES_WRITE = "messages:write"
     """Manage message templates and fatigue settings, send messages, complete guide tasks."""
+    MODELS_READ = "models:read"
+    """Read member-model fits (parameters, AUC, status) and members' model scores."""
+    MODELS_WRITE = "models:write"
+    """Request a refit of the member models (CLV, churn risk, high-potential)."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
