@@ -263,6 +263,14 @@ class TestDegenerateInputs:
         with pytest.raises(ModelError, match="monetary must be > 0"):
             fit_gamma_gamma(d.frequency, monetary)
 
+    def test_predicted_spend_refuses_negative_and_shrinks_zero(self) -> None:
+        d = shipped_summary()
+        gg = fit_gamma_gamma(d.frequency, d.monetary)
+        with pytest.raises(ModelError, match="negative average spend"):
+            gg.expected_spend([2.0], [-1.0])
+        zero, typical = gg.expected_spend([2.0, 2.0], [0.0, gg.mean_spend])
+        assert 0 < zero < typical == pytest.approx(gg.mean_spend)
+
     def test_zero_spend_of_one_time_buyers_is_fine(self) -> None:
         d = raw_summary()
         assert np.all(d.monetary[d.frequency == 0] == 0)

@@ -1,7 +1,7 @@
 """Customer-lifetime-value models: BG/NBD purchases and dropout, Gamma-Gamma spend, discounted CLV.
 
 Pure NumPy/SciPy on arrays (no database). Times are in periods — days in Siyu — and money in whatever
-unit the caller passes (Siyu passes fen as floats and rounds CLV back to integer fen at its boundary).
+unit the caller passes (fen as floats; round CLV to integer fen when storing it — house rule 2).
 Every function raises :class:`ModelError` (a ``ValueError``) with a plain reason on data it cannot use,
 and never returns NaN.
 """

@@ -178,7 +178,7 @@ def maximise(
         jac=True,
         method="L-BFGS-B",
         bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start),
-        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
+        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20, "maxls": 10},
     )
     x = np.asarray(result.x, dtype=np.float64)
     value, gradient = objective(x)

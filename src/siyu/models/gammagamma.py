@@ -60,11 +60,14 @@ class GammaGammaFit:
         """Expected spend per future transaction given x repeat purchases averaging m̄ (note 025, eq. 5).
 
         A weighted mean of the population mean and the customer's own average, the customer's weight being
-        px/(px + q − 1). For x = 0 it is the population mean (``monetary`` is ignored there).
+        px/(px + q − 1). For x = 0 it is the population mean (``monetary`` is ignored there). An average
+        of 0 (purchases refunded in full) is allowed and pulls the estimate down; a negative one is refused.
         """
         x, m = vector("frequency", frequency), vector("monetary", monetary)
         same_length(frequency=x, monetary=m)
         check_frequency(x)
+        if np.any(m[x > 0] < 0):
+            raise ModelError("monetary must be ≥ 0 (negative average spend)")
         own = self.p * x / (self.p * x + self.q - 1.0)
         return finite("expected spend", (1.0 - own) * self.mean_spend + own * m)
 
