@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 import siyu
 import siyu.wiring  # listeners of every module
+from siyu.analytics.mirror_loop import embedded_sync
 from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.campaigns.journey_endpoints import router as journeys_router
 from siyu.campaigns.results_endpoints import router as campaign_results_router
@@ -146,10 +147,13 @@ def create_app(
         statements = AsyncStatements(db.engine, LOOP_CONNECTIONS) if is_postgres(db.engine) else None
         app.state.loop_statements = statements
         worker = embedded_worker(settings, db)
+        mirror_sync = embedded_sync(settings, db)
         try:
             async with background_upkeep(db):
                 yield
         finally:
+            if mirror_sync is not None:
+                await run_in_threadpool(mirror_sync.stop)
             if worker is not None:
                 await run_in_threadpool(worker.stop)
             app.state.loop_statements = None

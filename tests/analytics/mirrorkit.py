@@ -57,6 +57,8 @@ class Shop:
         props: dict[str, Any] = dict(properties or {"note": f"secret-{person}"})
         if type_ in ("order_paid", "order_refunded"):
             props.update({"order_id": f"o{self.counter}", "amount_fen": amount})
+        elif type_ == "scan":
+            props["code_id"] = "qr-1"
         identities = {"device_id": person}
         if extra_identity:
             identities["member_no"] = extra_identity

@@ -98,7 +98,9 @@ class TestIncrementalSync:
         assert len(added) == 1
         assert f"local_date={old_day}/part-" in added[0]
         assert set(before) <= set(event_files(shop))
-        assert [r["local_date"].isoformat() for r in shop.mirror("events") if r["event_id"] == late] == [old_day]
+        assert [r["local_date"].isoformat() for r in shop.mirror("events") if r["event_id"] == late] == [
+            old_day
+        ]
         assert_same(shop)
 
     def test_events_committed_out_of_received_order_are_not_lost(self, shop: Shop) -> None:

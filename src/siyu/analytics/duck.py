@@ -83,7 +83,8 @@ def _events_sql(root: Path, ms: store.MerchantState | None) -> str:
     if ms is None or not ms.files["events"]:
         return _empty(EVENT_COLUMNS)
     picks = ", ".join(
-        "coalesce(m.survivor_id, e.member_id) AS member_id" if n == "member_id" else f"e.{n}" for n in EVENT_COLUMNS
+        "coalesce(m.survivor_id, e.member_id) AS member_id" if n == "member_id" else f"e.{n}"
+        for n in EVENT_COLUMNS
     )
     merges = ms.files["merge_map"]
     if not merges:

@@ -226,14 +226,15 @@ def _sync_merchant(
 def _sync_merge_map(session: Session, w: _Writer) -> tuple[dict[str, str], int]:
     """Every merged id → its final survivor (followed through chains); rewritten if changed.
     Returns the map and its size when rewritten (``-1`` when unchanged)."""
-    parent: dict[str, str] = {
-        merged: survivor
-        for merged, survivor in session.execute(
-            select(Member.id, Member.merged_into_id).where(
-                Member.merchant_id == w.merchant_id, Member.merged_into_id.is_not(None)
-            )
+    parent: dict[str, str] = {}
+    rows = session.execute(
+        select(Member.id, Member.merged_into_id).where(
+            Member.merchant_id == w.merchant_id, Member.merged_into_id.is_not(None)
         )
-    }
+    )
+    for merged_id, survivor_id in rows:
+        if survivor_id is not None:
+            parent[merged_id] = survivor_id
     resolved: dict[str, str] = {}
     for merged in parent:
         seen = {merged}
@@ -275,7 +276,9 @@ def event_rows(merchant_id: str, zone: ZoneInfo, dialect: str, *, since: datetim
     return statement
 
 
-def _sync_events(session: Session, w: _Writer, zone: ZoneInfo, dialect: str, progress: Progress | None) -> int:
+def _sync_events(
+    session: Session, w: _Writer, zone: ZoneInfo, dialect: str, progress: Progress | None
+) -> int:
     watermark = datetime.fromisoformat(w.merchant.events_watermark) if w.merchant.events_watermark else None
     since = watermark - OVERLAP if watermark else None
     seen = _mirrored_event_ids(w, since) if since else set()
@@ -293,7 +296,12 @@ def _sync_events(session: Session, w: _Writer, zone: ZoneInfo, dialect: str, pro
         for day, rows in sorted(buffers.items()):
             directory = w.directory("events", f"local_date={day.isoformat()}")
             latest = max(r[5] for r in rows)
-            w.write("events", directory, store.to_table(rows, store.EVENTS_SCHEMA), max_received_at=latest.isoformat())
+            w.write(
+                "events",
+                directory,
+                store.to_table(rows, store.EVENTS_SCHEMA),
+                max_received_at=latest.isoformat(),
+            )
             w.touched.add(directory)
         buffers.clear()
         buffered = 0
@@ -328,7 +336,9 @@ def _mirrored_event_ids(w: _Writer, since: datetime) -> set[str]:
             continue
         table = pq.read_table(
             w.root / path, columns=["event_id", "received_at"], schema=store.EVENTS_SCHEMA
-        ).filter(pc.field("received_at") >= pa.scalar(since, type=store.EVENTS_SCHEMA.field("received_at").type))
+        ).filter(
+            pc.field("received_at") >= pa.scalar(since, type=store.EVENTS_SCHEMA.field("received_at").type)
+        )
         ids.update(table.column("event_id").to_pylist())
     return ids
 
@@ -423,7 +433,9 @@ def _sync_transitions(session: Session, w: _Writer) -> int:
     if fresh:
         latest = max(r[4] for r in fresh)
         table = store.to_table(fresh, store.TRANSITIONS_SCHEMA)
-        w.write("stage_transitions", w.directory("stage_transitions"), table, max_effective_on=latest.isoformat())
+        w.write(
+            "stage_transitions", w.directory("stage_transitions"), table, max_effective_on=latest.isoformat()
+        )
     days = [meta["max_effective_on"] for meta in files.values()]
     w.merchant.transitions_watermark = max(days) if days else None
     return len(fresh)
