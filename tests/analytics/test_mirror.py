@@ -110,10 +110,10 @@ class TestIncrementalSync:
         shop.now = T0 + timedelta(minutes=10)
         shop.event("p2")
         mirror.sync(shop.db, shop.root, now=shop.now)
-        shop.now = T0 + timedelta(minutes=8)
+        shop.now = T0 + timedelta(minutes=10) - mirror.OVERLAP / 2
         straggler = shop.event("p3")
         # when
-        report = mirror.sync(shop.db, shop.root, now=T0 + timedelta(minutes=11))
+        report = mirror.sync(shop.db, shop.root, now=T0 + timedelta(minutes=10, seconds=5))
         # then
         assert report.events == 1
         assert straggler in {r["event_id"] for r in shop.mirror("events")}

@@ -7,9 +7,10 @@ PostgreSQL; SQLite's read transaction is one already), so the merge map, the eve
 members and the member snapshot it writes agree with each other. In order:
 
 1. **merge map** — every merged id → its final survivor, rewritten when it changed;
-2. **events** received since the watermark minus :data:`OVERLAP` (a batch that commits late is
-   still seen; rows already mirrored are dropped by ``event_id``), one new part file per local
-   date touched; events keep the member id they arrived with;
+2. **events** received after the watermark, and those received from :data:`OVERLAP` before
+   the previous sync that the mirror lacks (a batch that committed late; compared by
+   ``event_id``), one new part file per local date touched; events keep the member id they
+   arrived with;
 3. **erasure** — members erased since the previous snapshot: only the event files holding their
    events (or events of members merged into them) are rewritten, properties cleared;
 4. **member snapshot** of the merchant's local day (rewritten while the day lasts);
@@ -46,9 +47,11 @@ from siyu.lifecycle.models import StageTransition
 from siyu.members.models import Member, MemberStatus
 from siyu.tenancy import facade as tenancy
 
-OVERLAP = timedelta(seconds=300)
-"""Events are re-read from this long before the watermark: a transaction that set its events'
-``received_at`` and committed up to this much later is still mirrored (and nothing twice)."""
+OVERLAP = timedelta(seconds=60)
+"""How late a transaction may commit after it set its events' ``received_at`` and still be
+mirrored (ingestion commits at the end of its request; an import at the end of each chunk).
+A sync looks again at the ids received from this long before the previous sync; only those
+the mirror lacks are read in full."""
 MAX_PARTS = 8
 """A partition with more part files than this is compacted into one."""
 FLUSH_ROWS = 200_000
@@ -279,16 +282,29 @@ def event_rows(merchant_id: str, zone: ZoneInfo, dialect: str, *, since: datetim
 def _sync_events(
     session: Session, w: _Writer, zone: ZoneInfo, dialect: str, progress: Progress | None
 ) -> int:
+    """Mirror the events received after the watermark, and those received in the overlap before
+    it that a previous sync could not see yet (committed late); one file per local date touched."""
     watermark = datetime.fromisoformat(w.merchant.events_watermark) if w.merchant.events_watermark else None
-    since = watermark - OVERLAP if watermark else None
-    seen = _mirrored_event_ids(w, since) if since else set()
-    statement = event_rows(w.merchant_id, zone, dialect, since=since)
+    statements = [event_rows(w.merchant_id, zone, dialect, since=None)]
+    if watermark is not None:
+        statements = [
+            event_rows(w.merchant_id, zone, dialect, since=None).where(Event.received_at > watermark)
+        ]
+        last = datetime.fromisoformat(w.merchant.synced_at) if w.merchant.synced_at else watermark
+        missing = _late_commits(session, w, last - OVERLAP, watermark)
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            statements.append(
+                event_rows(w.merchant_id, zone, dialect, since=None).where(Event.event_id.in_(chunk))
+            )
     total = 0
     if progress:
-        total = session.execute(select(func.count()).select_from(statement.subquery())).scalar_one()
+        total = sum(
+            session.execute(select(func.count()).select_from(s.subquery())).scalar_one() for s in statements
+        )
         progress(f"{w.merchant_id} events", 0, total)
     buffers: dict[date, list[tuple[Any, ...]]] = {}
-    buffered = written = read = 0
+    buffered = read = 0
     newest = watermark
 
     def flush() -> None:
@@ -296,35 +312,45 @@ def _sync_events(
         for day, rows in sorted(buffers.items()):
             directory = w.directory("events", f"local_date={day.isoformat()}")
             latest = max(r[5] for r in rows)
-            w.write(
-                "events",
-                directory,
-                store.to_table(rows, store.EVENTS_SCHEMA),
-                max_received_at=latest.isoformat(),
-            )
+            table = store.to_table(rows, store.EVENTS_SCHEMA)
+            w.write("events", directory, table, max_received_at=latest.isoformat())
             w.touched.add(directory)
         buffers.clear()
         buffered = 0
 
-    for row in session.execute(statement.execution_options(yield_per=FLUSH_ROWS)):
-        read += 1
-        if newest is None or row[5] > newest:
-            newest = row[5]
-        if row[0] in seen:
-            continue
-        buffers.setdefault(row[4], []).append(tuple(row))
-        buffered += 1
-        written += 1
-        if buffered >= FLUSH_ROWS:
-            flush()
-            if progress:
-                progress(f"{w.merchant_id} events", read, max(total, read))
+    for statement in statements:
+        for row in session.execute(statement.execution_options(yield_per=FLUSH_ROWS)):
+            read += 1
+            if newest is None or row[5] > newest:
+                newest = row[5]
+            buffers.setdefault(row[4], []).append(tuple(row))
+            buffered += 1
+            if buffered >= FLUSH_ROWS:
+                flush()
+                if progress:
+                    progress(f"{w.merchant_id} events", read, max(total, read))
     flush()
     if progress:
         progress(f"{w.merchant_id} events", read, max(total, read))
     if newest is not None:
         w.merchant.events_watermark = newest.isoformat()
-    return written
+    return read
+
+
+def _late_commits(session: Session, w: _Writer, since: datetime, watermark: datetime) -> list[str]:
+    """Ids of events received in ``[since, watermark]`` that the mirror lacks: a transaction
+    that committed after the previous sync read past their ``received_at``. Reads only ids."""
+    if since > watermark:
+        return []
+    window = session.scalars(
+        select(Event.event_id).where(
+            Event.merchant_id == w.merchant_id, Event.received_at >= since, Event.received_at <= watermark
+        )
+    ).all()
+    if not window:
+        return []
+    mirrored = _mirrored_event_ids(w, since)
+    return sorted(set(window) - mirrored)
 
 
 def _mirrored_event_ids(w: _Writer, since: datetime) -> set[str]:
