@@ -31,14 +31,13 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from segment_data import NOW, generate, open_engine  # noqa: E402
-
-from siyu.analytics import mirror  # noqa: E402
-from siyu.analytics import mirror_store as store  # noqa: E402
-from siyu.analytics.duck import mirror_engine, mirror_relations  # noqa: E402
-from siyu.db import Database  # noqa: E402
-from siyu.migrate import upgrade  # noqa: E402
-from siyu.tenancy import facade as tenancy  # noqa: E402
+from segment_data import NOW, generate, open_engine
+from siyu.analytics import mirror
+from siyu.analytics import mirror_store as store
+from siyu.analytics.duck import mirror_engine, mirror_relations
+from siyu.db import Database
+from siyu.migrate import upgrade
+from siyu.tenancy import facade as tenancy
 
 
 def _rate(rows: int, seconds: float) -> str:
@@ -50,7 +49,12 @@ def anchor(database: Database, merchant_id: str, out: Path) -> tuple[int, float,
     with database.reading() as session:
         zone = tenancy.merchant_zone(session, merchant_id)
         started = time.perf_counter()
-        rows = [tuple(r) for r in session.execute(mirror.event_rows(merchant_id, zone, database.engine.dialect.name, since=None))]
+        rows = [
+            tuple(r)
+            for r in session.execute(
+                mirror.event_rows(merchant_id, zone, database.engine.dialect.name, since=None)
+            )
+        ]
         read = time.perf_counter() - started
     started = time.perf_counter()
     by_day: dict[object, list[tuple[object, ...]]] = {}
@@ -92,7 +96,9 @@ def main() -> None:
     upgrade(engine)
     started = time.perf_counter()
     merchant_id = generate(engine, members=args.members, events=args.events)
-    print(f"data set: {args.members:,} members, {args.events:,} events ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"data set: {args.members:,} members, {args.events:,} events ({time.perf_counter() - started:.1f} s)"
+    )
     database = Database(str(engine.url.render_as_string(hide_password=False)))
     work = Path(tempfile.mkdtemp(prefix="siyu-bench-mirror-"))
     try:
@@ -100,7 +106,8 @@ def main() -> None:
         started = time.perf_counter()
         report = mirror.rebuild(database, root, now=NOW)
         full = time.perf_counter() - started
-        print(f"{database.engine.dialect.name}: rebuild (events + snapshot + ledger): {_rate(report.events, full)}")
+        engine_name = database.engine.dialect.name
+        print(f"{engine_name}: rebuild (events + snapshot + ledger): {_rate(report.events, full)}")
         extra = max(1, args.events // 100)
         grow(database, merchant_id, extra)
         started = time.perf_counter()

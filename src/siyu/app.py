@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 import siyu
 import siyu.wiring  # listeners of every module
+from siyu.analytics.mirror_endpoints import router as analytics_mirror_router
 from siyu.analytics.mirror_loop import embedded_sync
 from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.campaigns.journey_endpoints import router as journeys_router
@@ -192,6 +193,7 @@ def create_app(
     app.include_router(journeys_router, prefix=API_PREFIX)
     app.include_router(campaign_results_router, prefix=API_PREFIX)
     app.include_router(decisions_router, prefix=API_PREFIX)
+    app.include_router(analytics_mirror_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

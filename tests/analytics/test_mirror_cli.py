@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from siyu.analytics import mirror
 from siyu.analytics.mirror_loop import BackgroundSync, embedded_sync
 from siyu.analytics.mirror_status import mirror_status
 from siyu.cli.main import app
-from siyu.config import load_settings
+from siyu.config import Settings, load_settings
 from siyu.db import Database
 from tests.analytics.mirrorkit import Shop, make_shop
-from tests.conftest import DatabaseUnderTest
+from tests.conftest import DatabaseUnderTest, Tenant
 
 runner = CliRunner()
 
@@ -100,3 +102,33 @@ class TestSyncLoop:
         # then
         assert embedded_sync(settings, db) is None
         assert settings.resolved_analytics_dir == tmp_path / "analytics"
+
+
+class TestStatusEndpoint:
+    def test_a_merchant_sees_only_its_own_mirror(
+        self, db: Database, client: TestClient, settings: Settings, make_tenant: Callable[..., Tenant]
+    ) -> None:
+        # given two merchants, the first with two mirrored events
+        first, second = make_tenant("甲"), make_tenant("乙")
+        shop = Shop(db, settings.resolved_analytics_dir, first.merchant_id)
+        shop.event("p1")
+        shop.event("p2")
+        mirror.sync(db, shop.root, now=shop.tick(), merchant_ids=[first.merchant_id])
+        # when
+        mine = client.get("/api/v1/analytics/mirror", headers=first.headers)
+        theirs = client.get("/api/v1/analytics/mirror", headers=second.headers)
+        # then
+        assert mine.status_code == 200, mine.text
+        assert (mine.json()["events"], mine.json()["members"], mine.json()["pending_events"]) == (2, 2, 0)
+        assert theirs.status_code == 200
+        assert (theirs.json()["events"], theirs.json()["watermark"]) == (0, None)
+
+    def test_a_key_without_merchant_read_is_refused(
+        self, client: TestClient, make_tenant: Callable[..., Tenant]
+    ) -> None:
+        # given
+        tenant = make_tenant(scopes=["events:write"])
+        # when
+        response = client.get("/api/v1/analytics/mirror", headers=tenant.headers)
+        # then
+        assert response.status_code == 403
