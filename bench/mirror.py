@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -67,8 +67,8 @@ def anchor(database: Database, merchant_id: str, out: Path) -> tuple[int, float,
     return len(rows), read, time.perf_counter() - started
 
 
-def grow(database: Database, merchant_id: str, count: int) -> None:
-    """``count`` more events, received a minute after the data set's now (copies of old ones)."""
+def grow(database: Database, merchant_id: str, count: int, received: datetime) -> None:
+    """``count`` more events received at ``received`` (copies of old ones under new ids)."""
     with database.engine.begin() as connection:
         connection.execute(
             sa.text(
@@ -78,7 +78,7 @@ def grow(database: Database, merchant_id: str, count: int) -> None:
                 " channel, store_id, amount_fen, properties FROM events WHERE merchant_id = :m"
                 " ORDER BY event_id LIMIT :n"
             ),
-            {"received": NOW + timedelta(minutes=1), "m": merchant_id, "n": count},
+            {"received": received, "m": merchant_id, "n": count},
         )
 
 
@@ -103,20 +103,27 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="siyu-bench-mirror-"))
     try:
         root = work / "analytics"
+        # the generated events are received one per millisecond from NOW on
+        loaded = NOW + timedelta(seconds=args.events / 1000)
         started = time.perf_counter()
-        report = mirror.rebuild(database, root, now=NOW)
+        report = mirror.rebuild(database, root, now=loaded + timedelta(minutes=2))
         full = time.perf_counter() - started
         engine_name = database.engine.dialect.name
         print(f"{engine_name}: rebuild (events + snapshot + ledger): {_rate(report.events, full)}")
         extra = max(1, args.events // 100)
-        grow(database, merchant_id, extra)
+        grow(database, merchant_id, extra, loaded + timedelta(minutes=3))
         started = time.perf_counter()
-        report = mirror.sync(database, root, now=NOW + timedelta(minutes=2))
+        report = mirror.sync(database, root, now=loaded + timedelta(minutes=3, seconds=5), snapshot_every=60)
         incremental = time.perf_counter() - started
         print(f"incremental sync after 1 % more events: {_rate(report.events, incremental)}")
         started = time.perf_counter()
-        mirror.sync(database, root, now=NOW + timedelta(minutes=3), snapshot_every=60)
-        print(f"idle sync (nothing new, snapshot not due): {time.perf_counter() - started:.3f} s")
+        mirror.sync(database, root, now=loaded + timedelta(minutes=3, seconds=10), snapshot_every=60)
+        print(
+            f"idle sync 5 s later (ids of the last minute re-checked): {time.perf_counter() - started:.3f} s"
+        )
+        started = time.perf_counter()
+        mirror.sync(database, root, now=loaded + timedelta(minutes=5), snapshot_every=600)
+        print(f"idle sync 2 min later (nothing to re-check): {time.perf_counter() - started:.3f} s")
         rows, read, write = anchor(database, merchant_id, work / "anchor")
         print(f"anchor: read with the same select {_rate(rows, read)}; pyarrow write {_rate(rows, write)}")
         print(f"ratio rebuild / (read + pyarrow write): {full / (read + write):.2f}x the anchor's time")

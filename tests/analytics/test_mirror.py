@@ -16,6 +16,7 @@ from siyu.analytics import mirror_store as store
 from siyu.analytics.duck import mirror_engine, mirror_member_days, mirror_relations
 from siyu.analytics.relations import EVENT_COLUMNS, MEMBER_COLUMNS, TRANSITION_COLUMNS
 from siyu.db import Database
+from siyu.lifecycle import facade as lifecycle
 from tests.analytics.mirrorkit import T0, Shop, assert_same, make_shop
 
 
@@ -229,6 +230,35 @@ class TestErasure:
         mirror.sync(shop.db, shop.root, now=shop.now + timedelta(seconds=store.RETIRE_GRACE_SECONDS + 1))
         # then
         assert not (shop.root / old).exists()
+
+
+class TestLedger:
+    def test_a_rewritten_ledger_is_rewritten_whole_in_the_mirror(self, shop: Shop) -> None:
+        # given a mirrored ledger
+        shop.event("a", "order_paid", occurred_at=T0 - timedelta(days=40), amount=500)
+        shop.event("b")
+        mirror.sync(shop.db, shop.root, now=shop.tick())
+        before = shop.mirror("stage_transitions")
+        # when the state store's ledger is rebuilt from history
+        with shop.db.unit_of_work() as session:
+            lifecycle.rebuild(session, shop.merchant_id, now=shop.now)
+        report = mirror.sync(shop.db, shop.root, now=shop.tick())
+        # then
+        after = shop.mirror("stage_transitions")
+        assert report.merchants[0].transitions == len(after)
+        assert sorted(map(repr, after)) != sorted(map(repr, before))
+        assert_same(shop)
+
+    def test_new_entries_are_appended(self, shop: Shop) -> None:
+        # given
+        shop.event("a")
+        mirror.sync(shop.db, shop.root, now=shop.tick())
+        # when a new member arrives
+        shop.event("b")
+        report = mirror.sync(shop.db, shop.root, now=shop.tick())
+        # then only its entry is copied
+        assert report.merchants[0].transitions == 1
+        assert_same(shop)
 
 
 class TestRebuild:
