@@ -90,7 +90,10 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL base URL (else SQLite --out)")
     parser.add_argument("--schema", default="bench_mirror", help="PostgreSQL schema to fill")
     args = parser.parse_args()
-    if not args.database_url:
+    if args.database_url:  # a fresh data set each run (a previous run may have stopped half-way)
+        with sa.create_engine(args.database_url).begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{args.schema}" CASCADE'))
+    else:
         Path(args.out).unlink(missing_ok=True)
     engine = open_engine(args)
     upgrade(engine)

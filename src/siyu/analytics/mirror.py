@@ -438,9 +438,22 @@ def _transition_rows(merchant_id: str, since: date | None) -> Any:
 
 
 def _sync_transitions(session: Session, w: _Writer) -> int:
-    """Append the ledger entries not mirrored yet; rewrite whole if the ledger was rewritten."""
+    """Append the ledger entries not mirrored yet; rewrite whole if the ledger was rewritten.
+
+    First a probe — the ledger's size, and the size and newest ``recorded_at`` of the entries
+    from the watermark day on — which, unchanged since the previous sync, means nothing to do
+    (an idle sync then reads no entry)."""
     files = w.merchant.files["stage_transitions"]
     since = date.fromisoformat(w.merchant.transitions_watermark) if w.merchant.transitions_watermark else None
+    t = StageTransition
+    mine = t.merchant_id == w.merchant_id
+    count = session.execute(select(func.count()).select_from(t).where(mine)).scalar_one()
+    if since is not None:
+        n, newest = session.execute(
+            select(func.count(), func.max(t.recorded_at)).where(mine, t.effective_on >= since)
+        ).one()
+        if _probe(count, n, newest) == w.merchant.transitions_probe:
+            return 0
     rows = [tuple(r) for r in session.execute(_transition_rows(w.merchant_id, since))]
     mirrored: dict[tuple[str, int], tuple[Any, ...]] = {}
     if since is not None:
@@ -450,11 +463,8 @@ def _sync_transitions(session: Session, w: _Writer) -> int:
             mirrored[(values[0], values[1])] = values
     fresh = [r for r in rows if (r[0], r[1]) not in mirrored]
     conflict = any(mirrored.get((r[0], r[1]), r) != r for r in rows)
-    count = session.execute(
-        select(func.count()).select_from(StageTransition).where(StageTransition.merchant_id == w.merchant_id)
-    ).scalar_one()
     if conflict or w.merchant.rows("stage_transitions") + len(fresh) != count:
-        fresh = [tuple(r) for r in session.execute(_transition_rows(w.merchant_id, None))]
+        rows = fresh = [tuple(r) for r in session.execute(_transition_rows(w.merchant_id, None))]
         w.retire("stage_transitions", list(files))
     if fresh:
         latest = max(r[4] for r in fresh)
@@ -464,7 +474,13 @@ def _sync_transitions(session: Session, w: _Writer) -> int:
         )
     days = [meta["max_effective_on"] for meta in files.values()]
     w.merchant.transitions_watermark = max(days) if days else None
+    window = [r for r in rows if days and r[4] >= date.fromisoformat(max(days))]
+    w.merchant.transitions_probe = _probe(count, len(window), max((r[5] for r in window), default=None))
     return len(fresh)
+
+
+def _probe(total: int, window: int, newest: datetime | None) -> list[Any]:
+    return [int(total), int(window), newest.isoformat() if newest is not None else None]
 
 
 def _compact(w: _Writer) -> None:

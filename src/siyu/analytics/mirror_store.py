@@ -102,6 +102,7 @@ class MerchantState:
     snapshot_written_at: str | None = None
     synced_at: str | None = None
     merge_fingerprint: str | None = None
+    transitions_probe: list[Any] | None = None
     files: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {t: {} for t in TABLES})
     """``files[table][relative path] = {"rows", "bytes", and per table: "max_received_at"…}``."""
 
@@ -113,6 +114,7 @@ class MerchantState:
             "snapshot_written_at": self.snapshot_written_at,
             "synced_at": self.synced_at,
             "merge_fingerprint": self.merge_fingerprint,
+            "transitions_probe": self.transitions_probe,
             "files": self.files,
         }
 
@@ -126,6 +128,7 @@ class MerchantState:
             snapshot_written_at=data.get("snapshot_written_at"),
             synced_at=data.get("synced_at"),
             merge_fingerprint=data.get("merge_fingerprint"),
+            transitions_probe=data.get("transitions_probe"),
             files=files,
         )
 
