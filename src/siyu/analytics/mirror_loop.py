@@ -7,7 +7,6 @@ import logging
 import threading
 from pathlib import Path
 
-from siyu.analytics import mirror
 from siyu.config import Settings
 from siyu.db import Database
 from siyu.kit.clock import utcnow
@@ -28,14 +27,17 @@ class BackgroundSync:
         self.thread = threading.Thread(target=self._run, name="siyu-analytics-sync", daemon=True)
 
     def _run(self) -> None:
-        while not self.stop_event.is_set():
+        # Imported here: pyarrow costs a second of start-up that the server need not wait for.
+        from siyu.analytics import mirror
+
+        # The first round waits an interval too: the server finishes starting first.
+        while not self.stop_event.wait(self.interval):
             try:
                 mirror.sync(
                     self.db, self.root, now=utcnow(), snapshot_every=SNAPSHOT_EVERY_SECONDS, wait=False
                 )
             except Exception:  # the next round tries again; the state file is untouched by a failure
                 log.exception("analytics mirror sync failed")
-            self.stop_event.wait(self.interval)
 
     def start(self) -> None:
         self.thread.start()

@@ -10,7 +10,6 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from siyu.analytics import mirror_store as store
 from siyu.events.models import Event
 
 
@@ -35,6 +34,8 @@ class MirrorStatus:
 
 def mirror_status(session: Session, root: Path, merchant_id: str) -> MirrorStatus:
     """One merchant's status (a merchant not mirrored yet: zeros and ``None``)."""
+    from siyu.analytics import mirror_store as store  # pyarrow: imported when first asked
+
     ms = store.load_state(root).merchants.get(merchant_id)
     watermark = datetime.fromisoformat(ms.events_watermark) if ms and ms.events_watermark else None
     newer = select(func.count(), func.max(Event.received_at)).where(Event.merchant_id == merchant_id)
