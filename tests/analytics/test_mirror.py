@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from siyu.analytics import mirror
 from siyu.analytics import mirror_store as store
 from siyu.analytics.duck import mirror_engine, mirror_member_days, mirror_relations
-from siyu.analytics.relations import EVENT_COLUMNS, MEMBER_COLUMNS, TRANSITION_COLUMNS
+from siyu.analytics.relations import EVENT_COLUMNS, MEMBER_COLUMNS, TRANSITION_COLUMNS, Relations
+from siyu.analytics.scope import Grain, Scope, bucket, scoped_events
 from siyu.db import Database
 from siyu.lifecycle import facade as lifecycle
-from tests.analytics.mirrorkit import T0, Shop, assert_same, make_shop
+from tests.analytics.mirrorkit import T0, Shop, assert_same, make_shop, normalise
 
 
 @pytest.fixture
@@ -330,3 +331,39 @@ class TestConcurrency:
             report = mirror.sync(shop.db, shop.root, now=shop.now, wait=False)
         # then
         assert report.skipped
+
+
+class TestMetricQueries:
+    def test_a_scoped_bucketed_query_answers_alike_on_the_mirror(self, shop: Shop) -> None:
+        # given orders over three weeks, one merged person and one refund
+        for days in (0, 3, 9, 17):
+            shop.event("a", "order_paid", occurred_at=T0 - timedelta(days=days), amount=1000 + days)
+        shop.event("b", "order_refunded", occurred_at=T0 - timedelta(days=2), amount=300)
+        shop.event("b", extra_identity="nb")
+        shop.event("a", extra_identity="nb")
+        mirror.sync(shop.db, shop.root, now=shop.tick())
+        day = T0.astimezone(shop.zone()).date()
+        scope = Scope(start=day - timedelta(days=20), end=day, store_id="S1")
+
+        def weekly(rel: Relations) -> sa.Select[tuple[object, ...]]:
+            events = scoped_events(rel, scope, "order_paid", "order_refunded").subquery()
+            week = bucket(events.c.local_date, Grain.WEEK)
+            return (
+                sa.select(
+                    week,
+                    events.c.type,
+                    sa.func.count(sa.distinct(events.c.member_id)),
+                    sa.func.sum(events.c.amount_fen),
+                )
+                .group_by(week, events.c.type)
+                .order_by(week, events.c.type)
+            )
+
+        # when
+        with shop.db.reading() as session:
+            state = [tuple(normalise(v) for v in r) for r in session.execute(weekly(shop.state_rel()))]
+        with shop.engine.connect() as connection:
+            duck = [tuple(normalise(v) for v in r) for r in connection.execute(weekly(shop.mirror_rel()))]
+        # then
+        assert duck == state
+        assert len(state) == 4
