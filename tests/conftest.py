@@ -130,6 +130,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, test_database: DatabaseUn
         console=False,
         max_body_bytes=64 * 1024,
         worker_embedded=False,  # tests run the outbox worker themselves (tests/outbox)
+        analytics_sync_interval=0,  # tests sync the analytics mirror themselves (tests/analytics)
     )
 
 

@@ -18,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 import siyu
 import siyu.wiring  # listeners of every module
 from siyu.analytics.endpoints_worth import router as analytics_worth_router
+from siyu.analytics.mirror_endpoints import router as analytics_mirror_router
+from siyu.analytics.mirror_loop import embedded_sync
 from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.campaigns.journey_endpoints import router as journeys_router
 from siyu.campaigns.results_endpoints import router as campaign_results_router
@@ -148,10 +150,13 @@ def create_app(
         statements = AsyncStatements(db.engine, LOOP_CONNECTIONS) if is_postgres(db.engine) else None
         app.state.loop_statements = statements
         worker = embedded_worker(settings, db)
+        mirror_sync = embedded_sync(settings, db)
         try:
             async with background_upkeep(db):
                 yield
         finally:
+            if mirror_sync is not None:
+                await run_in_threadpool(mirror_sync.stop)
             if worker is not None:
                 await run_in_threadpool(worker.stop)
             app.state.loop_statements = None
@@ -192,6 +197,7 @@ def create_app(
     app.include_router(decisions_router, prefix=API_PREFIX)
     app.include_router(analytics_worth_router, prefix=API_PREFIX)
     app.include_router(models_router, prefix=API_PREFIX)
+    app.include_router(analytics_mirror_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -19,6 +19,10 @@ variable                   meaning                                       default
 ``SIYU_WORKER_BATCH``      items a worker claims at once                 ``50``
 ``SIYU_OUTBOX_MAX_ATTEMPTS``  attempts before an item is dead            ``10``
 ``SIYU_OUTBOX_LEASE``      seconds a claimed item stays with its worker  ``120``
+``SIYU_ANALYTICS_DIR``     root of the columnar (Parquet) mirror that    ``DATA_DIR/analytics``
+                           the analytics queries read
+``SIYU_ANALYTICS_SYNC_INTERVAL``  seconds between mirror syncs inside    ``5``
+                           ``siyu serve`` (``0``: no sync loop)
 =========================  ============================================  =========================
 
 Bad configuration raises :class:`ConfigError` with one line that names the variable; the CLI
@@ -64,6 +68,8 @@ class Settings(BaseSettings):
     worker_batch: int = Field(default=50, ge=1, le=1000)
     outbox_max_attempts: int = Field(default=10, ge=1, le=100)
     outbox_lease: float = Field(default=120.0, ge=1, le=86_400)
+    analytics_dir: Path | None = Field(default=None, description="root of the Parquet mirror")
+    analytics_sync_interval: float = Field(default=5.0, ge=0, le=86_400)
 
     @field_validator("database_url")
     @classmethod
@@ -86,6 +92,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'siyu.db').resolve()}"
+
+    @property
+    def resolved_analytics_dir(self) -> Path:
+        """The mirror's root, defaulting to ``DATA_DIR/analytics``."""
+        return self.analytics_dir if self.analytics_dir is not None else self.data_dir / "analytics"
 
     def ensure_data_dir(self) -> Path:
         """Create the data directory if needed; say clearly when that is impossible."""

@@ -16,6 +16,7 @@ import typer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from siyu.cli.analytics import analytics_app
 from siyu.cli.campaigns import campaigns_app
 from siyu.cli.common import (
     EXIT_UNEXPECTED,
@@ -78,6 +79,7 @@ app.add_typer(points_app, name="points")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(models_app, name="models")
+app.add_typer(analytics_app, name="analytics")
 campaigns_app.add_typer(journeys_app, name="journeys")
 app.add_typer(campaigns_app, name="campaigns")
 

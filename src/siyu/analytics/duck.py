@@ -1,0 +1,146 @@
+"""DuckDB over the Parquet mirror: the engine, and the same :class:`Relations` as the state store.
+
+Each relation is a ``read_parquet([...])`` of the files the mirror's state file names at the
+moment :func:`mirror_relations` is called (never a directory glob: a file being replaced or
+retired is not in that list, and a retired file stays on disk long enough for queries planned
+before; see :mod:`siyu.analytics.mirror_store`). Events resolve their member through the merge
+map; members are the latest snapshot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy import event, text
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import FromClause
+
+from siyu.analytics import mirror_store as store
+from siyu.analytics.relations import EVENT_COLUMNS, MEMBER_COLUMNS, TRANSITION_COLUMNS, Relations
+
+_TS = sa.DateTime(timezone=True)
+_TYPES: dict[str, tuple[sa.types.TypeEngine[Any], str]] = {
+    # column: (SQLAlchemy type, DuckDB type of an empty relation's column)
+    "occurred_at": (_TS, "TIMESTAMPTZ"),
+    "created_at": (_TS, "TIMESTAMPTZ"),
+    "first_order_at": (_TS, "TIMESTAMPTZ"),
+    "local_date": (sa.Date(), "DATE"),
+    "created_on": (sa.Date(), "DATE"),
+    "first_order_on": (sa.Date(), "DATE"),
+    "effective_on": (sa.Date(), "DATE"),
+    "snapshot_date": (sa.Date(), "DATE"),
+    "amount_fen": (sa.BigInteger(), "BIGINT"),
+    "order_count": (sa.BigInteger(), "BIGINT"),
+    "total_spend_fen": (sa.BigInteger(), "BIGINT"),
+    "refund_fen": (sa.BigInteger(), "BIGINT"),
+    "points_balance": (sa.BigInteger(), "BIGINT"),
+    "seq": (sa.Integer(), "INTEGER"),
+    "operable": (sa.Boolean(), "BOOLEAN"),
+}
+_STRING: tuple[sa.types.TypeEngine[Any], str] = (sa.String(), "VARCHAR")
+
+
+def mirror_engine(root: Path) -> sa.Engine:
+    """An in-memory DuckDB engine for queries over the mirror under ``root``.
+
+    Every checkout opens its own in-memory database (``NullPool``): the relations name their
+    files, so connections share nothing, and each request thread gets its own connection.
+    Sessions run in UTC, so ``TIMESTAMPTZ`` values come back as aware UTC datetimes.
+    """
+    engine = sa.create_engine("duckdb:///:memory:", poolclass=NullPool)
+    search_path = str(Path(root).resolve()).replace("'", "''")
+
+    @event.listens_for(engine, "connect")
+    def _setup(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("SET TimeZone = 'UTC'")
+        dbapi_connection.execute(f"SET file_search_path = '{search_path}'")
+
+    return engine
+
+
+def _source(root: Path, paths: list[str]) -> str:
+    files = ", ".join("'" + str((root / p).resolve()).replace("'", "''") + "'" for p in sorted(paths))
+    return f"read_parquet([{files}])"
+
+
+def _columns(names: tuple[str, ...]) -> list[sa.ColumnClause[Any]]:
+    return [sa.column(n, _TYPES.get(n, _STRING)[0]) for n in names]
+
+
+def _empty(names: tuple[str, ...]) -> str:
+    picks = ", ".join(f"CAST(NULL AS {_TYPES.get(n, _STRING)[1]}) AS {n}" for n in names)
+    return f"SELECT {picks} WHERE false"
+
+
+def _relation(sql: str, names: tuple[str, ...], alias: str) -> FromClause:
+    return text(sql).columns(*_columns(names)).subquery(alias)
+
+
+def _events_sql(root: Path, ms: store.MerchantState | None) -> str:
+    if ms is None or not ms.files["events"]:
+        return _empty(EVENT_COLUMNS)
+    picks = ", ".join(
+        "coalesce(m.survivor_id, e.member_id) AS member_id" if n == "member_id" else f"e.{n}"
+        for n in EVENT_COLUMNS
+    )
+    merges = ms.files["merge_map"]
+    if not merges:
+        picks = ", ".join(f"e.{n}" for n in EVENT_COLUMNS)
+        return f"SELECT {picks} FROM {_source(root, list(ms.files['events']))} AS e"
+    return (
+        f"SELECT {picks} FROM {_source(root, list(ms.files['events']))} AS e"
+        f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_id = e.member_id"
+    )
+
+
+def _members_sql(root: Path, ms: store.MerchantState | None, names: tuple[str, ...], *, latest: bool) -> str:
+    paths = sorted(ms.files["members"], key=_snapshot_day) if ms else []
+    if latest:
+        paths = paths[-1:]
+    if not paths:
+        return _empty(names)
+    return f"SELECT {', '.join(names)} FROM {_source(root, paths)}"
+
+
+def _snapshot_day(path: str) -> tuple[str, str]:
+    return path.split("snapshot_date=")[1].split("/")[0], path
+
+
+def _transitions_sql(root: Path, ms: store.MerchantState | None) -> str:
+    if ms is None or not ms.files["stage_transitions"]:
+        return _empty(TRANSITION_COLUMNS)
+    return f"SELECT {', '.join(TRANSITION_COLUMNS)} FROM {_source(root, list(ms.files['stage_transitions']))}"
+
+
+def mirror_relations(root: Path, merchant_id: str, zone: ZoneInfo) -> Relations:
+    """The merchant's relations over the mirror, as of now (engine ``duckdb``).
+
+    Same columns and compatible types as :func:`siyu.analytics.relations.state_relations`;
+    ``events.member_id`` is resolved through the merge map; ``members`` is the latest daily
+    snapshot. A root or merchant not mirrored yet gives empty relations.
+    """
+    root = Path(root)
+    ms = store.load_state(root).merchants.get(merchant_id)
+    return Relations(
+        merchant_id=merchant_id,
+        timezone=zone,
+        engine="duckdb",
+        events=_relation(_events_sql(root, ms), EVENT_COLUMNS, "events"),
+        members=_relation(_members_sql(root, ms, MEMBER_COLUMNS, latest=True), MEMBER_COLUMNS, "members"),
+        stage_transitions=_relation(_transitions_sql(root, ms), TRANSITION_COLUMNS, "stage_transitions"),
+    )
+
+
+MEMBER_DAY_COLUMNS = (*MEMBER_COLUMNS, "snapshot_date")
+
+
+def mirror_member_days(root: Path, merchant_id: str) -> FromClause:
+    """Every daily member snapshot of the merchant (``MEMBER_COLUMNS`` + ``snapshot_date``): the
+    members as they were at the end of each mirrored day ("operable assets over time")."""
+    root = Path(root)
+    ms = store.load_state(root).merchants.get(merchant_id)
+    sql = _members_sql(root, ms, MEMBER_DAY_COLUMNS, latest=False)
+    return _relation(sql, MEMBER_DAY_COLUMNS, "member_days")
