@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from siyu.analytics import mirror_store as store
@@ -46,6 +46,9 @@ from siyu.events.models import Event
 from siyu.lifecycle.models import StageTransition
 from siyu.members.models import Member, MemberStatus
 from siyu.tenancy import facade as tenancy
+
+REBUILD_CAUSE = "rebuild"
+"""``StageTransition.cause`` of the entries :func:`siyu.lifecycle.service.rebuild` writes."""
 
 OVERLAP = timedelta(seconds=60)
 """How late a transaction may commit after it set its events' ``received_at`` and still be
@@ -447,12 +450,23 @@ def _sync_transitions(session: Session, w: _Writer) -> int:
     since = date.fromisoformat(w.merchant.transitions_watermark) if w.merchant.transitions_watermark else None
     t = StageTransition
     mine = t.merchant_id == w.merchant_id
-    count = session.execute(select(func.count()).select_from(t).where(mine)).scalar_one()
-    if since is not None:
+    # the whole ledger's size and its ``rebuild`` entries (count, newest): a lifecycle rebuild may
+    # rewrite entries before the watermark day and keep the size — only this says it happened
+    count, rebuilt_n, rebuilt_at = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((t.cause == REBUILD_CAUSE, 1), else_=0)), 0),
+            func.max(case((t.cause == REBUILD_CAUSE, t.recorded_at))),
+        ).where(mine)
+    ).one()
+    rebuilt = [int(rebuilt_n), str(rebuilt_at) if rebuilt_at is not None else None]
+    previous = w.merchant.transitions_probe
+    ledger_rebuilt = previous is not None and previous[3:] != [rebuilt]
+    if since is not None and not ledger_rebuilt:
         n, newest = session.execute(
             select(func.count(), func.max(t.recorded_at)).where(mine, t.effective_on >= since)
         ).one()
-        if _probe(count, n, newest) == w.merchant.transitions_probe:
+        if _probe(count, n, newest, rebuilt) == previous:
             return 0
     rows = [tuple(r) for r in session.execute(_transition_rows(w.merchant_id, since))]
     mirrored: dict[tuple[str, int], tuple[Any, ...]] = {}
@@ -462,7 +476,7 @@ def _sync_transitions(session: Session, w: _Writer) -> int:
             values = tuple(row.values())
             mirrored[(values[0], values[1])] = values
     fresh = [r for r in rows if (r[0], r[1]) not in mirrored]
-    conflict = any(mirrored.get((r[0], r[1]), r) != r for r in rows)
+    conflict = ledger_rebuilt or any(mirrored.get((r[0], r[1]), r) != r for r in rows)
     if conflict or w.merchant.rows("stage_transitions") + len(fresh) != count:
         rows = fresh = [tuple(r) for r in session.execute(_transition_rows(w.merchant_id, None))]
         w.retire("stage_transitions", list(files))
@@ -475,12 +489,14 @@ def _sync_transitions(session: Session, w: _Writer) -> int:
     days = [meta["max_effective_on"] for meta in files.values()]
     w.merchant.transitions_watermark = max(days) if days else None
     window = [r for r in rows if days and r[4] >= date.fromisoformat(max(days))]
-    w.merchant.transitions_probe = _probe(count, len(window), max((r[5] for r in window), default=None))
+    w.merchant.transitions_probe = _probe(
+        count, len(window), max((r[5] for r in window), default=None), rebuilt
+    )
     return len(fresh)
 
 
-def _probe(total: int, window: int, newest: datetime | None) -> list[Any]:
-    return [int(total), int(window), newest.isoformat() if newest is not None else None]
+def _probe(total: int, window: int, newest: datetime | None, rebuilt: list[Any]) -> list[Any]:
+    return [int(total), int(window), newest.isoformat() if newest is not None else None, rebuilt]
 
 
 def _compact(w: _Writer) -> None:
