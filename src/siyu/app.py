@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 import siyu
 import siyu.wiring  # listeners of every module
+from siyu.analytics.endpoints import router as analytics_router
 from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.campaigns.journey_endpoints import router as journeys_router
 from siyu.campaigns.results_endpoints import router as campaign_results_router
@@ -188,6 +189,7 @@ def create_app(
     app.include_router(journeys_router, prefix=API_PREFIX)
     app.include_router(campaign_results_router, prefix=API_PREFIX)
     app.include_router(decisions_router, prefix=API_PREFIX)
+    app.include_router(analytics_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

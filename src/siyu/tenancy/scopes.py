@@ -75,6 +75,9 @@ class Scope(StrEnum):
     """Read message templates, fatigue settings, messages and guide tasks."""
     MESSAGES_WRITE = "messages:write"
     """Manage message templates and fatigue settings, send messages, complete guide tasks."""
+    ANALYTICS_READ = "analytics:read"
+    """Read the C-CARE dashboard: aggregate metrics over members, events and messages (no
+    identifiers, no member ids)."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 
