@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,7 @@ from siyu.lifecycle.rules import StageRules
 from siyu.members.rights import erase_member
 from siyu.messaging.models import Message
 from siyu.tenancy import facade as tenancy
+from siyu.tiers.models import MemberTier
 from tests.analytics.duckcopy import copy_to_duck, duck_engine
 
 ZONE = "Asia/Shanghai"
@@ -197,18 +198,21 @@ NO_MIRROR = Path("/nonexistent/siyu-analytics")
 def contexts(db: Database, merchant_id: str, *, now: datetime = NOW) -> Iterator[list[AnalyticsContext]]:
     """The merchant's metrics context on the state store and on DuckDB (a copy of the same
     relations): every metric test asks both and expects the same numbers."""
-    with db.reading() as session, duck_engine().connect() as duck:
-        with open_context(session, NO_MIRROR, merchant_id, source=Source.STATE, now=now) as state:
-            rel = copy_to_duck(session.connection(), state.rel, duck)
-            on_duck = AnalyticsContext(
-                merchant_id=merchant_id,
-                source=Source.MIRROR,
-                rel=rel,
-                conn=duck,
-                session=session,
-                today=state.today,
-            )
-            yield [state, on_duck]
+    with (
+        db.reading() as session,
+        duck_engine().connect() as duck,
+        open_context(session, NO_MIRROR, merchant_id, source=Source.STATE, now=now) as state,
+    ):
+        rel = copy_to_duck(session.connection(), state.rel, duck)
+        on_duck = AnalyticsContext(
+            merchant_id=merchant_id,
+            source=Source.MIRROR,
+            rel=rel,
+            conn=duck,
+            session=session,
+            today=state.today,
+        )
+        yield [state, on_duck]
 
 
 def same_on_every_engine(contexts: list[AnalyticsContext], compute: Any) -> Any:
@@ -221,3 +225,27 @@ def same_on_every_engine(contexts: list[AnalyticsContext], compute: Any) -> Any:
 
 def session_of(ctxs: list[AnalyticsContext]) -> Session:
     return ctxs[0].session
+
+
+def set_tier(db: Database, world: World, tier_id: str, *letters: str) -> None:
+    """Members' current tier, as the tiers module stores it."""
+    with db.unit_of_work() as session:
+        for letter in letters:
+            session.add(
+                MemberTier(
+                    merchant_id=world.merchant_id,
+                    member_id=world.ids[letter],
+                    tier_id=tier_id,
+                    since=NOW,
+                    updated_at=NOW,
+                )
+            )
+
+
+def key_headers(
+    db: Database, merchant_id: str, scopes: tuple[str, ...] = ("analytics:read",)
+) -> dict[str, str]:
+    """A fresh API key of the merchant (only ``scopes``), as request headers."""
+    with db.unit_of_work() as session:
+        key = tenancy.issue_key(session, name="analytics", scopes=list(scopes), merchant_id=merchant_id)
+    return {"Authorization": f"Bearer {key.secret}"}
