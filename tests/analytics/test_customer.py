@@ -166,12 +166,12 @@ class TestUserAssets:
                     "(DATE '2026-11-05', 'b', 'active', true, 's2', 'mp', NULL),"
                     "(DATE '2026-11-05', 'c', 'merged', true, 's2', 'mp', NULL),"
                     "(DATE '2026-11-09', 'a', 'active', true, 's1', 'mp', 'gold')"
-                    ") t(snapshot_on, member_id, status, operable, acquisition_store_id,"
+                    ") t(snapshot_date, member_id, status, operable, acquisition_store_id,"
                     " acquisition_channel, tier)"
                 )
             )
             days = sa.table(
-                "days", *(sa.column(n) for n in ("snapshot_on", "member_id", "status", "operable",
+                "days", *(sa.column(n) for n in ("snapshot_date", "member_id", "status", "operable",
                                                  "acquisition_store_id", "acquisition_channel", "tier"))
             )  # fmt: skip
             # when

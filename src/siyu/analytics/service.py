@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Engine, literal, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, FromClause
@@ -58,7 +58,7 @@ class AnalyticsContext:
     watermark: datetime | None = None
     """The mirror's watermark (``None`` on the state store)."""
     member_days: FromClause | None = None
-    """Daily member snapshots (mirror only): the member columns plus ``snapshot_on``."""
+    """Daily member snapshots (mirror only): the member columns plus ``snapshot_date``."""
 
     def rows(self, statement: Executable) -> list[Any]:
         return [tuple(row) for row in self.conn.execute(statement)]
@@ -76,10 +76,10 @@ _engines: dict[Path, Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _duck() -> ModuleType | None:
-    """``siyu.analytics.duck`` (the mirror's query side), ``None`` if not installed."""
+def _module(name: str) -> ModuleType | None:
+    """An optional module of the mirror (``None`` if this build has no mirror)."""
     try:
-        return importlib.import_module("siyu.analytics.duck")
+        return importlib.import_module(name)
     except ImportError:
         return None
 
@@ -92,12 +92,23 @@ def _mirror_engine(duck: ModuleType, root: Path) -> Engine:
         return engine
 
 
-def _mirror_has(duck: ModuleType, root: Path, conn: Connection, rel: Relations) -> bool:
-    has = getattr(duck, "mirror_has_merchant", None)
-    if has is not None:
-        return bool(has(root, rel.merchant_id))
-    probe = select(literal(1)).select_from(rel.members).limit(1)
-    return conn.execute(probe).first() is not None
+@dataclass(frozen=True)
+class MirrorStatus:
+    has_merchant: bool
+    watermark: datetime | None
+
+
+def mirror_status(root: Path, merchant_id: str) -> MirrorStatus:
+    """Whether the mirror under ``root`` holds the merchant, and its events watermark (from the
+    mirror's state file, :mod:`siyu.analytics.mirror_store`)."""
+    store = _module("siyu.analytics.mirror_store")
+    if store is None or not root.exists():
+        return MirrorStatus(False, None)
+    merchant = store.load_state(root).merchants.get(merchant_id)
+    if merchant is None:
+        return MirrorStatus(False, None)
+    mark = getattr(merchant, "events_watermark", None)
+    return MirrorStatus(True, datetime.fromisoformat(mark) if mark else None)
 
 
 @contextmanager
@@ -110,25 +121,21 @@ def open_context(
     zone = tenancy.merchant_zone(session, merchant_id)
     today = now.astimezone(zone).date()
     if source is not Source.STATE:
-        duck = _duck()
-        if duck is not None and analytics_dir.exists():
-            engine = _mirror_engine(duck, analytics_dir)
-            with engine.connect() as conn:
-                rel = duck.mirror_relations(analytics_dir, merchant_id, zone)
-                if _mirror_has(duck, analytics_dir, conn, rel):
-                    watermark = getattr(duck, "mirror_watermark", None)
-                    member_days = getattr(duck, "mirror_member_days", None)
-                    yield AnalyticsContext(
-                        merchant_id=merchant_id,
-                        source=Source.MIRROR,
-                        rel=rel,
-                        conn=conn,
-                        session=session,
-                        today=today,
-                        watermark=watermark(analytics_dir, merchant_id) if watermark else None,
-                        member_days=member_days(analytics_dir, merchant_id, zone) if member_days else None,
-                    )
-                    return
+        duck = _module("siyu.analytics.duck")
+        status = mirror_status(analytics_dir, merchant_id)
+        if duck is not None and status.has_merchant:
+            with _mirror_engine(duck, analytics_dir).connect() as conn:
+                yield AnalyticsContext(
+                    merchant_id=merchant_id,
+                    source=Source.MIRROR,
+                    rel=duck.mirror_relations(analytics_dir, merchant_id, zone),
+                    conn=conn,
+                    session=session,
+                    today=today,
+                    watermark=status.watermark,
+                    member_days=duck.mirror_member_days(analytics_dir, merchant_id),
+                )
+                return
         if source is Source.MIRROR:
             raise MirrorUnavailable(f"the analytics mirror has no data for merchant {merchant_id} yet")
     dialect = session.get_bind().dialect.name
@@ -215,11 +222,7 @@ def scale_section(
 
 
 def daily_active(ctx: AnalyticsContext, scope: Scope) -> list[active.DayActive]:
-    series = {
-        name: active.running(scope, ctx.rows(active.rolling_active(ctx.rel, scope, window)))
-        for name, window in active.WINDOWS.items()
-    }
-    return active.daily_active(scope, series["dau"], series["wau"], series["mau"])
+    return active.daily_active(scope, ctx.rows(active.rolling_active(ctx.rel, scope)))
 
 
 def message_reach(ctx: AnalyticsContext, scope: Scope) -> active.MessageReach:
@@ -231,15 +234,15 @@ def message_reach(ctx: AnalyticsContext, scope: Scope) -> active.MessageReach:
 
 def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.ActiveSection:
     rel = ctx.rel
-    (members,) = ctx.one(active.active_members(rel, scope))
+    visits = active.visit_frequency_result(ctx.one(active.visit_frequency(rel, scope)))
     return active.ActiveSection(
-        active_members=int(members or 0),
+        active_members=visits.active_members,
         daily=daily_active(ctx, scope),
         by_bucket=[
             active.ActivePoint(as_date(b), int(n))
             for b, n in sorted(ctx.rows(active.active_by_bucket(rel, scope, grain)))
         ],
-        visit_frequency=active.visit_frequency_result(ctx.one(active.visit_frequency(rel, scope))),
+        visit_frequency=visits,
         recall=active.recall_result(Stage.DORMANT, ctx.one(active.recall(rel, scope))),
         messages=message_reach(ctx, scope),
     )

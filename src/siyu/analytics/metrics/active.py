@@ -23,14 +23,6 @@ from siyu.lifecycle.rules import Stage
 from siyu.messaging.models import COUNTED, Message, MessageStatus
 from siyu.tiers.models import MemberTier
 
-WINDOWS = {"dau": 1, "wau": 7, "mau": 30}
-
-
-def active_members(rel: Relations, scope: Scope) -> Query:
-    """One row: distinct members with at least one event in the scope."""
-    e = rel.events.c
-    return select(func.count(distinct(e.member_id))).where(event_filter(rel, scope))
-
 
 def active_by_bucket(rel: Relations, scope: Scope, grain: Grain) -> Query:
     """``(bucket, members)``: distinct active members per calendar bucket of the period (a
@@ -44,34 +36,43 @@ def active_by_bucket(rel: Relations, scope: Scope, grain: Grain) -> Query:
     )
 
 
-def rolling_active(rel: Relations, scope: Scope, window: int) -> Query:
-    """``(day offset from scope.start, change)``; the running sum of ``change`` over offsets is
-    the number of members active in the ``window`` days ending on each day.
+def rolling_active(rel: Relations, scope: Scope, windows: tuple[int, ...] = (1, 7, 30)) -> Query:
+    """``(window, day offset from scope.start, change)``; for each window, the running sum of
+    ``change`` over offsets is the number of members active in the ``window`` days ending on
+    each day (window 1: DAU, 7: WAU, 30: MAU).
 
     Each member's active days ``a₁ < a₂ < …`` make it count on days ``[aᵢ, min(aᵢ + window,
     aᵢ₊₁))`` — disjoint intervals — so one pass over distinct member-days (``LEAD``) answers
-    every day of the period at once, on every engine.
+    every day of the period and every window at once, on every engine.
     """
     e = rel.events.c
     anchor = literal(scope.start, Date)
     day = days_between(anchor, e.local_date)
     member_days = (
         select(e.member_id, day.label("d"))
-        .where(event_filter(rel, scope.reaching_back(window - 1)))
+        .where(event_filter(rel, scope.reaching_back(max(windows) - 1)))
         .group_by(e.member_id, day)
         .subquery("member_days")
     )
     nxt = func.lead(member_days.c.d).over(partition_by=member_days.c.member_id, order_by=member_days.c.d)
-    until = member_days.c.d + window
-    intervals = select(
-        member_days.c.d.label("since"),
-        case((and_(nxt.is_not(None), nxt < until), nxt), else_=until).label("until"),
-    ).subquery("intervals")
-    changes = union_all(
-        select(intervals.c.since.label("d"), literal(1).label("change")),
-        select(intervals.c.until.label("d"), literal(-1).label("change")),
-    ).subquery("changes")
-    return select(changes.c.d, func.sum(changes.c.change).label("change")).group_by(changes.c.d)
+    spans = select(member_days.c.d.label("since"), nxt.label("next")).subquery("spans")
+    parts = []
+    for window in windows:
+        until = spans.c.since + window
+        end = case((and_(spans.c.next.is_not(None), spans.c.next < until), spans.c.next), else_=until)
+        in_view = spans.c.since > -window  # an interval ending before the period changes nothing in it
+        parts.append(
+            select(literal(window).label("w"), spans.c.since.label("d"), literal(1).label("change")).where(
+                in_view
+            )
+        )
+        parts.append(
+            select(literal(window).label("w"), end.label("d"), literal(-1).label("change")).where(in_view)
+        )
+    changes = union_all(*parts).subquery("changes")
+    return select(changes.c.w, changes.c.d, func.sum(changes.c.change).label("change")).group_by(
+        changes.c.w, changes.c.d
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +85,12 @@ class DayActive:
     """Members active in the 30 days ending on ``on``."""
 
 
-def running(scope: Scope, rows: Iterable[Sequence[Any]]) -> list[int]:
-    """The per-day values of a :func:`rolling_active` answer."""
+def running(scope: Scope, window: int, rows: Iterable[Sequence[Any]]) -> list[int]:
+    """The per-day values of one window of a :func:`rolling_active` answer."""
     changes: dict[int, int] = {}
-    for offset, change in rows:
-        changes[int(offset)] = changes.get(int(offset), 0) + int(change)
+    for w, offset, change in rows:
+        if int(w) == window:
+            changes[int(offset)] = changes.get(int(offset), 0) + int(change)
     total = sum(c for offset, c in changes.items() if offset < 0)
     values = []
     for offset in range(scope.days):
@@ -97,7 +99,10 @@ def running(scope: Scope, rows: Iterable[Sequence[Any]]) -> list[int]:
     return values
 
 
-def daily_active(scope: Scope, dau: list[int], wau: list[int], mau: list[int]) -> list[DayActive]:
+def daily_active(scope: Scope, rows: Iterable[Sequence[Any]]) -> list[DayActive]:
+    """DAU, WAU and MAU for every day of the period from :func:`rolling_active`'s rows."""
+    answer = list(rows)
+    dau, wau, mau = (running(scope, window, answer) for window in (1, 7, 30))
     return [DayActive(scope.start + timedelta(days=i), dau[i], wau[i], mau[i]) for i in range(scope.days)]
 
 

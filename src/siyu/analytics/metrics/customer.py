@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import Date, and_, case, cast, func, literal, or_, select
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from siyu.analytics.relations import Relations
@@ -192,11 +192,12 @@ def assets_now(rel: Relations, scope: Scope) -> Query:
 
 
 def operable_history(member_days: FromClause, scope: Scope) -> Query:
-    """``(snapshot_on, operable)`` from daily member snapshots (the mirror's
-    ``mirror_member_days``: the member relation's columns plus ``snapshot_on``), one row per
-    snapshot day in the period."""
+    """``(snapshot_date, operable)`` from daily member snapshots (the mirror's
+    ``mirror_member_days``: the member relation's columns plus ``snapshot_date``, the local day
+    the snapshot was taken at the end of), one row per snapshot day in the period."""
     d = member_days.c
-    conditions = [d.snapshot_on >= scope.start, d.snapshot_on <= scope.end, d.status == ACTIVE]
+    day = cast(d.snapshot_date, Date)
+    conditions = [day >= scope.start, day <= scope.end, d.status == ACTIVE]
     conditions += [d.operable.is_(True)]
     if scope.store_id is not None:
         conditions.append(d.acquisition_store_id == scope.store_id)
@@ -204,7 +205,7 @@ def operable_history(member_days: FromClause, scope: Scope) -> Query:
         conditions.append(d.acquisition_channel == scope.channel)
     if scope.tier is not None:
         conditions.append(d.tier == scope.tier)
-    return select(d.snapshot_on, func.count().label("operable")).where(*conditions).group_by(d.snapshot_on)
+    return select(day.label("snapshot_date"), func.count().label("operable")).where(*conditions).group_by(day)
 
 
 def operable_series(
