@@ -5,6 +5,7 @@ the Relations reading of the ledger equals the lifecycle module's own; the API."
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -279,3 +280,32 @@ class TestApi:
         assert default.status_code == 200, default.text
         assert default.json()["source"] == "state"
         assert {"customer", "scale", "active"} <= set(default.json()["sections"])
+
+
+class TestOnTheMirror:
+    def test_every_section_gives_the_state_stores_numbers_from_the_mirror(
+        self, db: Database, world: w.World, tmp_path: Path
+    ) -> None:
+        # given: the world mirrored to Parquet (needs the mirror module)
+        mirror = pytest.importorskip("siyu.analytics.mirror")
+        root = tmp_path / "analytics"
+        w.add_messages(db, world)
+        mirror.sync(db, root, now=w.NOW)
+        scope = Scope(date(2026, 10, 26), date(2026, 11, 10))
+        answers = {}
+        for source in (service.Source.STATE, None):
+            with (
+                db.reading() as session,
+                service.open_context(session, root, world.merchant_id, source=source, now=w.NOW) as ctx,
+            ):
+                # when: the default source, and the state store
+                answers[ctx.source] = (
+                    ctx.watermark,
+                    {name: fn(ctx, scope, Grain.WEEK) for name, fn in service.sections().items()},
+                )
+        # then: the default is the mirror (it holds the merchant), with its watermark, and the same figures
+        assert set(answers) == {service.Source.STATE, service.Source.MIRROR}
+        assert answers[service.Source.MIRROR][0] is not None
+        state, mirrored = answers[service.Source.STATE][1], answers[service.Source.MIRROR][1]
+        for name in ("customer", "scale", "active"):
+            assert mirrored[name] == state[name], name
