@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Date, and_, case, distinct, func, literal, select, union_all
+from sqlalchemy import Date, and_, case, distinct, func, literal, select, true, union_all
 from sqlalchemy.sql import ColumnElement
 
+from siyu.analytics.metrics.customer import ledger_until
 from siyu.analytics.relations import Relations, days_between
 from siyu.analytics.scope import Grain, Query, Scope, bucket, event_filter, rate_bp
 from siyu.lifecycle.rules import Stage
@@ -56,22 +57,21 @@ def rolling_active(rel: Relations, scope: Scope, windows: tuple[int, ...] = (1, 
     )
     nxt = func.lead(member_days.c.d).over(partition_by=member_days.c.member_id, order_by=member_days.c.d)
     spans = select(member_days.c.d.label("since"), nxt.label("next")).subquery("spans")
-    parts = []
-    for window in windows:
-        until = spans.c.since + window
-        end = case((and_(spans.c.next.is_not(None), spans.c.next < until), spans.c.next), else_=until)
-        in_view = spans.c.since > -window  # an interval ending before the period changes nothing in it
-        parts.append(
-            select(literal(window).label("w"), spans.c.since.label("d"), literal(1).label("change")).where(
-                in_view
-            )
+    kinds = union_all(
+        *(
+            select(literal(window).label("w"), literal(sign).label("sign"))
+            for window in windows
+            for sign in (1, -1)
         )
-        parts.append(
-            select(literal(window).label("w"), end.label("d"), literal(-1).label("change")).where(in_view)
-        )
-    changes = union_all(*parts).subquery("changes")
-    return select(changes.c.w, changes.c.d, func.sum(changes.c.change).label("change")).group_by(
-        changes.c.w, changes.c.d
+    ).subquery("kinds")
+    until = spans.c.since + kinds.c.w
+    end = case((and_(spans.c.next.is_not(None), spans.c.next < until), spans.c.next), else_=until)
+    boundary = case((kinds.c.sign == 1, spans.c.since), else_=end)
+    return (
+        select(kinds.c.w, boundary.label("d"), func.sum(kinds.c.sign).label("change"))
+        .select_from(spans.join(kinds, true()))
+        .where(spans.c.since > -kinds.c.w)  # an interval ending before the period changes nothing in it
+        .group_by(kinds.c.w, boundary)
     )
 
 
@@ -144,25 +144,18 @@ def recall(rel: Relations, scope: Scope, stage: Stage = Stage.DORMANT) -> Query:
     """One row ``(in stage at start, recalled)``: members whose ledger stage at the end of the
     day before the period is ``stage`` (current tier filter applies, erased excluded), and those
     of them with at least one event in the scope (store/channel filters apply to that event)."""
-    t, m, e = rel.stage_transitions, rel.members, rel.events
-    eve = scope.start - timedelta(days=1)
-    last = (
-        select(t.c.member_id, func.max(t.c.seq).label("seq"))
-        .where(t.c.effective_on <= eve)
-        .group_by(t.c.member_id)
-        .subquery("last_entry")
-    )
-    entry = select(t).subquery("entry")
-    conditions: list[ColumnElement[bool]] = [entry.c.to_stage == stage.value, m.c.status != "erased"]
+    m, e = rel.members, rel.events
+    ledger = ledger_until(rel, scope.start - timedelta(days=1))
+    conditions: list[ColumnElement[bool]] = [
+        ledger.c.until.is_(None),
+        ledger.c.to_stage == stage.value,
+        m.c.status != "erased",
+    ]
     if scope.tier is not None:
         conditions.append(m.c.tier == scope.tier)
     cohort = (
-        select(last.c.member_id)
-        .select_from(
-            last.join(entry, and_(entry.c.member_id == last.c.member_id, entry.c.seq == last.c.seq)).join(
-                m, m.c.member_id == last.c.member_id
-            )
-        )
+        select(ledger.c.member_id)
+        .select_from(ledger.join(m, m.c.member_id == ledger.c.member_id))
         .where(*conditions)
         .subquery("cohort")
     )

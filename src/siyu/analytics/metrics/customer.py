@@ -30,9 +30,27 @@ def _counted(rel: Relations, scope: Scope) -> ColumnElement[bool]:
     return and_(rel.members.c.status != ERASED, member_filter(rel, scope))
 
 
-def _entries(rel: Relations, name: str) -> FromClause:
-    """The ledger again under its own name (for self-joins)."""
-    return select(rel.stage_transitions).subquery(name)
+def ledger_until(rel: Relations, last_day: date) -> FromClause:
+    """The ledger entries effective on ``last_day`` or earlier, each with ``until``: the
+    effective day of the member's next such entry (``None`` for its last one).
+
+    An entry is the member's stage at the end of day ``D <= last_day`` when ``effective_on <= D``
+    and (``until`` is ``None`` or ``until > D``) — the same as "its entry of greatest ``seq``
+    effective by ``D``" (``effective_on`` never goes back within a member), read in one ordered
+    pass (``LEAD``) instead of a self-join of the ledger.
+    """
+    t = rel.stage_transitions
+    until = func.lead(t.c.effective_on).over(partition_by=t.c.member_id, order_by=t.c.seq)
+    return (
+        select(t.c.member_id, t.c.to_stage, t.c.effective_on, until.label("until"))
+        .where(t.c.effective_on <= last_day)
+        .subquery("ledger")
+    )
+
+
+def current_on(ledger: FromClause, day: date) -> ColumnElement[bool]:
+    """The entry of :func:`ledger_until` that gives the member's stage at the end of ``day``."""
+    return and_(ledger.c.effective_on <= day, or_(ledger.c.until.is_(None), ledger.c.until > day))
 
 
 # --- members per stage on a day ----------------------------------------------------------------
@@ -40,23 +58,12 @@ def _entries(rel: Relations, name: str) -> FromClause:
 
 def stages_on(rel: Relations, scope: Scope, on: date) -> Query:
     """``(stage, members)`` at the end of ``on``, from the ledger (scope: member filters only)."""
-    t = rel.stage_transitions
-    last = (
-        select(t.c.member_id, func.max(t.c.seq).label("seq"))
-        .where(t.c.effective_on <= on)
-        .group_by(t.c.member_id)
-        .subquery("last_entry")
-    )
-    entry, m = _entries(rel, "entry"), rel.members
+    ledger, m = ledger_until(rel, on), rel.members
     return (
-        select(entry.c.to_stage, func.count().label("members"))
-        .select_from(
-            last.join(entry, and_(entry.c.member_id == last.c.member_id, entry.c.seq == last.c.seq)).join(
-                m, m.c.member_id == last.c.member_id
-            )
-        )
-        .where(entry.c.to_stage.is_not(None), _counted(rel, scope))
-        .group_by(entry.c.to_stage)
+        select(ledger.c.to_stage, func.count().label("members"))
+        .select_from(ledger.join(m, m.c.member_id == ledger.c.member_id))
+        .where(ledger.c.until.is_(None), ledger.c.to_stage.is_not(None), _counted(rel, scope))
+        .group_by(ledger.c.to_stage)
     )
 
 
@@ -80,27 +87,22 @@ def stage_counts(on: date, rows: Iterable[Sequence[Any]]) -> StageCounts:
 def stage_flows(rel: Relations, scope: Scope, start: date, end: date) -> Query:
     """``(stage on start, stage on end, members)`` for every member in the base on either day;
     ``None`` on the left: not a member yet; on the right: merged away."""
-    t = rel.stage_transitions
-    last = (
+    ledger, m = ledger_until(rel, end), rel.members
+    per_member = (
         select(
-            t.c.member_id,
-            func.max(case((t.c.effective_on <= start, t.c.seq))).label("at_start"),
-            func.max(t.c.seq).label("at_end"),
+            ledger.c.member_id,
+            func.max(case((current_on(ledger, start), ledger.c.to_stage))).label("from_stage"),
+            func.max(case((ledger.c.until.is_(None), ledger.c.to_stage))).label("to_stage"),
         )
-        .where(t.c.effective_on <= end)
-        .group_by(t.c.member_id)
-        .subquery("last_entries")
+        .group_by(ledger.c.member_id)
+        .subquery("per_member")
     )
-    before, after, m = _entries(rel, "before_entry"), _entries(rel, "after_entry"), rel.members
+    pm = per_member.c
     return (
-        select(before.c.to_stage.label("from_stage"), after.c.to_stage.label("to_stage"), func.count())
-        .select_from(
-            last.join(after, and_(after.c.member_id == last.c.member_id, after.c.seq == last.c.at_end))
-            .outerjoin(before, and_(before.c.member_id == last.c.member_id, before.c.seq == last.c.at_start))
-            .join(m, m.c.member_id == last.c.member_id)
-        )
-        .where(or_(before.c.to_stage.is_not(None), after.c.to_stage.is_not(None)), _counted(rel, scope))
-        .group_by(before.c.to_stage, after.c.to_stage)
+        select(pm.from_stage, pm.to_stage, func.count())
+        .select_from(per_member.join(m, m.c.member_id == pm.member_id))
+        .where(or_(pm.from_stage.is_not(None), pm.to_stage.is_not(None)), _counted(rel, scope))
+        .group_by(pm.from_stage, pm.to_stage)
     )
 
 
