@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Date, and_, case, distinct, func, literal, select, true, union_all
+from sqlalchemy import Date, and_, case, distinct, func, literal, literal_column, select, union_all
 from sqlalchemy.sql import ColumnElement
 
 from siyu.analytics.metrics.customer import ledger_until
@@ -39,8 +39,9 @@ def active_by_bucket(rel: Relations, scope: Scope, grain: Grain) -> Query:
 
 def rolling_active(rel: Relations, scope: Scope, windows: tuple[int, ...] = (1, 7, 30)) -> Query:
     """``(window, day offset from scope.start, change)``; for each window, the running sum of
-    ``change`` over offsets is the number of members active in the ``window`` days ending on
-    each day (window 1: DAU, 7: WAU, 30: MAU).
+    ``change`` over offsets (rows of that window and of window ``0``, the starts every window
+    shares) is the number of members active in the ``window`` days ending on each day (window
+    1: DAU, 7: WAU, 30: MAU).
 
     Each member's active days ``a₁ < a₂ < …`` make it count on days ``[aᵢ, min(aᵢ + window,
     aᵢ₊₁))`` — disjoint intervals — so one pass over distinct member-days (``LEAD``) answers
@@ -56,23 +57,23 @@ def rolling_active(rel: Relations, scope: Scope, windows: tuple[int, ...] = (1, 
         .subquery("member_days")
     )
     nxt = func.lead(member_days.c.d).over(partition_by=member_days.c.member_id, order_by=member_days.c.d)
-    spans = select(member_days.c.d.label("since"), nxt.label("next")).subquery("spans")
-    kinds = union_all(
-        *(
-            select(literal(window).label("w"), literal(sign).label("sign"))
-            for window in windows
-            for sign in (1, -1)
+    # computed once (MATERIALIZED: every engine here honours it), read once per window
+    spans = select(member_days.c.d.label("since"), nxt.label("next")).cte("spans").prefix_with("MATERIALIZED")
+    parts = [
+        select(
+            literal_column("0").label("w"), spans.c.since.label("d"), func.count().label("change")
+        ).group_by(spans.c.since)
+    ]
+    for window in windows:
+        until = spans.c.since + literal_column(str(int(window)))
+        end = case((and_(spans.c.next.is_not(None), spans.c.next < until), spans.c.next), else_=until)
+        parts.append(
+            select(
+                literal_column(str(int(window))).label("w"), end.label("d"), (-func.count()).label("change")
+            ).group_by(end)
         )
-    ).subquery("kinds")
-    until = spans.c.since + kinds.c.w
-    end = case((and_(spans.c.next.is_not(None), spans.c.next < until), spans.c.next), else_=until)
-    boundary = case((kinds.c.sign == 1, spans.c.since), else_=end)
-    return (
-        select(kinds.c.w, boundary.label("d"), func.sum(kinds.c.sign).label("change"))
-        .select_from(spans.join(kinds, true()))
-        .where(spans.c.since > -kinds.c.w)  # an interval ending before the period changes nothing in it
-        .group_by(kinds.c.w, boundary)
-    )
+    changes = union_all(*parts).subquery("changes")
+    return select(changes.c.w, changes.c.d, changes.c.change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ def running(scope: Scope, window: int, rows: Iterable[Sequence[Any]]) -> list[in
     """The per-day values of one window of a :func:`rolling_active` answer."""
     changes: dict[int, int] = {}
     for w, offset, change in rows:
-        if int(w) == window:
+        if int(w) in (0, window):
             changes[int(offset)] = changes.get(int(offset), 0) + int(change)
     total = sum(c for offset, c in changes.items() if offset < 0)
     values = []
