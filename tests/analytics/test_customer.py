@@ -134,6 +134,12 @@ class TestUserAssets:
                 w.same_on_every_engine(ctxs, lambda c, d=p.on: service.stages(c, PERIOD, d).total)
                 for p in daily.user_assets
             ]
+            counted = w.same_on_every_engine(
+                ctxs,
+                lambda c: (service.stages(c, PERIOD, date(2026, 11, 1)), service.stages(c, PERIOD, w.END)),
+            )
+        # then: the section's stage counts (the margins of its flows) are the counts of those days
+        assert (daily.stages_at_start, daily.stages_at_end) == counted
         # then: G, H before; A, B on 11-02; C on 11-03 (F erased: never); D 11-04; E 11-05; E merged 11-06
         assert [p.value for p in daily.user_assets] == [4, 5, 6, 7, 6, 6, 6]
         assert [p.value for p in daily.user_assets] == totals

@@ -177,11 +177,12 @@ def flows(ctx: AnalyticsContext, scope: Scope, start: date, end: date) -> custom
 
 
 def customer_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> customer.CustomerSection:
-    eve = scope.start - timedelta(days=1)
     assets, operable = ctx.one(customer.assets_now(ctx.rel, scope))
     snapshots = (
         ctx.rows(customer.operable_history(ctx.member_days, scope)) if ctx.member_days is not None else []
     )
+    period_flows = flows(ctx, scope, scope.start - timedelta(days=1), scope.end)
+    at_start, at_end = customer.stage_counts_of_flows(period_flows)
     return customer.CustomerSection(
         user_assets=customer.asset_series(scope, grain, ctx.rows(customer.asset_changes(ctx.rel, scope))),
         operable_assets=customer.operable_series(
@@ -189,9 +190,9 @@ def customer_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> custo
         ),
         assets_now=int(assets or 0),
         operable_now=int(operable or 0),
-        stages_at_start=stages(ctx, scope, eve),
-        stages_at_end=stages(ctx, scope, scope.end),
-        flows=flows(ctx, scope, eve, scope.end),
+        stages_at_start=at_start,
+        stages_at_end=at_end,
+        flows=period_flows,
     )
 
 

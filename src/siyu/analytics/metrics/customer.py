@@ -138,6 +138,20 @@ def stage_flow_result(start: date, end: date, rows: Iterable[Sequence[Any]]) -> 
     return StageFlows(start=start, end=end, flows=flows)
 
 
+def stage_counts_of_flows(flows: StageFlows) -> tuple[StageCounts, StageCounts]:
+    """Members per stage at the end of ``flows.start`` and of ``flows.end``: the two margins of
+    the flows (every member in the base on either day is in exactly one flow), so a section that
+    shows flows needs no separate count."""
+    before: dict[str, int] = {}
+    after: dict[str, int] = {}
+    for f in flows.flows:
+        if f.from_stage is not None:
+            before[f.from_stage.value] = before.get(f.from_stage.value, 0) + f.members
+        if f.to_stage is not None:
+            after[f.to_stage.value] = after.get(f.to_stage.value, 0) + f.members
+    return stage_counts(flows.start, before.items()), stage_counts(flows.end, after.items())
+
+
 # --- user assets over time ----------------------------------------------------------------------
 
 
