@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 import siyu
 import siyu.wiring  # listeners of every module
+from siyu.analytics.endpoints import router as analytics_router
 from siyu.analytics.endpoints_worth import router as analytics_worth_router
 from siyu.analytics.mirror_endpoints import router as analytics_mirror_router
 from siyu.analytics.mirror_loop import embedded_sync
@@ -198,6 +199,7 @@ def create_app(
     app.include_router(analytics_worth_router, prefix=API_PREFIX)
     app.include_router(models_router, prefix=API_PREFIX)
     app.include_router(analytics_mirror_router, prefix=API_PREFIX)
+    app.include_router(analytics_router, prefix=API_PREFIX)
     app.add_middleware(
         ApiUnitOfWork,
         session_factory=lambda: db.sessions,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.sql import ColumnElement
 
 from siyu.analytics.relations import Relations, month_start, quarter_start, week_start
 from siyu.kit.money import BASIS_POINTS, round_half_up_div
+
+Query: TypeAlias = Select[*tuple[Any, ...]]
+"""A metric's statement, whatever its columns."""
 
 
 class Grain(StrEnum):
@@ -43,6 +46,10 @@ class Scope:
     def days(self) -> int:
         return (self.end - self.start).days + 1
 
+    def reaching_back(self, days: int) -> Scope:
+        """The same filters over a period that starts ``days`` earlier (trailing windows)."""
+        return replace(self, start=self.start - timedelta(days=days))
+
 
 def bucket(column: Any, grain: Grain) -> ColumnElement[date]:
     """The first day of the bucket (day, ISO week, month, quarter) a local date falls in."""
@@ -53,6 +60,52 @@ def bucket(column: Any, grain: Grain) -> ColumnElement[date]:
     if grain is Grain.MONTH:
         return month_start(column)
     return quarter_start(column)
+
+
+def as_date(value: Any) -> date:
+    """A DATE as any driver answers it (a date, a datetime, or SQLite's ``'YYYY-MM-DD'``)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def bucket_of(day: date, grain: Grain) -> date:
+    """:func:`bucket` in Python (the first day of ``day``'s bucket)."""
+    if grain is Grain.DAY:
+        return day
+    if grain is Grain.WEEK:
+        return day - timedelta(days=day.weekday())
+    if grain is Grain.MONTH:
+        return day.replace(day=1)
+    return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+
+
+def buckets(scope: Scope, grain: Grain) -> list[tuple[date, date]]:
+    """Every bucket the period touches: ``(first day of the bucket, its last day within the
+    period)``, in order. A series point "at the end of the bucket" is taken on the second day."""
+    found: dict[date, date] = {}
+    day = scope.start
+    while day <= scope.end:
+        found[bucket_of(day, grain)] = day
+        day += timedelta(days=1)
+    return list(found.items())
+
+
+def member_filter(rel: Relations, scope: Scope) -> ColumnElement[bool]:
+    """The scope's conditions on ``rel.members`` for metrics that count members, not events:
+    ``store_id`` and ``channel`` are the member's acquisition store and channel (where it came
+    from), ``tier`` its current tier."""
+    m = rel.members.c
+    conditions: list[ColumnElement[bool]] = []
+    if scope.store_id is not None:
+        conditions.append(m.acquisition_store_id == scope.store_id)
+    if scope.channel is not None:
+        conditions.append(m.acquisition_channel == scope.channel)
+    if scope.tier is not None:
+        conditions.append(m.tier == scope.tier)
+    return and_(*conditions) if conditions else and_(True)
 
 
 def event_filter(rel: Relations, scope: Scope, *, period: bool = True) -> ColumnElement[bool]:

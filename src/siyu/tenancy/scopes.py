@@ -79,6 +79,9 @@ class Scope(StrEnum):
     """Read member-model fits (parameters, AUC, status) and members' model scores."""
     MODELS_WRITE = "models:write"
     """Request a refit of the member models (CLV, churn risk, high-potential)."""
+    ANALYTICS_READ = "analytics:read"
+    """Read the C-CARE dashboard: aggregate metrics over members, events and messages (no
+    identifiers, no member ids)."""
     MERCHANTS_CREATE = "merchants:create"
     """Provider keys only: onboard a new merchant (which grants the provider access to it)."""
 

@@ -1,0 +1,254 @@
+"""Run metrics on a source: the state store (the request's session) or the columnar mirror (DuckDB).
+
+:func:`open_context` picks the source — by default the mirror when it holds the merchant's data,
+else the state store — and answers an :class:`AnalyticsContext`: the merchant's
+:class:`~siyu.analytics.relations.Relations` on that engine, a connection to run them on, and the
+state-store session for the few figures only the state store has (messages sent). Sections
+(customer, scale, active here; worth and efficiency from their own module) are registered with
+:func:`register_section`, so the dashboard composes every section for one period.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable, FromClause
+
+from siyu.analytics.metrics import active, customer, scale
+from siyu.analytics.relations import Relations, state_relations
+from siyu.analytics.scope import Grain, Scope, as_date
+from siyu.lifecycle.rules import Stage
+from siyu.tenancy import facade as tenancy
+
+
+class Source(StrEnum):
+    STATE = "state"
+    """The state store (SQLite / PostgreSQL): always current."""
+    MIRROR = "mirror"
+    """The Parquet mirror in DuckDB: as of its watermark (seconds behind, kept by the sync loop)."""
+
+
+class MirrorUnavailable(Exception):
+    """The mirror was asked for but holds nothing for this merchant (or is not installed)."""
+
+
+@dataclass(frozen=True)
+class AnalyticsContext:
+    merchant_id: str
+    source: Source
+    rel: Relations
+    conn: Connection
+    """Runs statements over ``rel``."""
+    session: Session
+    """The state store, for figures only it has (read-only)."""
+    today: date
+    """The merchant's local day now."""
+    watermark: datetime | None = None
+    """The mirror's watermark (``None`` on the state store)."""
+    member_days: FromClause | None = None
+    """Daily member snapshots (mirror only): the member columns plus ``snapshot_date``."""
+
+    def rows(self, statement: Executable) -> list[Any]:
+        return [tuple(row) for row in self.conn.execute(statement)]
+
+    def one(self, statement: Executable) -> Any:
+        return tuple(self.conn.execute(statement).one())
+
+    def state_one(self, statement: Executable) -> Any:
+        return tuple(self.session.execute(statement).one())
+
+
+# --- the mirror, through the contract's public API ------------------------------------------------
+
+_engines: dict[Path, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _module(name: str) -> ModuleType | None:
+    """An optional module of the mirror (``None`` if this build has no mirror)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _mirror_engine(duck: ModuleType, root: Path) -> Engine:
+    with _engines_lock:
+        engine = _engines.get(root)
+        if engine is None:
+            engine = _engines[root] = duck.mirror_engine(root)
+        return engine
+
+
+@dataclass(frozen=True)
+class MirrorStatus:
+    has_merchant: bool
+    watermark: datetime | None
+
+
+def mirror_status(root: Path, merchant_id: str) -> MirrorStatus:
+    """Whether the mirror under ``root`` holds the merchant, and its events watermark (from the
+    mirror's state file, :mod:`siyu.analytics.mirror_store`)."""
+    store = _module("siyu.analytics.mirror_store")
+    if store is None or not root.exists():
+        return MirrorStatus(False, None)
+    merchant = store.load_state(root).merchants.get(merchant_id)
+    if merchant is None:
+        return MirrorStatus(False, None)
+    mark = getattr(merchant, "events_watermark", None)
+    return MirrorStatus(True, datetime.fromisoformat(mark) if mark else None)
+
+
+@contextmanager
+def open_context(
+    session: Session, analytics_dir: Path, merchant_id: str, *, source: Source | None, now: datetime
+) -> Iterator[AnalyticsContext]:
+    """The context to run one request's metrics in; ``source`` ``None``: the mirror if it has the
+    merchant's data, else the state store. Raises :class:`MirrorUnavailable` when the mirror is
+    asked for and has nothing."""
+    zone = tenancy.merchant_zone(session, merchant_id)
+    today = now.astimezone(zone).date()
+    if source is not Source.STATE:
+        duck = _module("siyu.analytics.duck")
+        status = mirror_status(analytics_dir, merchant_id)
+        if duck is not None and status.has_merchant:
+            with _mirror_engine(duck, analytics_dir).connect() as conn:
+                yield AnalyticsContext(
+                    merchant_id=merchant_id,
+                    source=Source.MIRROR,
+                    rel=duck.mirror_relations(analytics_dir, merchant_id, zone),
+                    conn=conn,
+                    session=session,
+                    today=today,
+                    watermark=status.watermark,
+                    member_days=duck.mirror_member_days(analytics_dir, merchant_id),
+                )
+                return
+        if source is Source.MIRROR:
+            raise MirrorUnavailable(f"the analytics mirror has no data for merchant {merchant_id} yet")
+    dialect = session.get_bind().dialect.name
+    yield AnalyticsContext(
+        merchant_id=merchant_id,
+        source=Source.STATE,
+        rel=state_relations(merchant_id, zone, dialect),
+        conn=session.connection(),
+        session=session,
+        today=today,
+    )
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+SectionFn = Callable[[AnalyticsContext, Scope, Grain], Any]
+"""A dashboard section: runs its metrics for one period and returns a frozen dataclass (or any
+value FastAPI can encode)."""
+
+_sections: dict[str, SectionFn] = {}
+
+
+def register_section(name: str, fn: SectionFn) -> SectionFn:
+    """Add (or replace) a dashboard section; the dashboard runs them in registration order."""
+    _sections[name] = fn
+    return fn
+
+
+def sections() -> dict[str, SectionFn]:
+    return dict(_sections)
+
+
+def stages(ctx: AnalyticsContext, scope: Scope, on: date) -> customer.StageCounts:
+    return customer.stage_counts(on, ctx.rows(customer.stages_on(ctx.rel, scope, on)))
+
+
+def flows(ctx: AnalyticsContext, scope: Scope, start: date, end: date) -> customer.StageFlows:
+    return customer.stage_flow_result(start, end, ctx.rows(customer.stage_flows(ctx.rel, scope, start, end)))
+
+
+def customer_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> customer.CustomerSection:
+    assets, operable = ctx.one(customer.assets_now(ctx.rel, scope))
+    snapshots = (
+        ctx.rows(customer.operable_history(ctx.member_days, scope)) if ctx.member_days is not None else []
+    )
+    period_flows = flows(ctx, scope, scope.start - timedelta(days=1), scope.end)
+    at_start, at_end = customer.stage_counts_of_flows(period_flows)
+    return customer.CustomerSection(
+        user_assets=customer.asset_series(scope, grain, ctx.rows(customer.asset_changes(ctx.rel, scope))),
+        operable_assets=customer.operable_series(
+            scope, grain, snapshots=snapshots, today=ctx.today, operable_today=int(operable or 0)
+        ),
+        assets_now=int(assets or 0),
+        operable_now=int(operable or 0),
+        stages_at_start=at_start,
+        stages_at_end=at_end,
+        flows=period_flows,
+    )
+
+
+DEFAULT_WITHIN_DAYS = 30
+
+
+def scale_section(
+    ctx: AnalyticsContext, scope: Scope, grain: Grain, *, within_days: int = DEFAULT_WITHIN_DAYS
+) -> scale.ScaleSection:
+    rel = ctx.rel
+
+    def by(dimension: scale.Dimension) -> list[scale.Breakdown]:
+        return scale.breakdown(ctx.rows(scale.new_members_by(rel, scope, dimension)))
+
+    series = sorted(ctx.rows(scale.new_members_series(rel, scope, grain)))
+    conversion = scale.conversion_result(within_days, ctx.one(scale.conversion(rel, scope, within_days)))
+    return scale.ScaleSection(
+        new_members=conversion.new_members,
+        series=[scale.NewPoint(as_date(b), int(n)) for b, n in series],
+        by_channel=by(scale.Dimension.CHANNEL),
+        by_source=by(scale.Dimension.SOURCE),
+        by_store=by(scale.Dimension.STORE),
+        by_campaign=by(scale.Dimension.CAMPAIGN),
+        by_referrer=by(scale.Dimension.REFERRER),
+        conversion=conversion,
+        time_to_first_order=scale.time_to_first_order(ctx.rows(scale.days_to_first_order(rel, scope))),
+    )
+
+
+def daily_active(ctx: AnalyticsContext, scope: Scope) -> list[active.DayActive]:
+    return active.daily_active(scope, ctx.rows(active.rolling_active(ctx.rel, scope)))
+
+
+def message_reach(ctx: AnalyticsContext, scope: Scope) -> active.MessageReach:
+    return active.message_reach(
+        ctx.state_one(active.messages_sent(ctx.merchant_id, scope)),
+        ctx.one(active.message_responses(ctx.rel, scope)),
+    )
+
+
+def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.ActiveSection:
+    rel = ctx.rel
+    visits = active.visit_frequency_result(ctx.one(active.visit_frequency(rel, scope)))
+    return active.ActiveSection(
+        active_members=visits.active_members,
+        daily=daily_active(ctx, scope),
+        by_bucket=[
+            active.ActivePoint(as_date(b), int(n))
+            for b, n in sorted(ctx.rows(active.active_by_bucket(rel, scope, grain)))
+        ],
+        visit_frequency=visits,
+        recall=active.recall_result(Stage.DORMANT, ctx.one(active.recall(rel, scope))),
+        messages=message_reach(ctx, scope),
+    )
+
+
+register_section("customer", customer_section)
+register_section("scale", scale_section)
+register_section("active", active_section)
