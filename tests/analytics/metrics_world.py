@@ -211,6 +211,7 @@ def contexts(db: Database, merchant_id: str, *, now: datetime = NOW) -> Iterator
             conn=duck,
             session=session,
             today=state.today,
+            now=state.now,
         )
         yield [state, on_duck]
 

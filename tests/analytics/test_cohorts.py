@@ -109,7 +109,7 @@ class TestApi:
         )
         # then
         assert answer.status_code == 200, answer.text
-        assert [c["retained"] for c in answer.json()["cohorts"]] == [[1, 1, 0], [2, 1], [1]]
+        assert [c["retained"] for c in answer.json()["data"]["cohorts"]] == [[1, 1, 0], [2, 1], [1]]
 
     def test_tenant_isolation(self, client: TestClient, world: World, make_tenant) -> None:  # type: ignore[no-untyped-def]
         # when
@@ -121,7 +121,7 @@ class TestApi:
         )
         # then
         assert answer.status_code == 200
-        assert [c["size"] for c in answer.json()["cohorts"]] == [0, 0, 0]
+        assert [c["size"] for c in answer.json()["data"]["cohorts"]] == [0, 0, 0]
 
     def test_day_grain_is_refused(self, client: TestClient, tenant: Tenant) -> None:
         answer = client.get(

@@ -285,7 +285,7 @@ class TestApi:
         assert mirror.status_code == 409
         assert default.status_code == 200, default.text
         assert default.json()["source"] == "state"
-        assert {"customer", "scale", "active"} <= set(default.json()["sections"])
+        assert list(default.json()["sections"]) == ["customer", "scale", "active", "worth", "efficiency"]
 
 
 class TestOnTheMirror:

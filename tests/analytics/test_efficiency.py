@@ -128,7 +128,7 @@ class TestApi:
             headers=tenant.headers,
         )
         assert answer.status_code == 200, answer.text
-        body = answer.json()
+        body = answer.json()["data"]
         assert body["coupons"][0]["redemption_rate_bp"] == 3_333
         assert body["campaigns"][0]["cost_fen"] == 1_000
 
@@ -140,5 +140,5 @@ class TestApi:
             headers=other.headers,
         )
         assert answer.status_code == 200
-        assert answer.json()["coupons"] == []
-        assert answer.json()["campaigns"] == []
+        assert answer.json()["data"]["coupons"] == []
+        assert answer.json()["data"]["campaigns"] == []

@@ -84,7 +84,7 @@ class TestApi:
         )
         # then
         assert answer.status_code == 200, answer.text
-        assert [(s["type"], s["members"], s["from_first_bp"]) for s in answer.json()["steps"]] == [
+        assert [(s["type"], s["members"], s["from_first_bp"]) for s in answer.json()["data"]["steps"]] == [
             ("visit", 3, 10_000),
             ("order_paid", 1, 3_333),
         ]
@@ -97,7 +97,7 @@ class TestApi:
             headers=other.headers,
         )
         assert answer.status_code == 200
-        assert [s["members"] for s in answer.json()["steps"]] == [0, 0]
+        assert [s["members"] for s in answer.json()["data"]["steps"]] == [0, 0]
 
     @pytest.mark.parametrize(
         ("body", "pointer"),

@@ -186,7 +186,7 @@ class TestApi:
         )
         # then
         assert answer.status_code == 200, answer.text
-        body = answer.json()
+        body = answer.json()["data"]
         assert body["gmv"]["total"]["gmv_fen"] == 25_000
         assert [b["arpu_fen"] for b in body["gmv"]["buckets"]] == [7_000, 6_500, -2_000, 0, None]
         assert body["repurchase"] == {"buyers": 3, "repeat_buyers": 2, "rate_bp": 6_667}
@@ -206,8 +206,8 @@ class TestApi:
         )
         # then
         assert answer.status_code == 200
-        assert answer.json()["gmv"]["total"]["paid_fen"] == 0
-        assert answer.json()["repurchase"]["buyers"] == 0
+        assert answer.json()["data"]["gmv"]["total"]["paid_fen"] == 0
+        assert answer.json()["data"]["repurchase"]["buyers"] == 0
 
     @pytest.mark.parametrize(
         ("params", "parameter"),

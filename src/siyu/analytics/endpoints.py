@@ -69,7 +69,11 @@ def _root(request: Request) -> Path:
 
 
 @contextmanager
-def _context(request: Request, ctx: MerchantCtx, source: Source | None) -> Iterator[AnalyticsContext]:
+def analytics_context(
+    request: Request, ctx: MerchantCtx, source: Source | None
+) -> Iterator[AnalyticsContext]:
+    """The request's :class:`AnalyticsContext` (mirror or state store); 409 when the mirror is asked for
+    and has nothing."""
     with ExitStack() as stack:
         try:
             analytics = stack.enter_context(
@@ -95,7 +99,7 @@ def _scope(q: PeriodQuery, today: date) -> Scope:
 def _answer(
     request: Request, ctx: MerchantCtx, q: PeriodQuery, compute: Callable[[AnalyticsContext, Scope], T]
 ) -> AnalyticsOut[T]:
-    with _context(request, ctx, q.source) as analytics:
+    with analytics_context(request, ctx, q.source) as analytics:
         scope = _scope(q, analytics.today)
         return AnalyticsOut[T](
             source=analytics.source,
@@ -165,7 +169,7 @@ def get_active(request: Request, ctx: Reader, q: Period) -> AnalyticsOut[active.
 
 @router.get("/analytics/dashboard", summary="Every dashboard section (C-CARE) for one period")
 def get_dashboard(request: Request, ctx: Reader, q: Period) -> DashboardOut:
-    with _context(request, ctx, q.source) as analytics:
+    with analytics_context(request, ctx, q.source) as analytics:
         scope = _scope(q, analytics.today)
         sections: dict[str, Any] = {
             name: fn(analytics, scope, q.grain) for name, fn in service.sections().items()

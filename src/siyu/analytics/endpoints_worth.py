@@ -1,54 +1,62 @@
 """``/api/v1/analytics/worth|efficiency|cohorts`` (GET) and ``/analytics/funnels`` (POST).
 
 Money is integer fen; every ``*_bp`` is basis points (10 000 = 100 %). Definitions:
-docs/metrics-worth.md. A period longer than :data:`MAX_DAYS` or that ends before it starts is
-a 422 naming the parameter; nothing here answers a 500 for bad input.
-
-TODO(lead): switch :func:`_run` and :func:`_relations` to ``siyu.analytics.service`` (METRICS-1)
-once it lands, so these sections read the mirror when it is current; register
-``worth_section``, ``efficiency``, ``cohort_section`` for the dashboard there; and replace
-:data:`READ_SCOPE` by the analytics read scope.
+docs/metrics.md. A period longer than :data:`MAX_DAYS` or that ends before it starts is a 422
+naming the parameter; nothing here answers a 500 for bad input. Like the other analytics
+endpoints, each answer runs on the mirror when it holds the merchant's data (else the state
+store; ``source`` chooses) and says which, in the same envelope (:class:`AnalyticsOut`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy.orm import Session
-from sqlalchemy.sql import Executable
 
+from siyu.analytics import service
+from siyu.analytics.endpoints import analytics_context
 from siyu.analytics.metrics import cohorts, efficiency, funnels, worth
-from siyu.analytics.relations import Relations, state_relations
+from siyu.analytics.schemas import AnalyticsOut
+from siyu.analytics.schemas import Filters as FiltersOut
 from siyu.analytics.scope import Grain, Scope
-from siyu.kit.clock import utcnow
+from siyu.analytics.service import AnalyticsContext, Source
 from siyu.kit.problems import UnprocessableEntity
-from siyu.tenancy import facade as tenancy
 from siyu.tenancy.auth import MerchantCtx, merchant_context
 from siyu.tenancy.scopes import Scope as Permission
 
-READ_SCOPE = Permission.MEMBERS_READ
-"""Aggregates only (no identifiers); until the analytics read scope exists (METRICS-1)."""
 MAX_DAYS = 3 * 366 + 1
 
 router = APIRouter(tags=["analytics"])
-Reader = Annotated[MerchantCtx, Depends(merchant_context(READ_SCOPE))]
+Reader = Annotated[MerchantCtx, Depends(merchant_context(Permission.ANALYTICS_READ))]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SourceParam = Annotated[
+    Source | None, Query(description="state or mirror (default: the mirror when it has the merchant's data)")
+]
+T = TypeVar("T")
 
 
-def _run(session: Session) -> worth.Run:
-    def run(statement: Executable) -> Sequence[Sequence[Any]]:
-        return [tuple(row) for row in session.execute(statement)]
-
-    return run
-
-
-def _relations(ctx: MerchantCtx) -> Relations:
-    zone = tenancy.merchant_zone(ctx.session, ctx.merchant_id)
-    return state_relations(ctx.merchant_id, zone, ctx.session.get_bind().dialect.name)
+def _answer(
+    request: Request,
+    ctx: MerchantCtx,
+    scope: Scope,
+    source: Source | None,
+    grain: Grain,
+    compute: Callable[[AnalyticsContext], T],
+) -> AnalyticsOut[T]:
+    with analytics_context(request, ctx, source) as analytics:
+        return AnalyticsOut[T](
+            source=analytics.source,
+            watermark=analytics.watermark,
+            timezone=analytics.rel.timezone.key,
+            start=scope.start,
+            end=scope.end,
+            grain=grain,
+            filters=FiltersOut(store_id=scope.store_id, channel=scope.channel, tier=scope.tier),
+            data=compute(analytics),
+        )
 
 
 def _scope(
@@ -94,45 +102,52 @@ Period = Annotated[Scope, Depends(_filters)]
     "/analytics/worth", summary="woRth: GMV, ARPU, repurchase, member vs non-member, points liability"
 )
 def get_worth(
+    request: Request,
     ctx: Reader,
     scope: Period,
+    source: SourceParam = None,
     grain: Annotated[Grain, Query(description="ARPU/GMV buckets")] = Grain.MONTH,
     basis: Annotated[
         worth.MemberBasis, Query(description="what makes a buyer a member")
     ] = worth.MemberBasis.OPERABLE,
-) -> worth.Worth:
-    return worth.worth_section(
-        _run(ctx.session), _relations(ctx), scope, grain=grain, basis=basis, session=ctx.session, now=utcnow()
+) -> AnalyticsOut[worth.Worth]:
+    return _answer(
+        request, ctx, scope, source, grain, lambda a: service.worth_section(a, scope, grain, basis=basis)
     )
 
 
 @router.get(
     "/analytics/efficiency", summary="Efficiency: coupons, campaign incrementality and ROI, cost per member"
 )
-def get_efficiency(ctx: Reader, scope: Period) -> efficiency.Efficiency:
-    rel = _relations(ctx)
-    run = _run(ctx.session)
-    return efficiency.efficiency(
-        ctx.session,
-        rel,
-        scope,
-        now=utcnow(),
-        new_member_rows=run(efficiency.new_members_by_campaign(rel, scope)),
-    )
+def get_efficiency(
+    request: Request, ctx: Reader, scope: Period, source: SourceParam = None
+) -> AnalyticsOut[efficiency.Efficiency]:
+    def compute(a: AnalyticsContext) -> efficiency.Efficiency:
+        return service.efficiency_section(a, scope, Grain.DAY)
+
+    return _answer(request, ctx, scope, source, Grain.DAY, compute)
 
 
 @router.get("/analytics/cohorts", summary="Cohort retention by first-order week or month (a triangle)")
 def get_cohorts(
+    request: Request,
     ctx: Reader,
     scope: Period,
+    source: SourceParam = None,
     grain: Annotated[cohorts.CohortGrain, Query()] = cohorts.CohortGrain.MONTH,
     activity: Annotated[
         cohorts.Activity, Query(description="what counts as retained")
     ] = cohorts.Activity.ORDER,
     by_channel: Annotated[bool, Query(description="split each cohort by acquisition channel")] = False,
-) -> cohorts.Retention:
-    return cohorts.cohort_section(
-        _run(ctx.session), _relations(ctx), scope, Grain(grain.value), activity, by_channel=by_channel
+) -> AnalyticsOut[cohorts.Retention]:
+    bucket = Grain(grain.value)
+    return _answer(
+        request,
+        ctx,
+        scope,
+        source,
+        bucket,
+        lambda a: cohorts.cohort_section(a.rows, a.rel, scope, bucket, activity, by_channel=by_channel),
     )
 
 
@@ -143,10 +158,15 @@ class FunnelIn(Filters):
         min_length=1, max_length=funnels.MAX_STEPS, description="event types in order"
     )
     window_days: int = Field(default=7, ge=0, le=funnels.MAX_WINDOW_DAYS)
+    source: Source | None = Field(default=None, description="state, or mirror (the default when it has data)")
 
 
 @router.post("/analytics/funnels", summary="A funnel over an ordered list of event types within a window")
-def post_funnel(ctx: Reader, body: FunnelIn) -> funnels.Funnel:
+def post_funnel(request: Request, ctx: Reader, body: FunnelIn) -> AnalyticsOut[funnels.Funnel]:
     scope = _scope(body.start, body.end, body.store_id, body.channel, body.tier, where="body")
-    rows = _run(ctx.session)(funnels.funnel(_relations(ctx), scope, body.steps, body.window_days))
-    return funnels.funnel_view(body.steps, body.window_days, rows)
+
+    def compute(a: AnalyticsContext) -> funnels.Funnel:
+        rows = a.rows(funnels.funnel(a.rel, scope, body.steps, body.window_days))
+        return funnels.funnel_view(body.steps, body.window_days, rows)
+
+    return _answer(request, ctx, scope, body.source, Grain.DAY, compute)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, FromClause
 
-from siyu.analytics.metrics import active, customer, scale
+from siyu.analytics.metrics import active, customer, efficiency, scale, worth
 from siyu.analytics.relations import Relations, state_relations
 from siyu.analytics.scope import Grain, Scope, as_date
 from siyu.lifecycle.rules import Stage
@@ -55,6 +55,8 @@ class AnalyticsContext:
     """The state store, for figures only it has (read-only)."""
     today: date
     """The merchant's local day now."""
+    now: datetime
+    """The instant the request is answered for (points liability, campaign results)."""
     watermark: datetime | None = None
     """The mirror's watermark (``None`` on the state store)."""
     member_days: FromClause | None = None
@@ -132,6 +134,7 @@ def open_context(
                     conn=conn,
                     session=session,
                     today=today,
+                    now=now,
                     watermark=status.watermark,
                     member_days=duck.mirror_member_days(analytics_dir, merchant_id),
                 )
@@ -146,6 +149,7 @@ def open_context(
         conn=session.connection(),
         session=session,
         today=today,
+        now=now,
     )
 
 
@@ -252,3 +256,18 @@ def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.
 register_section("customer", customer_section)
 register_section("scale", scale_section)
 register_section("active", active_section)
+
+
+def worth_section(
+    a: AnalyticsContext, scope: Scope, grain: Grain, *, basis: worth.MemberBasis = worth.MemberBasis.OPERABLE
+) -> worth.Worth:
+    return worth.worth_section(a.rows, a.rel, scope, grain=grain, basis=basis, session=a.session, now=a.now)
+
+
+def efficiency_section(a: AnalyticsContext, scope: Scope, grain: Grain) -> efficiency.Efficiency:
+    rows = a.rows(efficiency.new_members_by_campaign(a.rel, scope))
+    return efficiency.efficiency(a.session, a.rel, scope, now=a.now, new_member_rows=rows)
+
+
+register_section("worth", worth_section)
+register_section("efficiency", efficiency_section)
