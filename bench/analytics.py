@@ -1,0 +1,159 @@
+"""The C-CARE dashboard and cohort retention on 1 M members / 30 M events: mirror vs state store.
+
+    python bench/segment_data.py --members 1000000 --events 30000000 --out /tmp/siyu-bench-analytics.db
+    python bench/analytics.py --db /tmp/siyu-bench-analytics.db --mirror /tmp/mirror-1m-sqlite [--rebuild]
+    python bench/analytics.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test \
+        --schema bench_analytics --mirror /tmp/mirror-1m-pg [--rebuild]
+
+The data set is bench/segment_data.py's (generated inside the database; its shape is described
+there). ``--rebuild`` first builds the mirror from the state store and times it; otherwise the
+mirror under ``--mirror`` is brought current with one sync.
+
+Measured in one run, each the best of ``--repeat``:
+
+* **dashboard**: every registered section (Customer, Scale, Active, woRth, Efficiency) for one
+  period (the 30 local days ending on the data set's "now"), exactly as
+  ``GET /api/v1/analytics/dashboard`` computes it, from the mirror (DuckDB over Parquet);
+* **cohorts**: monthly first-order cohorts over the data set's half year, retention by paid order;
+* **anchor**: the same queries run directly on the state store (SQLite or PostgreSQL) — the same
+  Core statements over the state store's relations. The ratio is state ÷ mirror.
+
+The answers from both sources are compared and must be equal (the figures mean nothing
+otherwise). Prints its figures; bench/RESULTS.md keeps the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from segment_data import MERCHANT_NAME, NOW
+from siyu.analytics import mirror, service
+from siyu.analytics.metrics import cohorts
+from siyu.analytics.scope import Grain, Scope
+from siyu.analytics.service import AnalyticsContext, Source
+from siyu.db import Database
+from siyu.migrate import upgrade
+from siyu.tenancy.models import Merchant
+
+console = Console()
+
+
+def best_of(repeat: int, work: Callable[[], Any]) -> tuple[float, Any]:
+    best, answer = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        answer = work()
+        best = min(best, time.perf_counter() - started)
+    return best, answer
+
+
+def dashboard(ctx: AnalyticsContext, scope: Scope, timings: dict[str, float]) -> dict[str, Any]:
+    answer: dict[str, Any] = {}
+    for name, fn in service.sections().items():
+        started = time.perf_counter()
+        answer[name] = fn(ctx, scope, Grain.DAY)
+        timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - started)
+    return answer
+
+
+def retention(ctx: AnalyticsContext, scope: Scope) -> Any:
+    return cohorts.cohort_section(
+        ctx.rows, ctx.rel, scope, Grain.MONTH, cohorts.Activity.ORDER, by_channel=False
+    )
+
+
+def comparable(answer: Any) -> Any:
+    """The answer without what legitimately differs by source (operable assets over time are
+    recorded daily by the mirror; the state store knows only today)."""
+    data = {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in answer.items()}
+    customer = data.get("customer")
+    if isinstance(customer, dict):
+        customer.pop("operable_assets", None)
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", default="/tmp/siyu-bench-analytics.db", help="SQLite file")
+    parser.add_argument("--database-url", help="PostgreSQL base URL (else SQLite --db)")
+    parser.add_argument("--schema", default="bench_analytics")
+    parser.add_argument("--mirror", required=True, type=Path, help="the mirror's directory")
+    parser.add_argument("--rebuild", action="store_true", help="build the mirror from scratch first")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if args.database_url:
+        separator = "&" if "?" in args.database_url else "?"
+        url = f"{args.database_url}{separator}options={quote(f'-csearch_path={args.schema}')}"
+    else:
+        url = f"sqlite:///{args.db}"
+    database = Database(url)
+    upgrade(database.engine)
+    with database.reading() as session:
+        merchant_id = session.execute(select(Merchant.id).where(Merchant.name == MERCHANT_NAME)).scalar_one()
+    engine = database.engine.dialect.name
+    console.print(f"[bold]{engine}[/]: merchant {merchant_id}, mirror {args.mirror}")
+
+    started = time.perf_counter()
+    if args.rebuild:
+        report = mirror.rebuild(database, args.mirror, now=NOW)
+    else:
+        report = mirror.sync(database, args.mirror, now=NOW)
+    took = time.perf_counter() - started
+    verb = "rebuild" if args.rebuild else "sync"
+    console.print(f"mirror {verb}: {report.events:,} events in {took:.1f} s")
+
+    end = (NOW + timedelta(hours=8)).date()
+    period = Scope(end - timedelta(days=29), end)
+    half_year = Scope(end - timedelta(days=180), end)
+    figures: dict[str, dict[str, float]] = {}
+    answers: dict[str, tuple[Any, Any]] = {}
+    for source in (Source.MIRROR, Source.STATE):
+        timings: dict[str, float] = {}
+        with (
+            database.reading() as session,
+            service.open_context(session, args.mirror, merchant_id, source=source, now=NOW) as ctx,
+        ):
+            board_s, board = best_of(args.repeat, lambda: dashboard(ctx, period, timings))  # noqa: B023
+            cohort_s, triangle = best_of(args.repeat, lambda: retention(ctx, half_year))
+        figures[source.value] = {"dashboard": board_s, "cohorts": cohort_s, **timings}
+        answers[source.value] = (comparable(board), asdict(triangle))
+        console.print(f"{source.value}: dashboard {board_s:.2f} s, cohorts {cohort_s:.2f} s")
+
+    same = answers["mirror"] == answers["state"]
+    table = Table(
+        title=f"C-CARE dashboard, {engine}, period {period.start}..{period.end} (best of {args.repeat})"
+    )
+    table.add_column("query")
+    table.add_column("mirror (DuckDB) s", justify="right")
+    table.add_column(f"state store ({engine}) s", justify="right")
+    table.add_column("state ÷ mirror", justify="right")
+    for name in figures["mirror"]:
+        m, s = figures["mirror"][name], figures["state"][name]
+        table.add_row(name, f"{m:.3f}", f"{s:.3f}", f"{s / m:.1f}×" if m else "-")
+    console.print(table)
+    console.print(f"answers equal on both sources: {same}")
+    if not same:
+        for key in answers["mirror"][0]:
+            if answers["mirror"][0][key] != answers["state"][0].get(key):
+                console.print(f"  differs: {key}")
+        if answers["mirror"][1] != answers["state"][1]:
+            console.print("  differs: cohorts")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
