@@ -1,6 +1,6 @@
 """Cohort retention (留存): members grouped by the bucket (week or month) of their first paid
 order, optionally split by acquisition channel, and the share of each cohort active in each
-following bucket — a triangle. Definition (dated): docs/metrics-worth.md.
+following bucket — a triangle. Definition (dated): docs/metrics.md.
 
 One Core statement over :class:`~siyu.analytics.relations.Relations`; the bucket offsets are
 counted in Python from the bucket starts the query returns, so no dialect needs month arithmetic.

@@ -4,7 +4,7 @@ incrementality and ROI, cost per acquired and per recalled member.
 State store only, except new members: coupons and campaign results live in their modules'
 tables, not in the relations. Coupons are read by one documented read-only select over the
 coupons tables (like ``siyu.segments.sources``); campaign lift, cost and ROI come from
-``siyu.campaigns.results`` (never recomputed here). Definitions (dated): docs/metrics-worth.md.
+``siyu.campaigns.results`` (never recomputed here). Definitions (dated): docs/metrics.md.
 """
 
 from __future__ import annotations

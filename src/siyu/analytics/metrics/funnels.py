@@ -5,7 +5,7 @@ reach step *k* when, after reaching step *k − 1*, they have an event of step *
 later than the event that took them to step *k − 1* and at most ``window_days`` × 24 h after the
 anchor. Each step takes the earliest such event (which leaves the most room for the next).
 Later steps may fall after the period's end, as long as they are inside the window.
-Definition (dated): docs/metrics-worth.md.
+Definition (dated): docs/metrics.md.
 """
 
 from __future__ import annotations

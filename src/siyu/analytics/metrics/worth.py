@@ -1,5 +1,5 @@
 """woRth (价值): GMV, ARPU by week/month/quarter, repurchase rate, member vs non-member purchase
-frequency and order value, and by tier. Definitions (dated): docs/metrics-worth.md.
+frequency and order value, and by tier. Definitions (dated): docs/metrics.md.
 
 Each metric is one SQLAlchemy Core statement over :class:`~siyu.analytics.relations.Relations`
 (state store or mirror, same query) plus a pure function turning its rows into a frozen view.
