@@ -18,11 +18,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from siyu.models import ModelError
 from siyu.models.features import ENGAGEMENT_FEATURES
@@ -117,6 +112,8 @@ def split(
     converted: NDArray[np.bool_], *, seed: int = 0, validation_fraction: float = VALIDATION_FRACTION
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Row indices to fit on and to validate on: a stratified split (same seed, same split)."""
+    from sklearn.model_selection import train_test_split  # imported here: see train()
+
     rows = np.arange(len(converted))
     fit_rows, validation_rows = train_test_split(
         rows, test_size=validation_fraction, stratify=converted, random_state=seed
@@ -150,12 +147,19 @@ def train(
         y[fit_rows],
         y[validation_rows],
     )
-    pipeline: Pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    # scikit-learn (and the pandas it imports) costs seconds to import: only a refit pays for it,
+    # not every process that builds the app
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
     pipeline.fit(x_fit, y_fit)
     p = np.asarray(pipeline.predict_proba(x_val)[:, 1], dtype=np.float64)
     bins = reliability(y_val, p)
     ece = sum(b.members * abs(b.mean_predicted - b.observed_rate) for b in bins) / len(p)
-    model: LogisticRegression = pipeline[-1]
+    model = pipeline[-1]
     return HighPotentialFit(
         features=ENGAGEMENT_FEATURES,
         coefficients=tuple(float(c) for c in model.coef_[0]),
