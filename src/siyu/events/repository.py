@@ -27,10 +27,16 @@ _rollups = cast(Table, MemberRollup.__table__)
 
 
 def insert_events(
-    session: Session, merchant_id: str, events: Sequence[AcceptedEvent], *, received_at: datetime
+    session: Session,
+    merchant_id: str,
+    events: Sequence[AcceptedEvent],
+    *,
+    received_at: datetime,
+    assume_new: bool = False,
 ) -> set[str]:
     """Insert the events whose id is new; the ids actually stored (a concurrent writer may have
-    stored some first, which then count as duplicates)."""
+    stored some first, which then count as duplicates). ``assume_new``: the caller found none of
+    these ids stored, in this transaction."""
     rows = [
         {
             "merchant_id": merchant_id,
@@ -46,6 +52,11 @@ def insert_events(
         }
         for e in events
     ]
+    if session.get_bind().dialect.name == "sqlite" and assume_new:
+        # The caller checked these ids in this write transaction, which SQLite began IMMEDIATE
+        # (siyu.db): no concurrent writer can have stored one since, so no savepoint is needed.
+        execute_many(session, _events, "events.insert", _insert_events, rows)
+        return {e.event_id for e in events}
     savepoint = session.begin_nested()
     if execute_many(session, _events, "events.insert", _insert_events, rows) == len(rows):
         savepoint.commit()

@@ -43,6 +43,8 @@ class Verdict:
     member_id: str | None = None
     reason: str | None = None
     pointer: str | None = None
+    member_created: bool = False
+    """The member was created by this batch (it has nothing else yet: no stage, no assignment)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,9 @@ class AcceptedEvent:
     store_id: str | None
     amount_fen: int | None
     properties: dict[str, Any]
+    member_created: bool = False
+    """The member was created by this batch: its events are all in the batch, and nothing else
+    about it (a stage, a rollup before this batch's) exists yet — listeners may skip reading it."""
 
 
 IngestListener = Callable[[Session, str, Sequence[AcceptedEvent], datetime], None]
@@ -172,15 +177,20 @@ def ingest(
                 store_id=item.event.store_id,
                 amount_fen=item.amount_fen,
                 properties=item.properties,
+                member_created=resolution.created,
             )
             for item, resolution in zip(fresh, resolutions, strict=True)
         ]
-        stored = repo.insert_events(session, merchant_id, accepted, received_at=now)
+        stored = repo.insert_events(session, merchant_id, accepted, received_at=now, assume_new=True)
         accepted = [a for a in accepted if a.event_id in stored]
         for item, resolution in zip(fresh, resolutions, strict=True):
             if item.event.event_id in stored:
                 verdicts[item.index] = Verdict(
-                    item.index, item.event.event_id, "accepted", member_id=resolution.member_id
+                    item.index,
+                    item.event.event_id,
+                    "accepted",
+                    member_id=resolution.member_id,
+                    member_created=resolution.created,
                 )
             else:  # a concurrent batch stored the same event id first
                 verdicts[item.index] = Verdict(item.index, item.event.event_id, "duplicate")
