@@ -223,11 +223,11 @@ def _resolve_member(
     decision_id: str,
     now: datetime,
 ) -> tuple[str, bool]:
-    """The payer's member (and whether it was created now), resolved (or created) by ingesting a ``payment_page_view`` event with
-    its identities: the visit is on the member's timeline, and stages, rollups and triggers see
-    it like any event. (Ingesting later through the outbox was tried: on SQLite the worker's extra
-    write transactions then compete with the decisions for the one writer, and the tail under
-    load was far worse.)"""
+    """The payer's member, and whether this page view created it: resolved (or created) by
+    ingesting a ``payment_page_view`` event with its identities, so the visit is on the member's
+    timeline, and stages, rollups and triggers see it like any event. (Ingesting later through
+    the outbox was tried: on SQLite the worker's extra write transactions then compete with the
+    decisions for the one writer, and the tail under load was far worse.)"""
     event: dict[str, Any] = {
         "event_id": f"payment_page:{payment.order_id or decision_id}",
         "type": "payment_page_view",
@@ -241,7 +241,7 @@ def _resolve_member(
             "decision_id": decision_id,
         },
     }
-    (verdict,) = events.ingest(session, vault, merchant_id, [event], now=now)
+    (verdict,) = events.ingest(session, vault, merchant_id, [event], now=now, unseen_ids=True)
     if verdict.status == "rejected":
         pointer = (verdict.pointer or "").removeprefix("/events/0")
         raise invalid_field(pointer, verdict.reason or "invalid payer")
@@ -315,7 +315,8 @@ def _try(
     cap = conditions.per_member_per_day
     capped = f"member already shown {cap} offer(s) today"
     if cap <= 0 or (
-        not new_member and repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap
+        not new_member
+        and repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap
     ):
         return capped  # the common case of a returning payer: one key lookup (0 for the holdout)
     if not in_audience(session, merchant_id, campaign, row.member_id, now):
@@ -328,7 +329,9 @@ def _try(
         return checked
     if _exhausted(campaign, checked[1]):
         return "over budget"
-    assignment = campaigns.assign(session, merchant_id, campaign, row.member_id, now=now, source="decision")
+    assignment = campaigns.assign(
+        session, merchant_id, campaign, row.member_id, now=now, source="decision", unassigned=new_member
+    )
     if assignment.group == campaigns.Group.HOLDOUT:
         row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
         row.status, row.reason = DecisionStatus.HOLDOUT, "in the campaign's holdout"

@@ -52,11 +52,12 @@ def insert_events(
         }
         for e in events
     ]
-    if session.get_bind().dialect.name == "sqlite" and assume_new:
-        # The caller checked these ids in this write transaction, which SQLite began IMMEDIATE
-        # (siyu.db): no concurrent writer can have stored one since, so no savepoint is needed.
-        execute_many(session, _events, "events.insert", _insert_events, rows)
-        return {e.event_id for e in events}
+    if session.get_bind().dialect.name == "sqlite" and (assume_new or len(rows) == 1):
+        # SQLite began this write transaction IMMEDIATE (siyu.db): no concurrent writer can
+        # store one of these ids while it runs. When the caller checked them, all are stored;
+        # a single row is stored exactly when the insert affected it. No savepoint either way.
+        inserted = execute_many(session, _events, "events.insert", _insert_events, rows)
+        return {e.event_id for e in events} if assume_new or inserted == 1 else set()
     savepoint = session.begin_nested()
     if execute_many(session, _events, "events.insert", _insert_events, rows) == len(rows):
         savepoint.commit()

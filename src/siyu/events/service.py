@@ -132,9 +132,20 @@ def validate(index: int, raw: Any, now: datetime) -> _Valid | Verdict:
 
 
 def ingest(
-    session: Session, vault: IdentifierVault, merchant_id: str, raw_events: Sequence[Any], *, now: datetime
+    session: Session,
+    vault: IdentifierVault,
+    merchant_id: str,
+    raw_events: Sequence[Any],
+    *,
+    now: datetime,
+    unseen_ids: bool = False,
 ) -> list[Verdict]:
     """Validate, de-duplicate, resolve and store ``raw_events``; one verdict per event, in order.
+
+    ``unseen_ids``: the caller's event ids are new as far as it knows (the payment-success
+    decision's page view, whose id is the new decision's, or an order no decision was found
+    for): the look-up of known ids is skipped and the insert alone tells a duplicate, which is
+    still reported as one.
 
     The whole batch is handled set-wise: one query for known event ids, one identity
     resolution (:func:`siyu.members.service.resolve_batch`), one multi-row insert of the events,
@@ -148,7 +159,8 @@ def ingest(
             verdicts[index] = checked
         else:
             valid.append(checked)
-    existing = _existing_event_ids(session, merchant_id, [v.event.event_id for v in valid])
+    ids = [v.event.event_id for v in valid]
+    existing: set[str] = set() if unseen_ids else _existing_event_ids(session, merchant_id, ids)
     fresh: list[_Valid] = []
     seen: set[str] = set()
     for item in valid:
@@ -181,7 +193,9 @@ def ingest(
             )
             for item, resolution in zip(fresh, resolutions, strict=True)
         ]
-        stored = repo.insert_events(session, merchant_id, accepted, received_at=now, assume_new=True)
+        stored = repo.insert_events(
+            session, merchant_id, accepted, received_at=now, assume_new=not unseen_ids
+        )
         accepted = [a for a in accepted if a.event_id in stored]
         for item, resolution in zip(fresh, resolutions, strict=True):
             if item.event.event_id in stored:

@@ -215,7 +215,9 @@ def _evaluate_chunk(
     return len(transitions)
 
 
-def _activity_of_new(events_: Sequence[tuple[str, datetime, int | None]], since: datetime) -> events.MemberActivity:
+def _activity_of_new(
+    events_: Sequence[tuple[str, datetime, int | None]], since: datetime
+) -> events.MemberActivity:
     """What :func:`siyu.events.facade.activity_of` reads for a member whose events are all
     ``events_`` (one created by this batch): first seen, paid orders, events since ``since``."""
     ordered = sorted(events_, key=lambda e: e[1])
