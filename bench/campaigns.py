@@ -3,6 +3,7 @@
     python bench/campaigns.py preview  [--database-url postgresql+psycopg://…] [--schema bench_segments]
     python bench/campaigns.py fanout   [--database-url …] [--members 100000]
     python bench/campaigns.py decision [--rate 200] [--seconds 30]
+    python bench/campaigns.py decision-cost [--payers 500] [--database-url …]
 
 **preview** — segment preview (count + a sample of 20) on the dataset of bench/segment_data.py
 (1 M members, 30 M events: generate it first, once per engine). Each rule is timed through
@@ -33,13 +34,25 @@ answer cannot hide the queue behind it — no coordinated omission). Two payer m
 new (the member is created by the page-view event, assigned, offered: the heaviest path) and
 payers seen before. The anchor: ``GET /api/v1/whoami`` at the same rate, same clients.
 Figures: p50 / p99 / max latency in ms and the offers made; the target is p99 < 20 ms at
-200 requests/s on the embedded default.
+200 requests/s on the embedded default. Also the server's CPU time per request (user + system
+time of the uvicorn process over the run, from ``/proc``, ÷ requests): on a shared machine
+latency follows the neighbours' load, CPU time much less so.
+
+**decision-cost** — what one decision costs, measured in process without HTTP (sequential, so
+independent of load): the service call as the endpoint makes it (``decide``, the answer, the
+commit) for ``--payers`` new payers, then the same payers again. Figures per decision: SQL
+statements (counted by an engine event, ``BEGIN`` and ``COMMIT`` included), Python function
+calls (``cProfile``: deterministic, a proxy for CPU that does not move with the machine's load),
+CPU ms and wall ms (both measured without the profiler).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import os
+import pstats
 import sys
 import tempfile
 import time
@@ -53,12 +66,12 @@ from urllib.parse import quote
 import httpx
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import TextClause, bindparam, select, text
+from sqlalchemy import TextClause, bindparam, event, select, text
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
 import siyu.wiring  # noqa: F401  (outbox handlers and listeners, as under siyu serve)
-from coupons import Conn, create_hot_template, free_port, get_request, post_request, seed, start_server
+from coupons import Conn, free_port, get_request, post_request, seed, start_server
 from ingest import drop_schema, fresh_url
 from segment_data import MERCHANT_NAME, NOW
 from siyu.campaigns import service as campaigns
@@ -290,10 +303,22 @@ def percentiles(latencies: list[float]) -> tuple[float, float, float]:
     return pick(0.50), pick(0.99), ordered[-1] * 1000
 
 
-def payment_campaign(port: int, secret: str) -> None:
-    base = f"http://127.0.0.1:{port}/api/v1"
+def payment_campaign(client: httpx.Client, secret: str) -> None:
+    """One running payment-success campaign (10 % holdout) offering a cash coupon of ample stock."""
     headers = {"Authorization": f"Bearer {secret}"}
-    template_id = create_hot_template(port, secret, 1_000_000)
+    coupon = {
+        "name": "支付后立减 10 元",
+        "kind": "cash",
+        "value_fen": 1000,
+        "total_stock": 1_000_000,
+        "per_member_limit": 1,
+        "valid_days": 30,
+    }
+    made = client.post("/api/v1/coupon-templates", headers=headers, json=coupon)
+    made.raise_for_status()
+    template_id = made.json()["id"]
+    activate = f"/api/v1/coupon-templates/{template_id}/activate"
+    client.post(activate, headers=headers).raise_for_status()
     body = {
         "name": "支付后立减",
         "goal": "worth",
@@ -307,10 +332,21 @@ def payment_campaign(port: int, secret: str) -> None:
             }
         ],
     }
-    created = httpx.post(f"{base}/campaigns", headers=headers, json=body, timeout=10)
+    created = client.post("/api/v1/campaigns", headers=headers, json=body)
     created.raise_for_status()
     campaign_id = created.json()["id"]
-    httpx.post(f"{base}/campaigns/{campaign_id}/start", headers=headers, timeout=10).raise_for_status()
+    client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=headers).raise_for_status()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average (``/proc/loadavg``), to read a latency figure by."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def decision(args: argparse.Namespace) -> int:
@@ -323,7 +359,8 @@ def decision(args: argparse.Namespace) -> int:
             merchant_id, secret, _members = seed(db, 0)
             port = free_port()
             server = start_server(url, Path(tmp), port, 1)
-            payment_campaign(port, secret)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                payment_campaign(client, secret)
             path = "/api/v1/decisions/payment-success"
 
             def payer(prefix: str) -> Callable[[int], bytes]:
@@ -341,14 +378,20 @@ def decision(args: argparse.Namespace) -> int:
                 title=f"payment-success decision on {db.engine.dialect.name}, "
                 f"{args.rate:.0f}/s for {args.seconds:.0f} s"
             )
-            for column in ("load", "requests", "statuses", "p50 ms", "p99 ms", "max ms"):
+            columns = ("load", "requests", "statuses", "p50 ms", "p99 ms", "max ms", "server CPU ms/req")
+            for column in columns:
                 table.add_column(column, justify="left" if column in ("load", "statuses") else "right")
             for label, make in runs:
                 time.sleep(5)  # let the server finish what the previous run left queued
+                cpu_before, load_before = cpu_seconds(server.pid), load_average()
                 latencies, statuses = asyncio.run(open_loop(port, make, args.rate, args.seconds))
+                cpu = (cpu_seconds(server.pid) - cpu_before) / len(latencies) * 1000
                 p50, p99, worst = percentiles(latencies)
                 shown = ", ".join(f"{k}×{v}" for k, v in sorted(statuses.items()))
-                table.add_row(label, f"{len(latencies):,}", shown, f"{p50:.1f}", f"{p99:.1f}", f"{worst:.0f}")
+                table.add_row(
+                    f"{label} (load {load_before})", f"{len(latencies):,}", shown,
+                    f"{p50:.1f}", f"{p99:.1f}", f"{worst:.0f}", f"{cpu:.2f}",
+                )  # fmt: skip
             with db.reading() as session:
                 offers = session.execute(
                     text("SELECT status, count(*) FROM decisions WHERE merchant_id = :m GROUP BY status"),
@@ -361,6 +404,88 @@ def decision(args: argparse.Namespace) -> int:
             if server is not None:
                 server.terminate()
                 server.wait(timeout=30)
+            drop_schema(args.database_url, schema)
+    return 0
+
+
+def decision_cost(args: argparse.Namespace) -> int:
+    from fastapi.testclient import TestClient
+
+    from siyu.app import create_app
+    from siyu.config import load_settings
+    from siyu.decisions import endpoints as decision_endpoints
+    from siyu.decisions import service as decision_service
+    from siyu.kit.clock import utcnow
+    from siyu.tenancy.auth import MerchantCtx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, schema = fresh_url(args.database_url, Path(tmp))
+        try:
+            db = Database(url)
+            upgrade(db.engine)
+            merchant_id, secret, _members = seed(db, 0)
+            settings = load_settings(
+                data_dir=Path(tmp), database_url=url, secret_key="bench-secret-" + "x" * 40,
+                console=False, worker_embedded=False,
+            )  # fmt: skip
+            app = create_app(settings, db=db, console=False)
+            with TestClient(app) as client:
+                payment_campaign(client, secret)
+            vault = app.state.vault
+            statements = [0]
+
+            def count(*_args: Any) -> None:
+                statements[0] += 1
+
+            event.listen(db.engine, "before_cursor_execute", count)
+
+            def one(payer: str) -> str:
+                """The endpoint's service call: decide, the answer, the commit."""
+                with db.sessions() as session:
+                    # _out reads only the session and the merchant
+                    ctx = MerchantCtx(session=session, principal=None, merchant_id=merchant_id)  # type: ignore[arg-type]
+                    payment = decision_service.Payment({"alipay_user_id": payer}, 3800)
+                    found = decision_service.decide(session, vault, merchant_id, payment, now=utcnow())
+                    answer = decision_endpoints._out(ctx, found)
+                    session.commit()
+                    return str(answer.status)
+
+            for n in range(50):  # warm the statement caches
+                one(f"2099{n:010d}")
+            measured = [f"2088{n:010d}" for n in range(args.payers)]
+            profiled = [f"2077{n:010d}" for n in range(min(100, args.payers))]
+            table = Table(title=f"one payment-success decision on {db.engine.dialect.name}, in process")
+            for column in (
+                "payers",
+                "decisions",
+                "statements",
+                "Python calls",
+                "CPU ms",
+                "wall ms",
+                "statuses",
+            ):
+                table.add_column(column, justify="left" if column in ("payers", "statuses") else "right")
+            for label in ("new (created, assigned, offered)", "seen before (capped)"):
+                statements[0] = 0
+                wall, cpu = time.perf_counter(), time.process_time()
+                statuses = Counter(one(p) for p in measured)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                counted = statements[0] / len(measured)
+                profile = cProfile.Profile()  # other payers of the same kind, profiled: calls only
+                profile.enable()
+                for p in profiled:
+                    one(p)
+                profile.disable()
+                calls = pstats.Stats(profile).total_calls / len(profiled)  # type: ignore[attr-defined]
+                table.add_row(
+                    label, f"{len(measured):,}", f"{counted:.1f}", f"{calls:,.0f}",
+                    f"{cpu / len(measured) * 1000:.2f}", f"{wall / len(measured) * 1000:.2f}",
+                    ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+                )  # fmt: skip
+            console.print(table)
+            console.print(f"load average after measuring: {load_average()}")
+            db.dispose()
+        finally:
             drop_schema(args.database_url, schema)
     return 0
 
@@ -379,7 +504,12 @@ def main() -> int:
     d.add_argument("--rate", type=float, default=200)
     d.add_argument("--seconds", type=float, default=20)
     d.add_argument("--database-url")
+    c = sub.add_parser("decision-cost")
+    c.add_argument("--payers", type=int, default=500)
+    c.add_argument("--database-url")
     args = parser.parse_args()
+    if args.command == "decision-cost":
+        return decision_cost(args)
     if args.command == "decision":
         return decision(args)
     if args.command == "preview":

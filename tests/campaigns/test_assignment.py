@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -82,6 +84,30 @@ class TestAssign:
         assert {a.group for a in first} == {"holdout", "treatment"}
         assert all((a.variant is None) == (a.group == "holdout") for a in first)
         assert all(a.group == group_of(campaign.id, a.member_id, 5000) for a in first)
+
+    def test_unassigned_members_already_assigned_keep_their_first_assignment(self, db: Database) -> None:
+        # given: members assigned once (the caller's "unassigned" hint is wrong for them)
+        with db.unit_of_work() as session:
+            merchant = tenancy.create_merchant(session, name="m")
+            members = add_members(session, merchant.id, 20)
+            campaign = add_campaign(session, merchant.id, holdout_bp=5000)
+        with db.unit_of_work() as session:
+            first = facade.assign_many(
+                session, merchant.id, campaign, members[:10], now=NOW, source="snapshot"
+            )
+        # when
+        with db.unit_of_work() as session:
+            later = NOW + timedelta(hours=1)
+            again = [
+                facade.assign(
+                    session, merchant.id, campaign, m, now=later, source="decision", unassigned=True
+                )
+                for m in members
+            ]
+        # then: the first ten are the rows written first; the other ten are new
+        assert [a.new for a in again] == [False] * 10 + [True] * 10
+        assert [(a.group, a.assigned_at) for a in again[:10]] == [(a.group, a.assigned_at) for a in first]
+        assert all(a.group == group_of(campaign.id, a.member_id, 5000) for a in again)
 
 
 class TestReserveBudget:

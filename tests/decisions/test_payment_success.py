@@ -18,6 +18,7 @@ from siyu.db import Database
 from siyu.decisions import facade as decisions
 from siyu.decisions.models import Decision
 from siyu.events.models import Event
+from siyu.lifecycle.models import MemberStage
 from tests.campaigns.helpers import add_campaign
 from tests.conftest import Tenant
 from tests.coupons.helpers import make_template
@@ -380,6 +381,72 @@ class TestPageViewEvent:
             assert stored.type == "payment_page_view"
             assert stored.store_id == "str_9"
             assert stored.properties["decision_id"] == decision["id"]
+
+    def test_a_new_payer_is_classified_by_its_page_view(
+        self, client: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        # given / when
+        decision = pay(client, tenant, "2088000000000021")
+        # then
+        with db.reading() as session:
+            stage = session.get(MemberStage, (tenant.merchant_id, decision["member_id"]))
+            assert stage is not None
+            assert stage.stage == "stranger"
+
+
+class TestNewPayers:
+    """A payer first seen by the decision skips the reads that cannot find anything (its cap,
+    its assignment); the writes that guard money stay the authority."""
+
+    def test_a_cap_of_zero_offers_nothing_to_a_new_payer(
+        self, client: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        # given
+        template = make_template(client, tenant)
+        campaign_id = campaign(db, tenant, template["id"])
+        settings = {"per_member_per_day": 0}
+        put = client.put(
+            f"{API}/campaigns/{campaign_id}/decision-settings", json=settings, headers=tenant.headers
+        )
+        assert put.status_code == 200, put.text
+        # when
+        first = pay(client, tenant, "2088000000000040")
+        # then
+        assert first["status"] == "none"
+        assert "already shown 0 offer" in first["reason"]
+        with db.reading() as session:
+            row = session.get(Campaign, (tenant.merchant_id, campaign_id))
+            assert row is not None
+            assert row.spent_coupons == 0
+
+    def test_a_new_payer_is_offered_once_assigned_once_and_capped_next_time(
+        self, client: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        # given
+        template = make_template(client, tenant)
+        campaign_id = campaign(db, tenant, template["id"])
+        # when
+        first = pay(client, tenant, "2088000000000041", order_id="n-1")
+        second = pay(client, tenant, "2088000000000041", order_id="n-2")
+        # then
+        assert first["status"] == "offered"
+        assert first["offer"]["template_id"] == template["id"]
+        assert first["offer"]["value_fen"] == template["value_fen"]
+        assert second["status"] == "none"
+        assert second["member_id"] == first["member_id"]
+        with db.reading() as session:
+            assigned = session.execute(
+                select(func.count())
+                .select_from(CampaignMember)
+                .where(
+                    CampaignMember.merchant_id == tenant.merchant_id,
+                    CampaignMember.campaign_id == campaign_id,
+                )
+            ).scalar_one()
+            row = session.get(Campaign, (tenant.merchant_id, campaign_id))
+        assert assigned == 1
+        assert row is not None
+        assert row.spent_coupons == 1
 
 
 class TestExpiry:

@@ -329,3 +329,29 @@ class TestBatchResponse:
         # then: the documented model parses it unchanged
         assert BatchOut.model_validate(body).model_dump(mode="json") == body
         assert [r["status"] for r in body["results"]] == ["accepted", "duplicate", "rejected"]
+
+
+class TestUnseenIds:
+    """``ingest(unseen_ids=True)`` skips the look-up of known ids (the payment-success decision's
+    page view): the insert alone must still tell a duplicate."""
+
+    def test_a_known_id_is_still_a_duplicate_and_stored_once(
+        self, client: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        # given
+        from siyu.events.service import ingest
+
+        vault = client.app.state.vault  # type: ignore[attr-defined]
+        first = batch(client, tenant, [order("e1", 500)])
+        assert first["accepted"] == 1
+        # when
+        with db.unit_of_work() as session:
+            again = ingest(session, vault, tenant.merchant_id, [order("e1", 500)], now=T0, unseen_ids=True)
+            fresh = ingest(session, vault, tenant.merchant_id, [order("e2", 700)], now=T0, unseen_ids=True)
+        # then
+        assert [v.status for v in again] == ["duplicate"]
+        assert [(v.status, v.member_created) for v in fresh] == [("accepted", False)]
+        with db.reading() as session:
+            ids = session.query(Event.event_id).filter_by(merchant_id=tenant.merchant_id).all()
+        assert sorted(i for (i,) in ids) == ["e1", "e2"]
+        assert rollup_of(db, tenant.merchant_id)[0][4:6] == (2, 1200)  # e1 folded once

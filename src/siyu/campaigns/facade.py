@@ -73,10 +73,20 @@ def running_on_placement(
 
 
 def assign(
-    session: Session, merchant_id: str, campaign: CampaignView, member_id: str, *, now: datetime, source: str
+    session: Session,
+    merchant_id: str,
+    campaign: CampaignView,
+    member_id: str,
+    *,
+    now: datetime,
+    source: str,
+    unassigned: bool = False,
 ) -> Assignment:
-    """The member's assignment in the campaign, created if it has none (``new=True``)."""
-    return service.assign_many(session, merchant_id, campaign, [member_id], now=now, source=source)[0]
+    """The member's assignment in the campaign, created if it has none (``new=True``).
+    ``unassigned``: the member was created in this transaction (skips one read)."""
+    return service.assign_many(
+        session, merchant_id, campaign, [member_id], now=now, source=source, unassigned=unassigned
+    )[0]
 
 
 def assign_many(

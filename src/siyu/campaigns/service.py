@@ -234,13 +234,16 @@ def assign_many(
     *,
     now: datetime,
     source: str,
+    unassigned: bool = False,
 ) -> list[Assignment]:
     """The members' assignments, written where missing: one read of those already assigned, one
     multi-row ``INSERT … ON CONFLICT DO NOTHING`` of the others. A member assigned before (or by a
-    concurrent writer) keeps its first row — its group never changes."""
+    concurrent writer) keeps its first row — its group never changes. ``unassigned``: the caller
+    knows none is assigned yet (members created in this transaction): the read is skipped, and
+    done only if the insert meets a row after all."""
     unique = list(dict.fromkeys(member_ids))
     rows = [assignment_row(merchant_id, campaign, m, now, source) for m in unique]
-    found = repo.members_of(session, merchant_id, campaign.id, unique)
+    found = {} if unassigned else repo.members_of(session, merchant_id, campaign.id, unique)
     missing = [r for r in rows if r["member_id"] not in found]
     if missing and not repo.insert_members(session, missing):
         # a concurrent writer assigned some of them first: theirs stand (the same group — the

@@ -30,7 +30,9 @@ SHOWS_OFFER = (DecisionStatus.OFFERED, DecisionStatus.ACCEPTED)
 def _out(ctx: MerchantCtx, decision: service.DecisionView) -> DecisionOut:
     offer = None
     if decision.status in SHOWS_OFFER and decision.template_id and decision.campaign_id:
-        template = coupons.get_template(ctx.session, ctx.merchant_id, decision.template_id)
+        template = decision.template or coupons.get_template(
+            ctx.session, ctx.merchant_id, decision.template_id
+        )
         offer = OfferOut(
             campaign_id=decision.campaign_id,
             variant=decision.variant,

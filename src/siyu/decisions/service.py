@@ -73,9 +73,13 @@ class DecisionView:
     closed_at: datetime | None
     coupon_id: str | None
     replayed: bool = False
+    template: coupons.TemplateView | None = None
+    """The offered template as read while deciding (``None``: read it by ``template_id``)."""
 
 
-def view(row: Decision, *, replayed: bool = False) -> DecisionView:
+def view(
+    row: Decision, *, replayed: bool = False, template: coupons.TemplateView | None = None
+) -> DecisionView:
     return DecisionView(
         id=row.id,
         member_id=row.member_id,
@@ -94,6 +98,7 @@ def view(row: Decision, *, replayed: bool = False) -> DecisionView:
         closed_at=row.closed_at,
         coupon_id=row.coupon_id,
         replayed=replayed,
+        template=template,
     )
 
 
@@ -217,12 +222,12 @@ def _resolve_member(
     payment: Payment,
     decision_id: str,
     now: datetime,
-) -> str:
-    """The payer's member, resolved (or created) by ingesting a ``payment_page_view`` event with
-    its identities: the visit is on the member's timeline, and stages, rollups and triggers see
-    it like any event. (Ingesting later through the outbox was tried: on SQLite the worker's extra
-    write transactions then compete with the decisions for the one writer, and the tail under
-    load was far worse.)"""
+) -> tuple[str, bool]:
+    """The payer's member, and whether this page view created it: resolved (or created) by
+    ingesting a ``payment_page_view`` event with its identities, so the visit is on the member's
+    timeline, and stages, rollups and triggers see it like any event. (Ingesting later through
+    the outbox was tried: on SQLite the worker's extra write transactions then compete with the
+    decisions for the one writer, and the tail under load was far worse.)"""
     event: dict[str, Any] = {
         "event_id": f"payment_page:{payment.order_id or decision_id}",
         "type": "payment_page_view",
@@ -236,13 +241,13 @@ def _resolve_member(
             "decision_id": decision_id,
         },
     }
-    (verdict,) = events.ingest(session, vault, merchant_id, [event], now=now)
+    (verdict,) = events.ingest(session, vault, merchant_id, [event], now=now, unseen_ids=True)
     if verdict.status == "rejected":
         pointer = (verdict.pointer or "").removeprefix("/events/0")
         raise invalid_field(pointer, verdict.reason or "invalid payer")
     if verdict.member_id is None:  # the same order's page view stored by a request still running
         raise Conflict("a decision for this order is being made by another request; retry")
-    return verdict.member_id
+    return verdict.member_id, verdict.member_created
 
 
 def decide(
@@ -254,7 +259,7 @@ def decide(
         if earlier is not None:
             return view(earlier, replayed=True)
     decision_id = new_id(IdKind.DECISION)
-    member_id = _resolve_member(session, vault, merchant_id, payment, decision_id, now)
+    member_id, created = _resolve_member(session, vault, merchant_id, payment, decision_id, now)
     local_day = now.astimezone(tenancy.merchant_zone(session, merchant_id)).date().isoformat()
     row = Decision(
         merchant_id=merchant_id,
@@ -269,8 +274,9 @@ def decide(
         reserved_fen=0,
     )
     reasons: list[str] = []
+    offered: list[coupons.TemplateView] = []
     for campaign in campaigns.running_on_placement(session, merchant_id, PLACEMENT, now=now):
-        reason = _try(session, merchant_id, campaign, payment, row, now)
+        reason = _try(session, merchant_id, campaign, payment, row, now, created, offered)
         if reason is None:
             break
         reasons.append(f"{campaign.id}: {reason}")
@@ -285,7 +291,7 @@ def decide(
             campaigns.release_budget(session, merchant_id, row.campaign_id, coupons=1, fen=row.reserved_fen)
             repo.give_back_cap(session, merchant_id, row.campaign_id, row.member_id, row.local_day)
         return view(earlier, replayed=True)
-    return view(row)
+    return view(row, template=offered[-1] if offered and row.status == DecisionStatus.OFFERED else None)
 
 
 def _try(
@@ -295,15 +301,23 @@ def _try(
     payment: Payment,
     row: Decision,
     now: datetime,
+    new_member: bool,
+    offered: list[coupons.TemplateView],
 ) -> str | None:
-    """Fill ``row`` with this campaign's outcome (``None``) or say why it does not apply."""
+    """Fill ``row`` with this campaign's outcome (``None``) or say why it does not apply.
+    ``new_member``: created by this request's page view, so it has been shown nothing yet (the
+    cap's look-up is skipped; the cap's upsert below is still the authority). The template of
+    the offer is appended to ``offered``."""
     conditions = conditions_of(session, merchant_id, campaign.id)
     mismatch = payment_mismatch(conditions, payment)
     if mismatch:
         return mismatch
     cap = conditions.per_member_per_day
     capped = f"member already shown {cap} offer(s) today"
-    if repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap:
+    if cap <= 0 or (
+        not new_member
+        and repo.shown_on(session, merchant_id, campaign.id, row.member_id, row.local_day) >= cap
+    ):
         return capped  # the common case of a returning payer: one key lookup (0 for the holdout)
     if not in_audience(session, merchant_id, campaign, row.member_id, now):
         return "not in the audience"
@@ -315,7 +329,9 @@ def _try(
         return checked
     if _exhausted(campaign, checked[1]):
         return "over budget"
-    assignment = campaigns.assign(session, merchant_id, campaign, row.member_id, now=now, source="decision")
+    assignment = campaigns.assign(
+        session, merchant_id, campaign, row.member_id, now=now, source="decision", unassigned=new_member
+    )
     if assignment.group == campaigns.Group.HOLDOUT:
         row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
         row.status, row.reason = DecisionStatus.HOLDOUT, "in the campaign's holdout"
@@ -324,7 +340,8 @@ def _try(
         checked = _offer_of(session, merchant_id, campaign, assignment.variant, now)
         if isinstance(checked, str):
             return checked
-    template_id, fen = checked
+    template, fen = checked
+    template_id = template.id
     if not campaigns.reserve_budget(session, merchant_id, campaign.id, coupons=1, fen=fen):
         return "over budget"
     if not repo.take_cap(session, merchant_id, campaign.id, row.member_id, row.local_day, cap):
@@ -333,6 +350,7 @@ def _try(
     row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
     row.template_id, row.reserved_fen = template_id, fen
     row.status, row.reason = DecisionStatus.OFFERED, None
+    offered.append(template)
     return None
 
 
@@ -347,7 +365,7 @@ def _exhausted(campaign: campaigns.CampaignView, fen: int) -> bool:
 
 def _offer_of(
     session: Session, merchant_id: str, campaign: campaigns.CampaignView, variant: str | None, now: datetime
-) -> tuple[str, int] | str:
+) -> tuple[coupons.TemplateView, int] | str:
     """The variant's coupon template and its cost in fen, or why it cannot be offered now."""
     offer = coupon_of(campaign, variant)
     if offer is None:
@@ -360,7 +378,7 @@ def _offer_of(
         return "coupon out of stock"
     if template.valid_until is not None and now >= template.valid_until:
         return "coupon template ended"
-    return template_id, coupon_cost_fen(template)
+    return template, coupon_cost_fen(template)
 
 
 # -- accepting, declining, expiring ----------------------------------------------------------------

@@ -43,6 +43,8 @@ class Verdict:
     member_id: str | None = None
     reason: str | None = None
     pointer: str | None = None
+    member_created: bool = False
+    """The member was created by this batch (it has nothing else yet: no stage, no assignment)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,9 @@ class AcceptedEvent:
     store_id: str | None
     amount_fen: int | None
     properties: dict[str, Any]
+    member_created: bool = False
+    """The member was created by this batch: its events are all in the batch, and nothing else
+    about it (a stage, a rollup before this batch's) exists yet — listeners may skip reading it."""
 
 
 IngestListener = Callable[[Session, str, Sequence[AcceptedEvent], datetime], None]
@@ -127,9 +132,20 @@ def validate(index: int, raw: Any, now: datetime) -> _Valid | Verdict:
 
 
 def ingest(
-    session: Session, vault: IdentifierVault, merchant_id: str, raw_events: Sequence[Any], *, now: datetime
+    session: Session,
+    vault: IdentifierVault,
+    merchant_id: str,
+    raw_events: Sequence[Any],
+    *,
+    now: datetime,
+    unseen_ids: bool = False,
 ) -> list[Verdict]:
     """Validate, de-duplicate, resolve and store ``raw_events``; one verdict per event, in order.
+
+    ``unseen_ids``: the caller's event ids are new as far as it knows (the payment-success
+    decision's page view, whose id is the new decision's, or an order no decision was found
+    for): the look-up of known ids is skipped and the insert alone tells a duplicate, which is
+    still reported as one.
 
     The whole batch is handled set-wise: one query for known event ids, one identity
     resolution (:func:`siyu.members.service.resolve_batch`), one multi-row insert of the events,
@@ -143,7 +159,8 @@ def ingest(
             verdicts[index] = checked
         else:
             valid.append(checked)
-    existing = _existing_event_ids(session, merchant_id, [v.event.event_id for v in valid])
+    ids = [v.event.event_id for v in valid]
+    existing: set[str] = set() if unseen_ids else _existing_event_ids(session, merchant_id, ids)
     fresh: list[_Valid] = []
     seen: set[str] = set()
     for item in valid:
@@ -172,15 +189,22 @@ def ingest(
                 store_id=item.event.store_id,
                 amount_fen=item.amount_fen,
                 properties=item.properties,
+                member_created=resolution.created,
             )
             for item, resolution in zip(fresh, resolutions, strict=True)
         ]
-        stored = repo.insert_events(session, merchant_id, accepted, received_at=now)
+        stored = repo.insert_events(
+            session, merchant_id, accepted, received_at=now, assume_new=not unseen_ids
+        )
         accepted = [a for a in accepted if a.event_id in stored]
         for item, resolution in zip(fresh, resolutions, strict=True):
             if item.event.event_id in stored:
                 verdicts[item.index] = Verdict(
-                    item.index, item.event.event_id, "accepted", member_id=resolution.member_id
+                    item.index,
+                    item.event.event_id,
+                    "accepted",
+                    member_id=resolution.member_id,
+                    member_created=resolution.created,
                 )
             else:  # a concurrent batch stored the same event id first
                 verdicts[item.index] = Verdict(item.index, item.event.event_id, "duplicate")

@@ -14,7 +14,7 @@ events known by then — so a late sweep gives the same ledger as a punctual one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -76,6 +76,7 @@ def evaluate(
     rules: StageRules | None = None,
     zone: ZoneInfo | None = None,
     fresh: Fresh | None = None,
+    created: Collection[str] = (),
 ) -> Evaluated:
     """Classify ``member_ids`` for today (the merchant's local day of ``now``), first catching
     up the time-based changes each was due since; append a ledger entry per change.
@@ -84,6 +85,9 @@ def evaluate(
     not hold yet (the ingest listener's batch); a member whose brief does not reach back far
     enough (none yet, a merge, longer rules) has its events read instead, and a new brief
     started from them.
+
+    ``created`` are members created in this transaction with ``fresh`` as all their events: they
+    have no stage row and their totals are those of ``fresh``, so nothing is read for them.
     """
     rules = rules or rules_of(session, merchant_id)
     zone = zone or tenancy.merchant_zone(session, merchant_id)
@@ -92,7 +96,16 @@ def evaluate(
     unique = sorted(set(member_ids))
     for start in range(0, len(unique), CHUNK):
         written += _evaluate_chunk(
-            session, merchant_id, unique[start : start + CHUNK], today, now, cause, rules, zone, fresh or {}
+            session,
+            merchant_id,
+            unique[start : start + CHUNK],
+            today,
+            now,
+            cause,
+            rules,
+            zone,
+            fresh or {},
+            set(created),
         )
     return Evaluated(len(unique), written)
 
@@ -122,8 +135,10 @@ def _evaluate_chunk(
     rules: StageRules,
     zone: ZoneInfo,
     fresh: Fresh,
+    created: set[str],
 ) -> int:
-    states = repo.lock_states(session, merchant_id, member_ids)
+    known = [m for m in member_ids if m not in created]
+    states = repo.lock_states(session, merchant_id, known) if known else {}
     needed = {m: _needed_since(states.get(m), today, rules, zone) for m in member_ids}
     unread = {
         m
@@ -131,7 +146,9 @@ def _evaluate_chunk(
         if (state := states.get(m)) is None or state.recent_since is None or state.recent_since > needed[m]
     }
     since = min((needed[m] for m in unread), default=day_start(today, zone))
-    activity = events.activity_of(session, merchant_id, member_ids, since=since, events_of=unread)
+    activity = events.activity_of(session, merchant_id, known, since=since, events_of=unread) if known else {}
+    for member_id in created & set(member_ids):
+        activity[member_id] = _activity_of_new(fresh.get(member_id, ()), since)
     keep_from = _brief_start(today, rules, zone)
     transitions: list[dict[str, Any]] = []
     saved: list[dict[str, Any]] = []
@@ -198,6 +215,19 @@ def _evaluate_chunk(
     return len(transitions)
 
 
+def _activity_of_new(
+    events_: Sequence[tuple[str, datetime, int | None]], since: datetime
+) -> events.MemberActivity:
+    """What :func:`siyu.events.facade.activity_of` reads for a member whose events are all
+    ``events_`` (one created by this batch): first seen, paid orders, events since ``since``."""
+    ordered = sorted(events_, key=lambda e: e[1])
+    return events.MemberActivity(
+        ordered[0][1] if ordered else None,
+        sum(1 for type_, _, _ in ordered if type_ == "order_paid"),
+        [e for e in ordered if e[1] >= since],
+    )
+
+
 def _value(stage: Stage | None) -> str | None:
     return None if stage is None else stage.value
 
@@ -207,7 +237,8 @@ def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEv
     fresh: dict[str, list[tuple[str, datetime, int | None]]] = {}
     for a in accepted:
         fresh.setdefault(a.member_id, []).append((a.type, a.occurred_at, a.amount_fen))
-    evaluate(session, merchant_id, list(fresh), now=now, cause=Cause.EVENT, fresh=fresh)
+    created = {a.member_id for a in accepted if a.member_created}
+    evaluate(session, merchant_id, list(fresh), now=now, cause=Cause.EVENT, fresh=fresh, created=created)
 
 
 @on_merge

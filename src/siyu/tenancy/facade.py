@@ -206,8 +206,15 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
 def merchant_zone(session: Session, merchant_id: str) -> ZoneInfo:
-    """The merchant's time zone: what "today", local days, months and periods are measured in."""
+    """The merchant's time zone: what "today", local days, months and periods are measured in.
+
+    The merchant's row is held by the session (``session.info``), so that asking again in the same
+    transaction is an identity-map hit rather than another ``SELECT`` (the identity map holds rows
+    only weakly; one request asks up to twice: the lifecycle listener and the decision). A commit
+    still expires it, and a change made through the same session is seen."""
     merchant = repo.get_merchant(session, merchant_id)
+    if merchant is not None:
+        session.info.setdefault("siyu.merchants", {})[merchant_id] = merchant
     return ZoneInfo(merchant.timezone if merchant else DEFAULT_TIMEZONE)
 
 
