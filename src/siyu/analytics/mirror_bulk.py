@@ -5,11 +5,12 @@ row, a tuple per row): about 18 000 event rows a second. The mirror copies milli
 the *same* statement (one definition of the columns: :func:`siyu.analytics.mirror.event_rows`,
 :func:`siyu.analytics.relations.member_snapshot`) without that layer:
 
-* **SQLite** — the statement runs through SQLAlchemy (compilation, bound parameters) but its rows
-  are fetched from the DBAPI cursor in chunks, untouched; each column becomes an Arrow array at
-  once and the stored text is cast vectorised (``'YYYY-MM-DD HH:MM:SS[.ffffff]'`` →
-  ``timestamp[us, UTC]``, ``'YYYY-MM-DD'`` → ``date32``). Text Arrow's cast refuses (an offset,
-  a ``T``) falls back to ``datetime.fromisoformat`` per value, which is what SQLAlchemy does.
+* **SQLite** — the statement runs through SQLAlchemy (compilation, bound parameters) wrapped so
+  that SQLite returns each row as one JSON object (``json_object``); the DBAPI cursor's strings
+  are fetched in chunks, untouched, and Arrow's JSON reader makes the columns. Stored text is
+  then cast vectorised (``'YYYY-MM-DD HH:MM:SS[.ffffff]'`` → ``timestamp[us, UTC]``,
+  ``'YYYY-MM-DD'`` → ``date32``); text Arrow's cast refuses (an offset, a ``T``) falls back to
+  ``datetime.fromisoformat`` per value, which is what SQLAlchemy does.
 * **PostgreSQL** — ``COPY (statement) TO STDOUT (FORMAT CSV)``, parsed by Arrow's streaming CSV
   reader with each column's type given (the session's ``TimeZone`` is UTC for the copy, so
   timestamps read ``…+00``).
@@ -22,15 +23,17 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, text
+import pyarrow.json as pajson
+from sqlalchemy import Connection, func, literal, select, text
 from sqlalchemy.orm import Session
 
 CHUNK_ROWS = 100_000
-"""Rows fetched from a SQLite cursor per batch."""
+"""Rows fetched from the SQLite cursor per batch."""
 CSV_BLOCK_BYTES = 16 << 20
 """Bytes of CSV parsed per batch on PostgreSQL."""
 
@@ -49,56 +52,72 @@ def read_table(session: Session, statement: Any, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches(list(record_batches(session, statement, schema)), schema=schema)
 
 
-# --- SQLite: the DBAPI cursor's rows, converted a column at a time -----------------------------
+# --- SQLite: one JSON object per row, parsed by Arrow -------------------------------------------
+
+
+def _wire_type(type_: pa.DataType) -> pa.DataType:
+    """How SQLite hands a column over: text for timestamps and dates, 0/1 for booleans."""
+    if pa.types.is_timestamp(type_) or pa.types.is_date32(type_):
+        return pa.string()
+    if pa.types.is_boolean(type_):
+        return pa.int64()
+    return type_
 
 
 def _cursor_batches(connection: Connection, statement: Any, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    result = connection.execute(statement)
+    # each row as one JSON object built by SQLite: one Python string a row instead of a value
+    # per column, and Arrow's JSON reader makes the columns
+    rows = statement.subquery()
+    pairs = zip(schema, rows.c, strict=True)
+    as_json = select(func.json_object(*chain.from_iterable((literal(f.name), c) for f, c in pairs)))
+    wire = pa.schema([(f.name, _wire_type(f.type)) for f in schema])
+    result = connection.execute(as_json)
     try:
         cursor = result.cursor
         assert cursor is not None
-        while rows := cursor.fetchmany(CHUNK_ROWS):
-            columns = list(zip(*rows, strict=True))
+        while chunk := cursor.fetchmany(CHUNK_ROWS):
+            data = "\n".join([r[0] for r in chunk]).encode()
+            table = pajson.read_json(
+                io.BytesIO(data),
+                read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1),
+                parse_options=pajson.ParseOptions(explicit_schema=wire, unexpected_field_behavior="error"),
+            )
             yield pa.RecordBatch.from_arrays(
-                [column_array(list(c), f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+                [column_array(table.column(f.name).combine_chunks(), f.type) for f in schema], schema=schema
             )
     finally:
         result.close()
 
 
-def column_array(values: list[Any], type_: pa.DataType) -> pa.Array:
-    """Raw SQLite values of one column as an Arrow array of ``type_``."""
+def column_array(values: pa.Array, type_: pa.DataType) -> pa.Array:
+    """One column as SQLite handed it over (see :func:`_wire_type`) as an Arrow array of ``type_``."""
     if pa.types.is_timestamp(type_):
         return _timestamps(values, type_)
     if pa.types.is_date32(type_):
         return _dates(values)
-    if pa.types.is_boolean(type_):
-        return pa.array(values, type=pa.int64()).cast(pa.bool_())
-    return pa.array(values, type=type_)
+    return values.cast(type_)
 
 
-def _timestamps(values: list[Any], type_: pa.DataType) -> pa.Array:
-    naive = pa.timestamp(type_.unit)
+def _timestamps(values: pa.Array, type_: pa.DataType) -> pa.Array:
     try:
-        return pa.array(values, type=pa.string()).cast(naive).cast(type_)
+        return values.cast(pa.timestamp(type_.unit)).cast(type_)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([_utc(v) for v in values], type=type_)
+        return pa.array([_utc(v) for v in values.to_pylist()], type=type_)
 
 
-def _utc(value: Any) -> datetime | None:
+def _utc(value: str | None) -> datetime | None:
     if value is None:
         return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    moment = datetime.fromisoformat(value)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _dates(values: list[Any]) -> pa.Array:
+def _dates(values: pa.Array) -> pa.Array:
     try:
-        return pa.array(values, type=pa.string()).cast(pa.date32())
+        return values.cast(pa.date32())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array(
-            [v if v is None or isinstance(v, date) else date.fromisoformat(v) for v in values],
-            type=pa.date32(),
+            [None if v is None else date.fromisoformat(v) for v in values.to_pylist()], pa.date32()
         )
 
 
