@@ -4,14 +4,22 @@
     python bench/mirror.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test \
         --schema bench_mirror --members 20000 --events 600000
 
+    # an existing data set, read only (nothing written to the database): a rebuild and the anchors
+    python bench/mirror.py --existing --out /tmp/siyu-bench-analytics.db --root /tmp/mirror-1m-sqlite
+
 The data set is bench/segment_data.py's (generated inside the database). Measured in one run:
 
 * **rebuild**: the whole mirror from the state store (events, member snapshot, ledger), events/s;
 * **incremental**: a sync after 1 % more events arrive, events/s, and an idle sync (nothing new:
   the fixed cost the ``siyu serve`` loop pays every few seconds);
-* **anchor**: the same event rows read with the same select, then written with plain pyarrow
-  (one file per local date, same schema and compression) — the ceiling of the write side; the
-  ratio says what the mirror's bookkeeping costs on top of reading and writing.
+* **anchor (row path)**: the same event rows read with the same select through SQLAlchemy's
+  result rows (what the mirror did before its bulk reads), then written with plain pyarrow (one
+  file per local date, same schema and compression);
+* **anchor (bulk read)**: the same select read by :mod:`siyu.analytics.mirror_bulk` alone (raw
+  cursor / COPY into Arrow columns, nothing written) — the ceiling of the read side.
+
+With ``--existing`` the anchors read the first ``--anchor-rows`` events only (the row path takes
+minutes per million).
 
 Prints its figures; nothing is written to bench/RESULTS.md.
 """
@@ -25,6 +33,8 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 import sqlalchemy as sa
@@ -32,7 +42,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from segment_data import NOW, generate, open_engine
-from siyu.analytics import mirror
+from siyu.analytics import mirror, mirror_bulk
 from siyu.analytics import mirror_store as store
 from siyu.analytics.duck import mirror_engine, mirror_relations
 from siyu.db import Database
@@ -44,17 +54,20 @@ def _rate(rows: int, seconds: float) -> str:
     return f"{rows:,} rows in {seconds:.2f} s = {rows / seconds:,.0f}/s" if seconds > 0 else f"{rows:,} rows"
 
 
-def anchor(database: Database, merchant_id: str, out: Path) -> tuple[int, float, float]:
-    """Read the event rows with the mirror's own select, then write them with plain pyarrow."""
+def _anchor_select(database: Database, merchant_id: str, zone: ZoneInfo, limit: int | None) -> Any:
+    statement = mirror.event_rows(merchant_id, zone, database.engine.dialect.name, since=None)
+    return statement.limit(limit) if limit else statement
+
+
+def anchor(
+    database: Database, merchant_id: str, out: Path, limit: int | None = None
+) -> tuple[int, float, float]:
+    """Read the event rows with the mirror's own select through SQLAlchemy's rows (the row path),
+    then write them with plain pyarrow."""
     with database.reading() as session:
         zone = tenancy.merchant_zone(session, merchant_id)
         started = time.perf_counter()
-        rows = [
-            tuple(r)
-            for r in session.execute(
-                mirror.event_rows(merchant_id, zone, database.engine.dialect.name, since=None)
-            )
-        ]
+        rows = [tuple(r) for r in session.execute(_anchor_select(database, merchant_id, zone, limit))]
         read = time.perf_counter() - started
     started = time.perf_counter()
     by_day: dict[object, list[tuple[object, ...]]] = {}
@@ -65,6 +78,20 @@ def anchor(database: Database, merchant_id: str, out: Path) -> tuple[int, float,
         target.mkdir(parents=True, exist_ok=True)
         pq.write_table(store.to_table(part, store.EVENTS_SCHEMA), target / "part.parquet", compression="zstd")
     return len(rows), read, time.perf_counter() - started
+
+
+def bulk_anchor(database: Database, merchant_id: str, limit: int | None = None) -> tuple[int, float]:
+    """Read the same select in bulk (Arrow batches), writing nothing."""
+    with database.reading() as session:
+        zone = tenancy.merchant_zone(session, merchant_id)
+        started = time.perf_counter()
+        rows = sum(
+            b.num_rows
+            for b in mirror_bulk.record_batches(
+                session, _anchor_select(database, merchant_id, zone, limit), store.EVENTS_SCHEMA
+            )
+        )
+        return rows, time.perf_counter() - started
 
 
 def grow(database: Database, merchant_id: str, count: int, received: datetime) -> None:
@@ -82,6 +109,35 @@ def grow(database: Database, merchant_id: str, count: int, received: datetime) -
         )
 
 
+def existing(args: argparse.Namespace) -> None:
+    """Rebuild the mirror of an existing data set into ``--root`` (the database is only read)."""
+    engine = open_engine(args) if args.database_url is None else sa.create_engine(args.database_url)
+    database = Database(str(engine.url.render_as_string(hide_password=False)))
+    root = Path(args.root)
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        with database.reading() as session:
+            (merchant_id,) = tenancy.merchant_ids(session)
+        engine_name = database.engine.dialect.name
+        started = time.perf_counter()
+        report = mirror.rebuild(database, root, now=NOW + timedelta(days=1))
+        full = time.perf_counter() - started
+        print(f"{engine_name}: rebuild (events + snapshot + ledger): {_rate(report.events, full)}")
+        for m in report.merchants:
+            print(f"  {m.members:,} members, {m.transitions:,} ledger entries, {m.files_written:,} files")
+        limit = args.anchor_rows
+        rows, read = bulk_anchor(database, merchant_id, limit)
+        print(f"anchor: bulk read of the same select (first {limit:,}): {_rate(rows, read)}")
+        rows, read, write = anchor(
+            database, merchant_id, Path(tempfile.mkdtemp(prefix="siyu-anchor-")), limit
+        )
+        print(
+            f"anchor: row-path read (first {limit:,}) {_rate(rows, read)}; pyarrow write {_rate(rows, write)}"
+        )
+    finally:
+        database.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=20_000)
@@ -89,7 +145,13 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/siyu-bench-mirror.db", help="SQLite file")
     parser.add_argument("--database-url", help="PostgreSQL base URL (else SQLite --out)")
     parser.add_argument("--schema", default="bench_mirror", help="PostgreSQL schema to fill")
+    parser.add_argument("--existing", action="store_true", help="only read an existing data set")
+    parser.add_argument("--root", default="/tmp/siyu-bench-mirror-root", help="mirror root with --existing")
+    parser.add_argument("--anchor-rows", type=int, default=300_000, help="anchor sample with --existing")
     args = parser.parse_args()
+    if args.existing:
+        existing(args)
+        return
     if args.database_url:  # a fresh data set each run (a previous run may have stopped half-way)
         with sa.create_engine(args.database_url).begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{args.schema}" CASCADE'))
@@ -128,8 +190,13 @@ def main() -> None:
         mirror.sync(database, root, now=loaded + timedelta(minutes=5), snapshot_every=600)
         print(f"idle sync 2 min later (nothing to re-check): {time.perf_counter() - started:.3f} s")
         rows, read, write = anchor(database, merchant_id, work / "anchor")
-        print(f"anchor: read with the same select {_rate(rows, read)}; pyarrow write {_rate(rows, write)}")
-        print(f"ratio rebuild / (read + pyarrow write): {full / (read + write):.2f}x the anchor's time")
+        print(
+            f"anchor: row-path read of the same select {_rate(rows, read)};"
+            f" pyarrow write {_rate(rows, write)}"
+        )
+        print(f"rebuild vs row-path anchor (read + write): {(read + write) / full:.1f}x faster")
+        bulk_rows, bulk_read = bulk_anchor(database, merchant_id)
+        print(f"anchor: bulk read of the same select {_rate(bulk_rows, bulk_read)}")
         with database.reading() as session:
             zone = tenancy.merchant_zone(session, merchant_id)
         rel = mirror_relations(root, merchant_id, zone)

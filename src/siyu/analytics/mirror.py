@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,13 +36,17 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Text, case, cast, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from siyu.analytics import mirror_bulk as bulk
 from siyu.analytics import mirror_store as store
-from siyu.analytics.relations import local_date, member_snapshot
+from siyu.analytics.mirror_events import OVERLAP as OVERLAP
+from siyu.analytics.mirror_events import Progress as Progress
+from siyu.analytics.mirror_events import Writer, sync_events
+from siyu.analytics.mirror_events import event_rows as event_rows
+from siyu.analytics.relations import member_snapshot
 from siyu.db import Database
-from siyu.events.models import Event
 from siyu.lifecycle.models import StageTransition
 from siyu.members.models import Member, MemberStatus
 from siyu.tenancy import facade as tenancy
@@ -50,18 +54,8 @@ from siyu.tenancy import facade as tenancy
 REBUILD_CAUSE = "rebuild"
 """``StageTransition.cause`` of the entries :func:`siyu.lifecycle.service.rebuild` writes."""
 
-OVERLAP = timedelta(seconds=60)
-"""How late a transaction may commit after it set its events' ``received_at`` and still be
-mirrored (ingestion commits at the end of its request; an import at the end of each chunk).
-A sync looks again at the ids received from this long before the previous sync; only those
-the mirror lacks are read in full."""
 MAX_PARTS = 8
 """A partition with more part files than this is compacted into one."""
-FLUSH_ROWS = 200_000
-"""Event rows buffered before they are written out (one file per local date)."""
-
-Progress = Callable[[str, int, int], None]
-"""``progress(what, done, total)``: ``what`` names the merchant and phase."""
 
 
 @dataclass(frozen=True)
@@ -154,38 +148,6 @@ def _merchant_ids(database: Database) -> list[str]:
 # --- one merchant ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Writer:
-    """Writes the files of one merchant's sync and records them in the state."""
-
-    root: Path
-    state: store.MirrorState
-    merchant: store.MerchantState
-    merchant_id: str
-    now: datetime
-    written: int = 0
-    retired: int = 0
-    touched: set[str] = field(default_factory=set)
-    """Event partition directories that got a new file in this sync."""
-
-    def write(self, table_name: str, directory: str, table: pa.Table, **extra: Any) -> str:
-        relpath = f"{directory}/{self.state.part_name()}"
-        size = store.write_parquet(self.root, relpath, table)
-        self.merchant.files[table_name][relpath] = {"rows": table.num_rows, "bytes": size, **extra}
-        self.written += 1
-        return relpath
-
-    def retire(self, table_name: str, paths: Sequence[str]) -> None:
-        for path in paths:
-            del self.merchant.files[table_name][path]
-        store.retire(self.state, list(paths), self.now)
-        self.retired += len(paths)
-
-    def directory(self, table_name: str, partition: str | None = None) -> str:
-        base = f"{table_name}/merchant_id={self.merchant_id}"
-        return f"{base}/{partition}" if partition else base
-
-
 def _sync_merchant(
     database: Database,
     root: Path,
@@ -202,9 +164,9 @@ def _sync_merchant(
         zone = tenancy.merchant_zone(session, merchant_id)
         ms = state.merchants.setdefault(merchant_id, store.MerchantState(zone=zone.key))
         ms.zone = zone.key
-        w = _Writer(root, state, ms, merchant_id, now)
+        w = Writer(root, state, ms, merchant_id, now)
         merge_map, merged = _sync_merge_map(session, w)
-        events = _sync_events(session, w, zone, dialect, progress)
+        events = sync_events(session, w, zone, dialect, progress)
         known_erased, has_snapshot = _snapshot_erased(root, ms)
         erased_now = set(session.scalars(_erased_ids(merchant_id)))
         newly_erased = erased_now - known_erased if has_snapshot else set()
@@ -229,7 +191,7 @@ def _sync_merchant(
     )
 
 
-def _sync_merge_map(session: Session, w: _Writer) -> tuple[dict[str, str], int]:
+def _sync_merge_map(session: Session, w: Writer) -> tuple[dict[str, str], int]:
     """Every merged id → its final survivor (followed through chains); rewritten if changed.
     Returns the map and its size when rewritten (``-1`` when unchanged)."""
     parent: dict[str, str] = {}
@@ -261,117 +223,6 @@ def _sync_merge_map(session: Session, w: _Writer) -> tuple[dict[str, str], int]:
     return resolved, len(pairs)
 
 
-def event_rows(merchant_id: str, zone: ZoneInfo, dialect: str, *, since: datetime | None) -> Any:
-    """The state store's events as the mirror stores them (columns of ``EVENTS_SCHEMA``), with
-    ``local_date`` computed by the one definition :func:`siyu.analytics.relations.local_date`."""
-    e = Event.__table__
-    statement = select(
-        e.c.event_id,
-        e.c.member_id,
-        e.c.type,
-        e.c.occurred_at,
-        local_date(e.c.occurred_at, zone, dialect).label("local_date"),
-        e.c.received_at,
-        e.c.channel,
-        e.c.store_id,
-        e.c.amount_fen,
-        cast(e.c.properties, Text).label("properties"),
-    ).where(e.c.merchant_id == merchant_id)
-    if since is not None:
-        statement = statement.where(e.c.received_at >= since)
-    return statement
-
-
-def _sync_events(
-    session: Session, w: _Writer, zone: ZoneInfo, dialect: str, progress: Progress | None
-) -> int:
-    """Mirror the events received after the watermark, and those received in the overlap before
-    it that a previous sync could not see yet (committed late); one file per local date touched."""
-    watermark = datetime.fromisoformat(w.merchant.events_watermark) if w.merchant.events_watermark else None
-    statements = [event_rows(w.merchant_id, zone, dialect, since=None)]
-    if watermark is not None:
-        statements = [
-            event_rows(w.merchant_id, zone, dialect, since=None).where(Event.received_at > watermark)
-        ]
-        last = datetime.fromisoformat(w.merchant.synced_at) if w.merchant.synced_at else watermark
-        missing = _late_commits(session, w, last - OVERLAP, watermark)
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            statements.append(
-                event_rows(w.merchant_id, zone, dialect, since=None).where(Event.event_id.in_(chunk))
-            )
-    total = 0
-    if progress:
-        total = sum(
-            session.execute(select(func.count()).select_from(s.subquery())).scalar_one() for s in statements
-        )
-        progress(f"{w.merchant_id} events", 0, total)
-    buffers: dict[date, list[tuple[Any, ...]]] = {}
-    buffered = read = 0
-    newest = watermark
-
-    def flush() -> None:
-        nonlocal buffered
-        for day, rows in sorted(buffers.items()):
-            directory = w.directory("events", f"local_date={day.isoformat()}")
-            latest = max(r[5] for r in rows)
-            table = store.to_table(rows, store.EVENTS_SCHEMA)
-            w.write("events", directory, table, max_received_at=latest.isoformat())
-            w.touched.add(directory)
-        buffers.clear()
-        buffered = 0
-
-    for statement in statements:
-        for row in session.execute(statement.execution_options(yield_per=FLUSH_ROWS)):
-            read += 1
-            if newest is None or row[5] > newest:
-                newest = row[5]
-            buffers.setdefault(row[4], []).append(tuple(row))
-            buffered += 1
-            if buffered >= FLUSH_ROWS:
-                flush()
-                if progress:
-                    progress(f"{w.merchant_id} events", read, max(total, read))
-    flush()
-    if progress:
-        progress(f"{w.merchant_id} events", read, max(total, read))
-    if newest is not None:
-        w.merchant.events_watermark = newest.isoformat()
-    return read
-
-
-def _late_commits(session: Session, w: _Writer, since: datetime, watermark: datetime) -> list[str]:
-    """Ids of events received in ``[since, watermark]`` that the mirror lacks: a transaction
-    that committed after the previous sync read past their ``received_at``. Reads only ids."""
-    if since > watermark:
-        return []
-    window = session.scalars(
-        select(Event.event_id).where(
-            Event.merchant_id == w.merchant_id, Event.received_at >= since, Event.received_at <= watermark
-        )
-    ).all()
-    if not window:
-        return []
-    mirrored = _mirrored_event_ids(w, since)
-    return sorted(set(window) - mirrored)
-
-
-def _mirrored_event_ids(w: _Writer, since: datetime) -> set[str]:
-    """Ids of mirrored events received at or after ``since`` (files whose newest row is older
-    are not opened)."""
-    ids: set[str] = set()
-    for path, meta in w.merchant.files["events"].items():
-        if datetime.fromisoformat(meta["max_received_at"]) < since:
-            continue
-        table = pq.read_table(
-            w.root / path, columns=["event_id", "received_at"], schema=store.EVENTS_SCHEMA
-        ).filter(
-            pc.field("received_at") >= pa.scalar(since, type=store.EVENTS_SCHEMA.field("received_at").type)
-        )
-        ids.update(table.column("event_id").to_pylist())
-    return ids
-
-
 def _erased_ids(merchant_id: str) -> Any:
     return select(Member.id).where(Member.merchant_id == merchant_id, Member.status == MemberStatus.ERASED)
 
@@ -392,7 +243,7 @@ def _snapshot_erased(root: Path, ms: store.MerchantState) -> tuple[set[str], boo
     return set(erased.column("member_id").to_pylist()), True
 
 
-def _erase(w: _Writer, erased: set[str], merge_map: dict[str, str]) -> None:
+def _erase(w: Writer, erased: set[str], merge_map: dict[str, str]) -> None:
     """Clear the properties of the erased members' events (as the state store's erase listener
     does), rewriting only the files that hold such events."""
     ids = erased | {merged for merged, survivor in merge_map.items() if survivor in erased}
@@ -420,16 +271,20 @@ def _snapshot_due(ms: store.MerchantState, now: datetime, every: float, *, chang
     return (now - last).total_seconds() >= every
 
 
-def _write_snapshot(session: Session, w: _Writer, zone: ZoneInfo, dialect: str) -> int:
+def _write_snapshot(session: Session, w: Writer, zone: ZoneInfo, dialect: str) -> int:
     """The members of ``member_snapshot`` as the snapshot of the merchant's local day."""
     day = w.now.astimezone(zone).date()
-    rows = [(*row, day) for row in session.execute(member_snapshot(w.merchant_id, zone, dialect))]
+    columns = store.MEMBERS_SCHEMA.remove(store.MEMBERS_SCHEMA.get_field_index("snapshot_date"))
+    table = bulk.read_table(session, member_snapshot(w.merchant_id, zone, dialect), columns)
+    table = table.append_column(
+        store.MEMBERS_SCHEMA.field("snapshot_date"), pa.array([day] * table.num_rows, type=pa.date32())
+    )
     directory = w.directory("members", f"snapshot_date={day.isoformat()}")
     same_day = [p for p in w.merchant.files["members"] if p.startswith(directory + "/")]
-    w.write("members", directory, store.to_table(rows, store.MEMBERS_SCHEMA))
+    w.write("members", directory, table)
     w.retire("members", same_day)
     w.merchant.snapshot_written_at = w.now.isoformat()
-    return len(rows)
+    return int(table.num_rows)
 
 
 def _transition_rows(merchant_id: str, since: date | None) -> Any:
@@ -440,7 +295,7 @@ def _transition_rows(merchant_id: str, since: date | None) -> Any:
     return statement if since is None else statement.where(t.c.effective_on >= since)
 
 
-def _sync_transitions(session: Session, w: _Writer) -> int:
+def _sync_transitions(session: Session, w: Writer) -> int:
     """Append the ledger entries not mirrored yet; rewrite whole if the ledger was rewritten.
 
     First a probe — the ledger's size, and the size and newest ``recorded_at`` of the entries
@@ -468,38 +323,43 @@ def _sync_transitions(session: Session, w: _Writer) -> int:
         ).one()
         if _probe(count, n, newest, rebuilt) == previous:
             return 0
-    rows = [tuple(r) for r in session.execute(_transition_rows(w.merchant_id, since))]
-    mirrored: dict[tuple[str, int], tuple[Any, ...]] = {}
+    table = bulk.read_table(session, _transition_rows(w.merchant_id, since), store.TRANSITIONS_SCHEMA)
+    fresh = table
+    conflict = ledger_rebuilt
     if since is not None:
+        mirrored: dict[tuple[str, int], tuple[Any, ...]] = {}
         recent = [p for p, meta in files.items() if date.fromisoformat(meta["max_effective_on"]) >= since]
         for row in store.read_parquet(w.root, recent, store.TRANSITIONS_SCHEMA).to_pylist():
             values = tuple(row.values())
             mirrored[(values[0], values[1])] = values
-    fresh = [r for r in rows if (r[0], r[1]) not in mirrored]
-    conflict = ledger_rebuilt or any(mirrored.get((r[0], r[1]), r) != r for r in rows)
-    if conflict or w.merchant.rows("stage_transitions") + len(fresh) != count:
-        rows = fresh = [tuple(r) for r in session.execute(_transition_rows(w.merchant_id, None))]
+        rows = [tuple(r.values()) for r in table.to_pylist()]
+        new = [(r[0], r[1]) not in mirrored for r in rows]
+        fresh = table.filter(pa.array(new, type=pa.bool_()))
+        conflict = conflict or any(mirrored.get((r[0], r[1]), r) != r for r in rows)
+    if conflict or w.merchant.rows("stage_transitions") + fresh.num_rows != count:
+        whole = _transition_rows(w.merchant_id, None)
+        table = fresh = bulk.read_table(session, whole, store.TRANSITIONS_SCHEMA)
         w.retire("stage_transitions", list(files))
-    if fresh:
-        latest = max(r[4] for r in fresh)
-        table = store.to_table(fresh, store.TRANSITIONS_SCHEMA)
+    if fresh.num_rows:
+        latest = pc.max(fresh.column("effective_on")).as_py()
         w.write(
-            "stage_transitions", w.directory("stage_transitions"), table, max_effective_on=latest.isoformat()
+            "stage_transitions", w.directory("stage_transitions"), fresh, max_effective_on=latest.isoformat()
         )
     days = [meta["max_effective_on"] for meta in files.values()]
     w.merchant.transitions_watermark = max(days) if days else None
-    window = [r for r in rows if days and r[4] >= date.fromisoformat(max(days))]
-    w.merchant.transitions_probe = _probe(
-        count, len(window), max((r[5] for r in window), default=None), rebuilt
-    )
-    return len(fresh)
+    window = table.slice(0, 0)
+    if days:
+        window = table.filter(pc.greater_equal(table.column("effective_on"), date.fromisoformat(max(days))))
+    last_recorded = pc.max(window.column("recorded_at")).as_py() if window.num_rows else None
+    w.merchant.transitions_probe = _probe(count, window.num_rows, last_recorded, rebuilt)
+    return int(fresh.num_rows)
 
 
 def _probe(total: int, window: int, newest: datetime | None, rebuilt: list[Any]) -> list[Any]:
     return [int(total), int(window), newest.isoformat() if newest is not None else None, rebuilt]
 
 
-def _compact(w: _Writer) -> None:
+def _compact(w: Writer) -> None:
     """Merge the part files of partitions that have too many (late events add one per sync)."""
     events = w.merchant.files["events"]
     for directory in sorted(w.touched):

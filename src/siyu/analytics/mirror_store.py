@@ -202,11 +202,27 @@ def save_state(root: Path, state: MirrorState) -> None:
     _fsync_dir(root)
 
 
+ROW_GROUP_ROWS = 256 * 1024
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
+
+
 def write_parquet(root: Path, relpath: str, table: pa.Table) -> int:
     """Write ``table`` to ``root/relpath`` through a temp file and a rename; its size in bytes."""
+    tmp, writer = open_parquet(root, table.schema)
+    with writer:
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    return place(root, tmp, relpath)
+
+
+def open_parquet(root: Path, schema: pa.Schema) -> tuple[Path, pq.ParquetWriter]:
+    """A new Parquet file under ``ROOT/.tmp`` to write row groups to; :func:`place` it when closed."""
     tmp = root / TMP_DIR / f"{uuid.uuid4().hex}.parquet"
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, tmp, compression="zstd", row_group_size=256 * 1024)
+    return tmp, pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
+
+
+def place(root: Path, tmp: Path, relpath: str) -> int:
+    """Move a finished temp file to ``root/relpath`` (a rename); its size in bytes."""
     target = root / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, target)
