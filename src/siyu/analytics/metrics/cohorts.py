@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import Select, and_, func, null, select
 from sqlalchemy.sql import Executable
 
-from siyu.analytics.metrics.worth import PAID, as_date, bucket_starts
+from siyu.analytics.metrics.worth import PAID, bucket_starts
 from siyu.analytics.relations import Relations
-from siyu.analytics.scope import Grain, Scope, bucket, event_filter, rate_bp
+from siyu.analytics.scope import Grain, Scope, as_date, bucket, event_filter, rate_bp
 
 
 class CohortGrain(StrEnum):

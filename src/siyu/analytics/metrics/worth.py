@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
 from siyu.analytics.relations import Relations
-from siyu.analytics.scope import Grain, Scope, bucket, event_filter, rate_bp
+from siyu.analytics.scope import Grain, Scope, as_date, bucket, buckets, event_filter, rate_bp
 from siyu.kit.money import BASIS_POINTS, round_half_up_div
 from siyu.points import facade as points
 
@@ -39,43 +39,7 @@ def _div(numerator: int, denominator: int) -> int | None:
 
 def bucket_starts(scope: Scope, grain: Grain) -> list[date]:
     """The first day of every bucket the period touches (the first may start before the period)."""
-    starts: list[date] = []
-    day = scope.start
-    while day <= scope.end:
-        first = _bucket_start(day, grain)
-        if not starts or starts[-1] != first:
-            starts.append(first)
-        day = _next_bucket(first, grain)
-    return starts
-
-
-def _bucket_start(day: date, grain: Grain) -> date:
-    if grain is Grain.DAY:
-        return day
-    if grain is Grain.WEEK:
-        return day - timedelta(days=day.weekday())
-    if grain is Grain.MONTH:
-        return day.replace(day=1)
-    return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
-
-
-def _next_bucket(first: date, grain: Grain) -> date:
-    if grain is Grain.DAY:
-        return first + timedelta(days=1)
-    if grain is Grain.WEEK:
-        return first + timedelta(days=7)
-    months = 1 if grain is Grain.MONTH else 3
-    index = first.year * 12 + first.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def as_date(value: Any) -> date:
-    """A DATE as every engine hands it back (SQLite: ``YYYY-MM-DD`` text; others: date/datetime)."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
+    return [first for first, _ in buckets(scope, grain)]
 
 
 # --- GMV and ARPU by bucket ---------------------------------------------------------------------
