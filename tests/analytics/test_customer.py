@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from siyu.analytics import service
+from siyu.analytics import mirror, service
 from siyu.analytics.metrics import customer
 from siyu.analytics.scope import Grain, Scope
 from siyu.db import Database
@@ -292,8 +292,7 @@ class TestOnTheMirror:
     def test_every_section_gives_the_state_stores_numbers_from_the_mirror(
         self, db: Database, world: w.World, tmp_path: Path
     ) -> None:
-        # given: the world mirrored to Parquet (needs the mirror module)
-        mirror = pytest.importorskip("siyu.analytics.mirror")
+        # given: the world mirrored to Parquet
         root = tmp_path / "analytics"
         w.add_messages(db, world)
         mirror.sync(db, root, now=w.NOW)

@@ -10,7 +10,6 @@ state-store session for the few figures only the state store has (messages sent)
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Engine
@@ -26,6 +24,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, FromClause
 
+from siyu.analytics import duck
+from siyu.analytics import mirror_store as store
 from siyu.analytics.metrics import active, customer, efficiency, scale, worth
 from siyu.analytics.relations import Relations, state_relations
 from siyu.analytics.scope import Grain, Scope, as_date
@@ -78,15 +78,7 @@ _engines: dict[Path, Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _module(name: str) -> ModuleType | None:
-    """An optional module of the mirror (``None`` if this build has no mirror)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
-def _mirror_engine(duck: ModuleType, root: Path) -> Engine:
+def _mirror_engine(root: Path) -> Engine:
     with _engines_lock:
         engine = _engines.get(root)
         if engine is None:
@@ -103,13 +95,12 @@ class MirrorStatus:
 def mirror_status(root: Path, merchant_id: str) -> MirrorStatus:
     """Whether the mirror under ``root`` holds the merchant, and its events watermark (from the
     mirror's state file, :mod:`siyu.analytics.mirror_store`)."""
-    store = _module("siyu.analytics.mirror_store")
-    if store is None or not root.exists():
+    if not root.exists():
         return MirrorStatus(False, None)
     merchant = store.load_state(root).merchants.get(merchant_id)
     if merchant is None:
         return MirrorStatus(False, None)
-    mark = getattr(merchant, "events_watermark", None)
+    mark = merchant.events_watermark
     return MirrorStatus(True, datetime.fromisoformat(mark) if mark else None)
 
 
@@ -123,10 +114,9 @@ def open_context(
     zone = tenancy.merchant_zone(session, merchant_id)
     today = now.astimezone(zone).date()
     if source is not Source.STATE:
-        duck = _module("siyu.analytics.duck")
         status = mirror_status(analytics_dir, merchant_id)
-        if duck is not None and status.has_merchant:
-            with _mirror_engine(duck, analytics_dir).connect() as conn:
+        if status.has_merchant:
+            with _mirror_engine(analytics_dir).connect() as conn:
                 yield AnalyticsContext(
                     merchant_id=merchant_id,
                     source=Source.MIRROR,
