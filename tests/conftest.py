@@ -130,6 +130,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory, test_database: DatabaseUn
         console=False,
         max_body_bytes=64 * 1024,
         worker_embedded=False,  # tests run the outbox worker themselves (tests/outbox)
+        # no background jobs in the test servers: the live server lives for the whole session,
+        # and its real-clock expiry raced tests that inject their clock (points ledger, CI)
+        upkeep=False,
         analytics_sync_interval=0,  # tests sync the analytics mirror themselves (tests/analytics)
     )
 

@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from siyu.app import create_app
+from siyu.config import Settings
 from siyu.coupons.models import Coupon
 from siyu.db import Database
 from siyu.housekeeping import background_upkeep, run_expiry, run_once
@@ -18,7 +20,8 @@ from siyu.points.models import ExpiryPolicy
 from tests.conftest import Tenant
 from tests.coupons.helpers import claimed, coupon, make_members, make_template
 from tests.pgstats import grow_merchants, last_analysis
-from tests.points.helpers import T0, balance, earn, entries, make_member, make_merchant, paid, settings
+from tests.points.helpers import T0, balance, earn, entries, make_member, make_merchant, paid
+from tests.points.helpers import settings as save_settings
 
 
 class TestHousekeeping:
@@ -55,7 +58,7 @@ class TestExpiryRound:
             )
         merchant = make_merchant(db)
         member = make_member(db, merchant)
-        settings(db, merchant, expiry_policy=ExpiryPolicy.DAYS, expiry_days=30)
+        save_settings(db, merchant, expiry_policy=ExpiryPolicy.DAYS, expiry_days=30)
         earn(db, merchant, paid(member, "o1", 5_000, T0))
         # when
         first, second = run_expiry(db), run_expiry(db)
@@ -66,6 +69,37 @@ class TestExpiryRound:
         assert coupon(client, tenant, valid["id"])["status"] == "available"
         assert balance(db, merchant, member) == 0
         assert [e.kind for e in entries(db, merchant, member)] == ["earn", "expire"]
+
+
+class TestUpkeepSwitch:
+    """``SIYU_UPKEEP=false`` keeps the background jobs out of a server (all but one replica; the
+    test servers, whose real-clock expiry would otherwise race tests that inject their clock)."""
+
+    def _points_past_expiry(self, db: Database) -> tuple[str, str]:
+        merchant = make_merchant(db)
+        member = make_member(db, merchant)
+        save_settings(db, merchant, expiry_policy=ExpiryPolicy.DAYS, expiry_days=30)
+        earn(db, merchant, paid(member, "o1", 5_000, T0))  # March: long past its 30 days
+        return merchant, member
+
+    def _serve_briefly(self, app_settings: Settings, db: Database, merchant: str, member: str) -> list[str]:
+        import time
+
+        with TestClient(create_app(app_settings, db=db, console=False)):
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and len(entries(db, merchant, member)) < 2:
+                time.sleep(0.05)
+        return [e.kind for e in entries(db, merchant, member)]
+
+    def test_a_server_with_upkeep_off_runs_no_background_job(self, db: Database, settings: Settings) -> None:
+        merchant, member = self._points_past_expiry(db)
+        assert settings.upkeep is False  # the test servers' setting
+        assert self._serve_briefly(settings, db, merchant, member) == ["earn"]
+
+    def test_a_server_with_upkeep_on_expires_at_start(self, db: Database, settings: Settings) -> None:
+        merchant, member = self._points_past_expiry(db)
+        on = settings.model_copy(update={"upkeep": True})
+        assert self._serve_briefly(on, db, merchant, member) == ["earn", "expire"]
 
 
 @pytest.mark.postgres_only

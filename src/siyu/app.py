@@ -153,7 +153,10 @@ def create_app(
         worker = embedded_worker(settings, db)
         mirror_sync = embedded_sync(settings, db)
         try:
-            async with background_upkeep(db):
+            if settings.upkeep:
+                async with background_upkeep(db):
+                    yield
+            else:
                 yield
         finally:
             if mirror_sync is not None:

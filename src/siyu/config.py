@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     bootstrap_api_key: str | None = Field(default=None, min_length=24)
     console: bool = True
     worker_embedded: bool = True
+    upkeep: bool = Field(
+        default=True,
+        description="run the background jobs (expiry, campaigns, journeys, statistics) inside siyu serve",
+    )
     worker_poll: float = Field(default=0.5, gt=0, le=60)
     worker_batch: int = Field(default=50, ge=1, le=1000)
     outbox_max_attempts: int = Field(default=10, ge=1, le=100)
