@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from siyu.analytics.mirror_status import mirror_status
 from siyu.cli.main import app
 from siyu.config import Settings, load_settings
 from siyu.db import Database
-from tests.analytics.mirrorkit import Shop, make_shop
+from tests.analytics.mirrorkit import Shop, make_shop, row_set
 from tests.conftest import DatabaseUnderTest, Tenant
 
 runner = CliRunner()
@@ -82,19 +84,46 @@ class TestCli:
 
 
 class TestSyncLoop:
-    def test_the_loop_syncs_until_stopped(self, shop: Shop) -> None:
+    def test_the_loop_syncs_in_a_child_process_until_stopped(self, shop: Shop) -> None:
         # given
         shop.event("p1")
         loop = BackgroundSync(shop.db, shop.root, interval=0.05)
         # when
         loop.start()
+        assert loop.process.pid not in (None, os.getpid())  # the server's GIL stays free
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not shop.mirror("events"):
             time.sleep(0.05)
         loop.stop()
         # then
         assert [r["event_id"] for r in shop.mirror("events")] == ["ev-00001"]
-        assert not loop.thread.is_alive()
+        assert not loop.process.is_alive()
+        assert loop.process.exitcode == 0  # stopped when asked, not killed
+
+    def test_the_loop_rewrites_the_member_snapshot_at_most_once_a_minute_unless_merged(
+        self, shop: Shop
+    ) -> None:
+        # given: a first sync (snapshot written), then events from a new person 10 s later
+        def loop_round() -> mirror.MerchantSync:
+            (done,) = mirror.sync(shop.db, shop.root, now=shop.now, snapshot_every=60).merchants
+            return done
+
+        shop.event("p1")
+        assert loop_round().members == 1
+        shop.now += timedelta(seconds=10)
+        shop.event("p2")
+        # when / then: the events arrive, the snapshot (a read of every member) waits its minute
+        early = loop_round()
+        assert (early.events, early.members) == (1, 0)
+        assert len(shop.mirror("members")) == 1
+        shop.now += timedelta(seconds=51)
+        assert loop_round().members == 2
+        # and a merge rewrites it at once (members change identity)
+        shop.now += timedelta(seconds=1)
+        shop.event("p2", extra_identity="m-1")
+        shop.event("p1", extra_identity="m-1")
+        assert loop_round().members == 2
+        assert row_set(shop.mirror("members")) == row_set(shop.state("members"))
 
     def test_an_interval_of_zero_starts_no_loop(self, db: Database, tmp_path: Path) -> None:
         # given

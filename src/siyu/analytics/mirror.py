@@ -105,7 +105,8 @@ def sync(
 
     ``now`` dates the member snapshot (the merchant's local day) and retirements.
     ``snapshot_every`` > 0 rewrites a day's member snapshot only that many seconds after the last
-    one unless events, merges or erasures arrived (the serve loop; the CLI rewrites each time).
+    one unless merges or erasures arrived (the serve loop: a snapshot reads every member, too much
+    for every round of a busy merchant; the CLI rewrites each time).
     With ``wait=False`` a sync already running makes this one return ``skipped`` at once.
     """
     with store.locked(root, wait=wait) as acquired:
@@ -173,7 +174,7 @@ def _sync_merchant(
         if newly_erased:
             _erase(w, newly_erased, merge_map)
         members = 0
-        if _snapshot_due(ms, now, snapshot_every, changed=bool(events or newly_erased or merged >= 0)):
+        if _snapshot_due(ms, now, snapshot_every, changed=bool(newly_erased or merged >= 0)):
             members = _write_snapshot(session, w, zone, dialect)
         transitions = _sync_transitions(session, w)
     _compact(w)
