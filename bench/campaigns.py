@@ -477,6 +477,8 @@ def decision_cost(args: argparse.Namespace) -> int:
                     one(p)
                 profile.disable()
                 calls = pstats.Stats(profile).total_calls / len(profiled)  # type: ignore[attr-defined]
+                if args.dump_profile:  # for `python -m pstats FILE` or snakeviz
+                    profile.dump_stats(f"{args.dump_profile}-{'new' if label.startswith('new') else 'seen'}.prof")
                 table.add_row(
                     label, f"{len(measured):,}", f"{counted:.1f}", f"{calls:,.0f}",
                     f"{cpu / len(measured) * 1000:.2f}", f"{wall / len(measured) * 1000:.2f}",
@@ -507,6 +509,7 @@ def main() -> int:
     c = sub.add_parser("decision-cost")
     c.add_argument("--payers", type=int, default=500)
     c.add_argument("--database-url")
+    c.add_argument("--dump-profile", metavar="PREFIX", help="write PREFIX-new.prof and PREFIX-seen.prof")
     args = parser.parse_args()
     if args.command == "decision-cost":
         return decision_cost(args)
