@@ -100,6 +100,29 @@ class TestSyncLoop:
         assert not loop.process.is_alive()
         assert loop.process.exitcode == 0  # stopped when asked, not killed
 
+    def test_stopping_after_the_child_was_killed_does_not_hang(self, shop: Shop) -> None:
+        # given: the SIGTERM that `timeout` and systemd send the whole process group
+        import signal
+        import threading
+
+        shop.event("p1")
+        loop = BackgroundSync(shop.db, shop.root, interval=1.0)
+        loop.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not shop.mirror("events"):
+            time.sleep(0.02)
+        time.sleep(0.2)  # a round is done: the child is inside its one-second wait
+        assert loop.process.pid is not None
+        os.kill(loop.process.pid, signal.SIGTERM)
+        loop.process.join(30)
+        # when: the server stops its loop
+        stopper = threading.Thread(target=loop.stop, daemon=True)
+        stopper.start()
+        stopper.join(30)
+        # then: it returned (a multiprocessing.Event whose lock the dead child held hung here)
+        assert not stopper.is_alive()
+        assert loop.process.exitcode == -signal.SIGTERM
+
     def test_the_loop_rewrites_the_member_snapshot_at_most_once_a_minute_unless_merged(
         self, shop: Shop
     ) -> None:
