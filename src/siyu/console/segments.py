@@ -9,10 +9,12 @@ as they are on campaigns.
 
 from __future__ import annotations
 
+import copy
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from nicegui import ui
+from nicegui import run, ui
 
 from siyu.console.access import may, refuse
 from siyu.console.fmt import number, testid, when
@@ -47,6 +49,29 @@ def choices(merchant_id: str) -> Choices:
     return Choices(stores=stores, tiers=ladder, templates=templates)
 
 
+@dataclass(frozen=True)
+class Counted:
+    count: int = 0
+    sample: list[tuple[str, str | None]] = field(default_factory=list)
+    everyone: bool = False
+    invalid: tuple[str, str] | None = None
+    """The language's error: the pointer into the rule and what is wrong."""
+
+
+def counted(merchant_id: str, rule: dict[str, Any] | None) -> Counted:
+    """The preview of ``rule`` (``None``: no condition yet, every active member), or its error."""
+    now = utcnow()
+    with database().reading() as session:
+        if rule is None:
+            return Counted(count=members.count_active_members(session, merchant_id), everyone=True)
+        try:
+            segments.parse(session, merchant_id, rule, now=now)
+            found = segments.preview(session, merchant_id, rule, now=now, sample=SAMPLE)
+        except RuleInvalid as exc:
+            return Counted(invalid=(exc.pointer or "/", exc.detail))
+    return Counted(count=found.count, sample=list(found.sample))
+
+
 def segments_area(staff: StaffView) -> None:
     if not may(staff, Scope.SEGMENTS_READ) or staff.limited_to_stores:
         refuse()
@@ -69,38 +94,39 @@ def segments_area(staff: StaffView) -> None:
             error = testid(ui.label("").classes("text-sm text-red-700"), "segment-error")
         sample_box = ui.row().classes("gap-1")
 
-    def preview() -> None:
-        rule = builder.rule()
-        now = utcnow()
-        if rule is None:  # no condition yet: every active member
-            with database().reading() as session:
-                everyone = members.count_active_members(session, staff.merchant_id)
-            error.set_text("")
-            count.set_text(t("segments.everyone", n=number(everyone)))
-            count.props(f"data-count={everyone}")
-            sample_box.clear()
-            return
-        try:
-            with database().reading() as session:
-                segments.parse(session, staff.merchant_id, rule, now=now)
-                found = segments.preview(session, staff.merchant_id, rule, now=now, sample=SAMPLE)
-        except RuleInvalid as exc:
-            error.set_text(t("segments.invalid", pointer=exc.pointer or "/", detail=exc.detail))
+    def show(found: Counted) -> None:
+        if found.invalid is not None:
+            pointer, detail = found.invalid
+            error.set_text(t("segments.invalid", pointer=pointer, detail=detail))
             return
         error.set_text("")
-        count.set_text(t("segments.count", n=number(found.count)))
+        key = "segments.everyone" if found.everyone else "segments.count"
+        count.set_text(t(key, n=number(found.count)))
         count.props(f"data-count={found.count}")
         sample_box.clear()
+        if not found.sample:
+            return
         with sample_box:
             ui.label(t("segments.sample")).classes("text-sm text-slate-500")
             for member_id, stage in found.sample:
                 label = f"{member_id} · {t(f'stage.{stage}')}" if stage else member_id
                 ui.link(label, f"/members/{member_id}").classes("text-xs font-mono")
 
-    def tick() -> None:
-        if dirty["pending"] and time.monotonic() - dirty["since"] >= DEBOUNCE_SECONDS:
-            dirty["pending"] = False
-            preview()
+    busy = {"now": False}
+
+    async def tick() -> None:
+        """Preview once the rule has been still for the debounce time; the count runs in a worker
+        thread, so a slow count never holds up the other pages of this process."""
+        if busy["now"] or not dirty["pending"] or time.monotonic() - dirty["since"] < DEBOUNCE_SECONDS:
+            return
+        dirty["pending"] = False
+        busy["now"] = True
+        try:
+            found = await run.io_bound(counted, staff.merchant_id, copy.deepcopy(builder.rule()))
+        finally:
+            busy["now"] = False
+        if found is not None:
+            show(found)
 
     ui.timer(0.1, tick)
 
