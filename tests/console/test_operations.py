@@ -274,8 +274,11 @@ class TestMembers:
         await ops.should_see(ZH["members.not_found"])
         await ops.open(f"/members/{theirs}")
         await ops.should_see(marker="member-missing")
-        await ops.open(f"/members/{mine}")
-        await ops.should_see(marker="member-identities")
+        # clicking a listed member opens its 360° view
+        await ops.open("/area/members")
+        ops.find(marker="member-list").trigger("rowClick", [{}, {"id": mine}, 0])
+        await ops.should_see(marker="member-identities", retries=20)
+        assert one(ops, "member-id").text == mine
 
 
 # ---------------------------------------------------------------- segments
@@ -482,6 +485,49 @@ class TestCampaigns:
         assert created.variants[0]["treatments"] == [{"action": "coupon", "template_id": template_id}]
         assert created.schedule is not None
         assert created.schedule["start_at"].startswith("2030-01-15T10:30:00+08:00")
+
+    async def test_a_trigger_campaign_from_the_wizard_is_scheduled_and_cancelled_from_its_page(
+        self, ops: User, merchant: BootstrapResult, db: Database
+    ) -> None:
+        mid = merchant.merchant.id
+        await signed_in(ops, "owner", PASSWORD)
+        await ops.open("/campaigns/new")
+        ops.find(marker="wizard-name").type("沉睡召回")
+        one(ops, "wizard-action").value = "points"
+        one(ops, "wizard-points").value = 50
+        one(ops, "wizard-kind").value = "trigger"
+        (await ready(ops, "wizard-trigger")).value = "stage_entered"
+        (await ready(ops, "wizard-stage")).value = "dormant"
+        one(ops, "wizard-delay").value = 24
+        one(ops, "wizard-start-day").value = "2030-02-01"
+        one(ops, "wizard-recall").value = True
+        ops.find(marker="wizard-create").click()
+        await ops.should_see(marker="results-cohorts", retries=20)
+        with db.reading() as session:
+            (created,) = campaigns.list_campaigns(session, mid)
+        assert created.kind == "trigger"
+        assert created.trigger is not None
+        assert (created.trigger["event"], created.trigger["stage"], created.trigger["delay_seconds"]) == (
+            "stage_entered",
+            "dormant",
+            86_400,
+        )
+        assert created.recall is True
+        assert created.variants[0]["treatments"] == [{"action": "points", "points": 50}]
+        # the campaign's own page moves it through its states
+
+        def status() -> str:
+            with db.reading() as session:
+                found = campaigns.get_campaign(session, mid, created.id)
+            assert found is not None
+            return found.status
+
+        ops.find(marker=f"schedule-{created.id}").click()
+        await eventually(lambda: status() == "scheduled")
+        await ops.open(f"/campaigns/{created.id}")
+        await ready(ops, f"cancel-{created.id}")
+        ops.find(marker=f"cancel-{created.id}").click()
+        await eventually(lambda: status() == "cancelled")
 
     async def test_a_wizard_error_names_the_field(
         self, ops: User, merchant: BootstrapResult, db: Database
