@@ -153,6 +153,7 @@ def keys_section(staff: StaffView, refresh: Callable[[], Any]) -> None:
     writer = may(staff, Scope.KEYS_WRITE)
     with database().reading() as session:
         keys = tenancy.list_keys(session, staff.merchant_id)
+        zone = tenancy.merchant_zone(session, staff.merchant_id)
     with ui.card().classes("w-full max-w-6xl"):
         with ui.row().classes("items-center gap-4"):
             ui.label(t("keys.title")).classes("text-lg font-medium")
@@ -166,9 +167,11 @@ def keys_section(staff: StaffView, refresh: Callable[[], Any]) -> None:
                 ui.label(key.name).classes("w-40 font-medium")
                 ui.label(key.hint).classes("font-mono w-24")
                 ui.label(t("keys.scopes", n=len(key.scopes))).classes("text-sm w-24")
-                ui.label(t("keys.used", at=when(key.last_used_at))).classes("text-sm text-slate-600 w-48")
+                ui.label(t("keys.used", at=when(key.last_used_at, zone))).classes(
+                    "text-sm text-slate-600 w-48"
+                )
                 if key.revoked_at is not None:
-                    ui.label(t("keys.revoked", at=when(key.revoked_at))).classes("text-slate-400")
+                    ui.label(t("keys.revoked", at=when(key.revoked_at, zone))).classes("text-slate-400")
                 elif writer:
 
                     def revoke(key_id: str = key.id) -> None:
@@ -239,6 +242,7 @@ def grants_section(staff: StaffView, refresh: Callable[[], Any]) -> None:
     writer = may(staff, Scope.GRANTS_WRITE)
     with database().reading() as session:
         grants = tenancy.list_grants(session, staff.merchant_id)
+        zone = tenancy.merchant_zone(session, staff.merchant_id)
     with ui.card().classes("w-full max-w-6xl"):
         with ui.row().classes("items-center gap-4"):
             ui.label(t("grants.title")).classes("text-lg font-medium")
@@ -255,9 +259,9 @@ def grants_section(staff: StaffView, refresh: Callable[[], Any]) -> None:
             with testid(ui.row().classes("items-center gap-3 w-full"), f"grant-{grant.id}"):
                 ui.label(grant.provider_id).classes("font-mono w-56")
                 ui.label(t("keys.scopes", n=len(grant.scopes))).classes("text-sm w-24")
-                ui.label(when(grant.created_at)).classes("text-sm w-40")
+                ui.label(when(grant.created_at, zone)).classes("text-sm w-40")
                 if grant.revoked_at is not None:
-                    ui.label(t("keys.revoked", at=when(grant.revoked_at))).classes("text-slate-400")
+                    ui.label(t("keys.revoked", at=when(grant.revoked_at, zone))).classes("text-slate-400")
                 elif writer:
 
                     def revoke(grant_id: str = grant.id) -> None:
@@ -438,6 +442,7 @@ def settings_content(staff: StaffView, refresh: Callable[[], Any]) -> None:
     if may(staff, Scope.STAFF_READ):
         with database().reading() as session:
             entries = tenancy.audit_log(session, staff.merchant_id, limit=50)
+            local = tenancy.merchant_zone(session, staff.merchant_id)
         with ui.card().classes("w-full max-w-3xl"):
             ui.label(t("settings.audit")).classes("text-lg font-medium")
             grid(
@@ -448,7 +453,7 @@ def settings_content(staff: StaffView, refresh: Callable[[], Any]) -> None:
                     ("target", "settings.target"),
                 ],
                 [
-                    {"at": when(e.at), "actor": e.actor, "action": e.action, "target": e.target or ""}
+                    {"at": when(e.at, local), "actor": e.actor, "action": e.action, "target": e.target or ""}
                     for e in entries
                 ],
                 "audit-log",

@@ -96,6 +96,7 @@ def members_area(staff: StaffView) -> None:
     with ui.card().classes("w-full max-w-4xl"):
         ui.label(t("members.list")).classes("text-lg font-medium")
         with database().reading() as session:
+            zone = tenancy.merchant_zone(session, staff.merchant_id)
             rows = members.list_members(session, staff.merchant_id, limit=50, within=member_scope(staff))
             rollups = {r.id: events.rollup_of(session, staff.merchant_id, r.id) for r in rows}
         listed = table(
@@ -108,7 +109,7 @@ def members_area(staff: StaffView) -> None:
             [
                 {
                     "id": r.id,
-                    "created": when(r.created_at),
+                    "created": when(r.created_at, zone),
                     "orders": rollup.order_count if rollup else 0,
                     "spend": money(rollup.total_spend_fen if rollup else 0),
                 }

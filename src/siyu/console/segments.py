@@ -190,6 +190,7 @@ def saved_segments(
 ) -> None:
     with database().reading() as session:
         rows = segments.list_segments(session, staff.merchant_id, PageRequest(limit=200))
+        zone = tenancy.merchant_zone(session, staff.merchant_id)
     ui.label(t("segments.saved")).classes("text-lg font-medium mt-2")
     if not rows:
         ui.label(t("segments.none")).classes("text-slate-500")
@@ -197,7 +198,7 @@ def saved_segments(
     for row in rows:
         with testid(ui.row().classes("items-center gap-2 w-full"), f"segment-{row.id}"):
             ui.label(row.name).classes("font-medium w-48")
-            ui.label(when(row.updated_at)).classes("text-xs text-slate-500 w-36")
+            ui.label(when(row.updated_at, zone)).classes("text-xs text-slate-500 w-36")
 
             def edit(row: Any = row) -> None:
                 editing["id"] = row.id
