@@ -124,8 +124,8 @@ class TestSignIn:
     @pytest.mark.anyio
     async def test_empty_sections_say_what_will_come(self, user: User, merchant: BootstrapResult) -> None:
         await signed_in(user, "owner", PASSWORD)
-        await user.open("/area/segments")
-        await user.should_see(ZH["coming.segments"])
+        await user.open("/area/scale")
+        await user.should_see(ZH["coming.scale"])
 
     @pytest.mark.anyio
     async def test_language_switch_shows_english(self, user: User, merchant: BootstrapResult) -> None:

@@ -12,6 +12,7 @@ Every function takes the caller's session; the caller owns the unit of work.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +30,9 @@ from siyu.campaigns.models import (
     TreatmentAction,
     TreatmentStatus,
 )
+from siyu.campaigns.schemas import CampaignIn
 from siyu.campaigns.views import Assignment, CampaignView, TreatmentView, campaign_view
+from siyu.kit.pagination import PageRequest
 
 __all__ = [
     "Assignment",
@@ -138,3 +141,51 @@ def check_treatment(session: Session, merchant_id: str, treatment: object, point
     not valid: unknown action, missing coupon or message template, bad points… (journeys check
     their action nodes with it)."""
     validation.check_treatment(session, merchant_id, treatment, pointer)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCampaignView:
+    """A campaign a member entered: its group (treatment or holdout) and when it was treated."""
+
+    campaign_id: str
+    name: str
+    status: str
+    group: str
+    variant: str | None
+    assigned_at: datetime
+    treated_at: datetime | None
+
+
+def campaigns_of_member(
+    session: Session, merchant_id: str, member_id: str, *, limit: int = 20
+) -> list[MemberCampaignView]:
+    """The campaigns the member was assigned to (treated or held out), newest first."""
+    return [
+        MemberCampaignView(*row) for row in repo.campaigns_of_member(session, merchant_id, member_id, limit)
+    ]
+
+
+def create_campaign(
+    session: Session, merchant_id: str, spec: Mapping[str, Any], *, now: datetime
+) -> CampaignView:
+    """A new draft from a specification shaped like the API's ``CampaignIn`` (validated the same
+    way: a 422 naming the bad field)."""
+    body = CampaignIn.model_validate(dict(spec))
+    return campaign_view(service.create(session, merchant_id, body.model_dump(mode="json"), now=now))
+
+
+def list_campaigns(session: Session, merchant_id: str, *, limit: int = 200) -> list[CampaignView]:
+    """The merchant's campaigns, oldest first (the first ``limit``)."""
+    rows, _ = service.list_campaigns(session, merchant_id, PageRequest(limit=limit))
+    return [campaign_view(r) for r in rows]
+
+
+def move(session: Session, merchant_id: str, campaign_id: str, action: str, *, now: datetime) -> CampaignView:
+    """Apply a state-machine action (``schedule``, ``start``, ``pause``, ``resume``, ``cancel``,
+    ``complete``); a 409 when the campaign's status does not allow it."""
+    return campaign_view(service.transition(session, merchant_id, campaign_id, action, now=now))
+
+
+def allowed_actions(status: str) -> list[str]:
+    """The actions the state machine allows from ``status``, in a stable order."""
+    return [action for action, (sources, _) in service.TRANSITIONS.items() if status in sources]

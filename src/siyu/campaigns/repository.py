@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from siyu.campaigns.models import (
@@ -352,3 +352,28 @@ def due_entries(session: Session, merchant_id: str, now: datetime, limit: int) -
         .execution_options(populate_existing=True)
     )
     return list(session.execute(statement).scalars())
+
+
+def campaigns_of_member(session: Session, merchant_id: str, member_id: str, limit: int) -> list[Any]:
+    """The member's places in campaigns with the campaign's name, newest assignment first."""
+    statement = (
+        select(
+            CampaignMember.campaign_id,
+            Campaign.name,
+            Campaign.status,
+            CampaignMember.group,
+            CampaignMember.variant,
+            CampaignMember.assigned_at,
+            CampaignMember.treated_at,
+        )
+        .join(
+            Campaign,
+            and_(
+                Campaign.merchant_id == CampaignMember.merchant_id, Campaign.id == CampaignMember.campaign_id
+            ),
+        )
+        .where(CampaignMember.merchant_id == merchant_id, CampaignMember.member_id == member_id)
+        .order_by(CampaignMember.assigned_at.desc())
+        .limit(limit)
+    )
+    return list(session.execute(statement))

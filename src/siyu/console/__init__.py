@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from siyu.config import Settings
 from siyu.db import Database
+from siyu.kit.pii import IdentifierVault
 
 MOUNT_PATH = "/console"
 _mounted = False
@@ -25,6 +26,10 @@ def mount_console(app: FastAPI, *, settings: Settings, db: Database) -> None:
     from siyu.console.state import STATE
 
     STATE.db = db
+    vault = getattr(app.state, "vault", None)  # the app's own, which create_app made first
+    STATE.vault = (
+        vault if isinstance(vault, IdentifierVault) else IdentifierVault(settings.resolved_secret_key())
+    )
     if _mounted:
         return
     register_pages()

@@ -8,6 +8,8 @@ from siyu.console import stores
 from siyu.console.customer import customer_area
 from siyu.console.i18n import t
 from siyu.console.layout import current_staff, frame, sign_in
+from siyu.console.operations import AREAS as OPERATION_AREAS
+from siyu.console.operations import register_operation_pages
 from siyu.console.state import database
 from siyu.tenancy import facade
 
@@ -76,6 +78,8 @@ def area_page(area: str) -> None:
             return
         if area == "customer":
             customer_area(staff)
+        elif area in OPERATION_AREAS:
+            OPERATION_AREAS[area](staff)
         else:
             coming_soon(area)
 
@@ -86,3 +90,4 @@ def register_pages() -> None:
     ui.page("/")(overview_page)
     ui.page("/area/{area}")(area_page)
     ui.page("/stores")(stores.stores_page)
+    register_operation_pages()

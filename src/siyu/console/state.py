@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from siyu.db import Database
+from siyu.kit.pii import IdentifierVault
 
 
 @dataclass
 class ConsoleState:
     db: Database | None = None
+    vault: IdentifierVault | None = None
+    """Decrypts identifiers for a member's PIPL export (the app's own vault)."""
 
 
 STATE = ConsoleState()
@@ -24,3 +27,9 @@ def database() -> Database:
     if STATE.db is None:  # pragma: no cover - mount_console always sets it
         raise RuntimeError("the console is not mounted: no database")
     return STATE.db
+
+
+def vault() -> IdentifierVault:
+    if STATE.vault is None:  # pragma: no cover - mount_console always sets it
+        raise RuntimeError("the console is not mounted: no identifier vault")
+    return STATE.vault

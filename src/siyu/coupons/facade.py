@@ -122,3 +122,10 @@ def list_codes(
     session: Session, merchant_id: str, template_id: str, page: PageRequest
 ) -> Page[PromoCodeView]:
     return service.list_codes(session, merchant_id, template_id, page)
+
+
+def change_template_status(
+    session: Session, merchant_id: str, template_id: str, action: str, *, now: datetime
+) -> TemplateView:
+    """``activate`` (draft/paused → active), ``pause`` (active → paused) or ``end``; a 409 otherwise."""
+    return service.change_status(session, merchant_id, template_id, action, now=now)

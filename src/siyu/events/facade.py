@@ -163,6 +163,42 @@ def activity_of(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    event_id: str
+    type: str
+    occurred_at: datetime
+    channel: str | None
+    store_id: str | None
+    amount_fen: int | None
+
+
+def timeline_of(
+    session: Session, merchant_id: str, member_id: str, *, limit: int = 50
+) -> list[TimelineEvent]:
+    """A member's latest events, newest first (type, time, channel, store, amount: no properties)."""
+    rows = session.execute(
+        select(Event.event_id, Event.type, Event.occurred_at, Event.channel, Event.store_id, Event.amount_fen)
+        .where(Event.merchant_id == merchant_id, Event.member_id == member_id)
+        .order_by(Event.occurred_at.desc(), Event.event_id.desc())
+        .limit(limit)
+    )
+    return [TimelineEvent(*row) for row in rows]
+
+
+def members_of_stores(merchant_id: str, store_ids: Collection[str]) -> Select[Any]:
+    """A sub-query of the members a store's staff may see: acquired at one of ``store_ids`` or
+    with any event there (franchise staff see only their stores' members)."""
+    at_store = select(Event.member_id).where(
+        Event.merchant_id == merchant_id, Event.store_id.in_(list(store_ids))
+    )
+    acquired = select(MemberRollup.member_id).where(
+        MemberRollup.merchant_id == merchant_id, MemberRollup.acquisition_store_id.in_(list(store_ids))
+    )
+    either = at_store.union(acquired).subquery()
+    return select(either.c.member_id)
+
+
 def _events_export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any]:
     rows = session.execute(
         select(Event)

@@ -3,7 +3,7 @@ the sweep for the upkeep loop; the PIPL export hook."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from siyu.lifecycle import repository as repo
 from siyu.lifecycle import service
 from siyu.lifecycle.models import MemberStage, StageTransition
-from siyu.lifecycle.rules import STAGE_ORDER, Stage
+from siyu.lifecycle.rules import STAGE_ORDER, Stage, StageRules
 from siyu.members.rights import on_export
 from siyu.tenancy import facade as tenancy
 
@@ -170,3 +170,18 @@ def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any
 
 
 on_export(_export)
+
+
+def rules_of(session: Session, merchant_id: str) -> StageRules:
+    """The merchant's stage rules (the defaults until changed)."""
+    return service.rules_of(session, merchant_id)
+
+
+def set_rules(
+    session: Session, merchant_id: str, values: Mapping[str, Any], *, actor: str, now: datetime
+) -> StageRules:
+    """Replace the stage rules (validated: pydantic ``ValidationError``) and re-classify the
+    members (a few at once, the rest at the next sweep); returns the stored rules."""
+    rules = StageRules.model_validate(dict(values))
+    service.set_rules(session, merchant_id, rules, actor=actor, now=now)
+    return rules

@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from siyu.kit.pagination import PageRequest
 from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import Conflict, NotFound
 from siyu.kit.sql import chunked
 from siyu.members import repository as repo
+from siyu.members import rights, service
 from siyu.members.models import Member, MemberIdentity, MemberStatus
 
 
@@ -162,3 +164,110 @@ def identity_value(
     )
     token = session.execute(statement).scalar_one_or_none()
     return None if token is None else vault.decrypt(merchant_id, kind, token)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityView:
+    kind: str
+    masked: str
+    source: str | None
+    first_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileView:
+    """A member's own record as the console shows it: identities masked, never in clear."""
+
+    id: str
+    status: MemberStatus
+    created_at: datetime
+    birthday: str | None
+    identities: list[IdentityView]
+    tags: list[str]
+
+
+def profile(session: Session, merchant_id: str, member_id: str) -> ProfileView | None:
+    """The member behind ``member_id`` (a merged id gives its survivor), or ``None``."""
+    found = find_member(session, merchant_id, member_id)
+    member = repo.get_member(session, merchant_id, found.id) if found else None
+    if member is None:
+        return None
+    return ProfileView(
+        id=member.id,
+        status=MemberStatus(member.status),
+        created_at=member.created_at,
+        birthday=member.birthday,
+        identities=[
+            IdentityView(kind=i.kind, masked=i.masked_value, source=i.source, first_seen_at=i.first_seen_at)
+            for i in repo.identities_of(session, merchant_id, member.id)
+        ],
+        tags=repo.tags_of(session, merchant_id, member.id),
+    )
+
+
+def find_by_identity(
+    session: Session, vault: IdentifierVault, merchant_id: str, kind: IdentityKind, value: str
+) -> str | None:
+    """The (surviving) member holding this identity, or ``None``; ``ValueError`` (with a
+    readable message) when the value cannot be an identity of that kind."""
+    try:
+        return service.find_by_identity(session, vault, merchant_id, kind.value, value)
+    except service.IdentityError as exc:
+        raise ValueError(exc.detail) from None
+
+
+def add_tags(
+    session: Session, merchant_id: str, member_id: str, tags: list[str], *, now: datetime
+) -> list[str]:
+    """Add tags to an active member (idempotent); returns its tags."""
+    current = require_member(session, merchant_id, member_id, writing=True)
+    return service.add_tags(session, merchant_id, current, tags, now=now)
+
+
+def remove_tag(session: Session, merchant_id: str, member_id: str, tag: str) -> list[str]:
+    """Remove one tag (nothing if absent); returns the member's tags."""
+    current = require_member(session, merchant_id, member_id, writing=True)
+    repo.remove_tag(session, merchant_id, current, tag)
+    session.flush()
+    return repo.tags_of(session, merchant_id, current)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    id: str
+    created_at: datetime
+
+
+def list_members(
+    session: Session,
+    merchant_id: str,
+    *,
+    limit: int = 50,
+    tag: str | None = None,
+    within: Sequence[Select[Any]] = (),
+) -> list[MemberRow]:
+    """Active members by id (the first ``limit``), optionally with ``tag`` and inside each of
+    ``within`` (other modules' member-id queries: a franchise's stores, a stage…)."""
+    rows = repo.list_members(session, merchant_id, PageRequest(limit=limit), tag=tag, within=within)
+    return [MemberRow(id=m.id, created_at=m.created_at) for m in rows[:limit]]
+
+
+def export_member(
+    session: Session, vault: IdentifierVault, merchant_id: str, member_id: str
+) -> dict[str, Any]:
+    """Everything held on the member, identifiers decrypted (PIPL access); the caller records
+    the audit entry (``tenancy.record_audit``, action ``member.exported``)."""
+    return rights.export_member(session, vault, merchant_id, member_id)
+
+
+def erase_member(session: Session, merchant_id: str, member_id: str, *, now: datetime) -> None:
+    """Erase the member (PIPL deletion); the caller records the audit entry (``member.erased``)."""
+    rights.erase_member(session, merchant_id, member_id, now=now)
+
+
+def member_within(session: Session, merchant_id: str, member_id: str, within: Select[Any]) -> bool:
+    """Is the member among the ids ``within`` selects (a franchise's members, a segment…)?"""
+    statement = select(Member.id).where(
+        Member.merchant_id == merchant_id, Member.id == member_id, Member.id.in_(within)
+    )
+    return session.execute(statement.limit(1)).first() is not None

@@ -19,7 +19,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from siyu.messaging import service
-from siyu.messaging.models import SUPPRESSED, Message, MessageStatus, MessageTemplate
+from siyu.messaging.models import SUPPRESSED, FatigueSettings, Message, MessageStatus, MessageTemplate
+from siyu.messaging.schemas import FatigueIO
 from siyu.messaging.service import SendRequest, SendResult, SendStatus
 
 __all__ = [
@@ -149,3 +150,36 @@ def delivered_member_ids(merchant_id: str, campaign_id: str) -> Select[Any]:
         )
         .distinct()
     )
+
+
+def list_templates(session: Session, merchant_id: str, *, limit: int = 200) -> list[TemplateView]:
+    """The merchant's message templates, by id (the first ``limit``)."""
+    statement = (
+        select(MessageTemplate)
+        .where(MessageTemplate.merchant_id == merchant_id)
+        .order_by(MessageTemplate.id)
+        .limit(limit)
+    )
+    return [template_view(r) for r in session.execute(statement).scalars()]
+
+
+def fatigue_settings(session: Session, merchant_id: str) -> dict[str, Any]:
+    """The marketing caps and quiet hours as the API shows them (defaults when never set)."""
+    row = session.get(FatigueSettings, merchant_id)
+    if row is None:
+        return FatigueIO().model_dump(mode="json")
+    return FatigueIO.model_validate(
+        {
+            "marketing_per_day": row.marketing_per_day,
+            "marketing_per_week": row.marketing_per_week,
+            "channel_caps": row.channel_caps or {},
+            "quiet_start": row.quiet_start,
+            "quiet_end": row.quiet_end,
+        }
+    ).model_dump(mode="json")
+
+
+def put_fatigue_settings(session: Session, merchant_id: str, data: dict[str, Any], *, now: datetime) -> None:
+    """Replace the caps and quiet hours, validated like ``PUT /fatigue-settings`` (``ValidationError``
+    from pydantic on a bad value)."""
+    service.put_fatigue(session, merchant_id, FatigueIO.model_validate(data).model_dump(mode="json"), now=now)

@@ -16,12 +16,17 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+if TYPE_CHECKING:  # the schemas import this module's views
+    from siyu.points.schemas import ItemOut, RuleOut
+
 from siyu.kit.orders import OrderFact
+from siyu.kit.pagination import PageRequest
+from siyu.points import mall, service
 from siyu.points import repository as repo
-from siyu.points import service
 from siyu.points.models import PointsEntry, PointsLot
 from siyu.tenancy import facade as tenancy
 
@@ -231,3 +236,64 @@ def adjust(
         session, merchant_id, member_id, points=points, reason=reason, key=key, source=source, now=now
     )
     return entry_view(posted.entry)
+
+
+# ---------------------------------------------------------------- settings, rules and the mall (console)
+
+
+def settings_of(session: Session, merchant_id: str) -> PointsSettingsView:
+    """The merchant's earn rate and expiry policy."""
+    found = service.settings_of(session, merchant_id)
+    return PointsSettingsView(
+        points_per_yuan=found.points_per_yuan,
+        expiry_policy=str(found.expiry_policy),
+        expiry_days=found.expiry_days,
+        allow_negative=found.allow_negative,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PointsSettingsView:
+    points_per_yuan: int
+    expiry_policy: str
+    expiry_days: int | None
+    allow_negative: bool
+
+
+def list_rules(session: Session, merchant_id: str) -> list[RuleOut]:
+    """The action rules (points per event type)."""
+    from siyu.points.schemas import RuleOut
+
+    return [RuleOut.model_validate(r, from_attributes=True) for r in repo.list_rules(session, merchant_id)]
+
+
+def create_rule(
+    session: Session, merchant_id: str, values: Mapping[str, object], *, now: datetime
+) -> RuleOut:
+    """Add an action rule, validated like ``POST /points/rules`` (pydantic ``ValidationError``)."""
+    from siyu.points.schemas import RuleIn, RuleOut
+
+    body = RuleIn.model_validate(dict(values))
+    return RuleOut.model_validate(
+        service.create_rule(session, merchant_id, **body.model_dump(), now=now), from_attributes=True
+    )
+
+
+def list_items(session: Session, merchant_id: str, *, limit: int = 200) -> list[ItemOut]:
+    """The points-mall items, by id."""
+    from siyu.points.schemas import ItemOut
+
+    rows = repo.list_items(session, merchant_id, PageRequest(limit=limit))
+    return [ItemOut.model_validate(i, from_attributes=True) for i in rows[:limit]]
+
+
+def create_item(
+    session: Session, merchant_id: str, values: Mapping[str, object], *, now: datetime
+) -> ItemOut:
+    """Add a mall item, validated like ``POST /mall/items``."""
+    from siyu.points.schemas import ItemIn, ItemOut
+
+    body = ItemIn.model_validate(dict(values))
+    return ItemOut.model_validate(
+        mall.create_item(session, merchant_id, body.model_dump(), now=now), from_attributes=True
+    )

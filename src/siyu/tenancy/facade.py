@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from siyu.kit.clock import utcnow
 from siyu.kit.crypto import generate_password
+from siyu.kit.pagination import PageRequest
 from siyu.kit.problems import NotFound
 from siyu.tenancy import access, service
 from siyu.tenancy import repository as repo
@@ -370,6 +371,78 @@ def revoke_grant(session: Session, merchant_id: str, grant_id: str, *, actor: st
     if grant is None:
         raise NotFound(f"no grant {grant_id} for merchant {merchant_id}")
     return _grant(access.revoke_grant(session, grant, now=utcnow(), actor=actor))
+
+
+def list_staff(session: Session, merchant_id: str, *, limit: int = 500) -> list[StaffView]:
+    """The merchant's staff accounts, by id (the console's staff page)."""
+    rows = repo.list_staff(session, merchant_id, PageRequest(limit=limit))
+    stores = repo.staff_store_ids(session, merchant_id, [s.id for s in rows])
+    return [
+        StaffView(
+            id=s.id,
+            merchant_id=s.merchant_id,
+            login=s.login,
+            display_name=s.display_name,
+            role=StaffRole(s.role),
+            active=s.active,
+            store_ids=tuple(stores[s.id]),
+            created_at=s.created_at,
+        )
+        for s in rows
+    ]
+
+
+def set_staff_active(
+    session: Session, merchant_id: str, staff_id: str, active: bool, *, actor: str
+) -> StaffView:
+    """Activate or deactivate a staff account (a deactivated one is signed out at its next click)."""
+    staff = repo.get_staff(session, merchant_id, staff_id)
+    if staff is None:
+        raise NotFound(f"no staff {staff_id}")
+    return _staff(session, service.update_staff(session, staff, active=active, now=utcnow(), actor=actor))
+
+
+def list_keys(session: Session, merchant_id: str, *, limit: int = 500) -> list[KeyView]:
+    """The merchant's API keys (never their secrets), revoked ones included, by id."""
+    return [_key(k) for k in repo.list_api_keys(session, PageRequest(limit=limit), merchant_id=merchant_id)]
+
+
+def revoke_merchant_key(session: Session, merchant_id: str, key_id: str, *, actor: str) -> KeyView:
+    """Revoke one of the merchant's own keys (another merchant's key id is not found)."""
+    key = repo.get_api_key(session, key_id, merchant_id=merchant_id)
+    if key is None:
+        raise NotFound(f"no API key {key_id}")
+    return _key(access.revoke_api_key(session, key, now=utcnow(), actor=actor))
+
+
+def list_grants(session: Session, merchant_id: str, *, limit: int = 500) -> list[GrantView]:
+    """The grants the merchant gave providers, revoked ones included, by id."""
+    return [_grant(g) for g in repo.list_grants(session, PageRequest(limit=limit), merchant_id=merchant_id)]
+
+
+def set_timezone(session: Session, merchant_id: str, timezone: str) -> MerchantView:
+    """Change the merchant's time zone (an IANA name; a 422 naming ``/timezone`` otherwise)."""
+    merchant = repo.get_merchant(session, merchant_id)
+    if merchant is None:
+        raise NotFound(f"no merchant {merchant_id}")
+    return _merchant(service.update_merchant(session, merchant, now=utcnow(), timezone=timezone))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditView:
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    detail: dict[str, object]
+
+
+def audit_log(session: Session, merchant_id: str, *, limit: int = 100) -> list[AuditView]:
+    """The merchant's audit log, newest first."""
+    return [
+        AuditView(at=a.at, actor=a.actor, action=a.action, target=a.target, detail=dict(a.detail or {}))
+        for a in repo.list_audit(session, merchant_id, limit)
+    ]
 
 
 def record_audit(

@@ -117,3 +117,34 @@ def known_scopes(values: Iterable[str]) -> frozenset[Scope]:
 def sorted_scopes(scopes: Iterable[Scope | str]) -> list[str]:
     """Stable order for storage and display."""
     return sorted({str(s) for s in scopes})
+
+
+_READ_SCOPES = frozenset(s for s in MERCHANT_SCOPES if s.value.endswith(":read"))
+
+ROLE_SCOPES: dict[str, frozenset[Scope]] = {
+    "owner": MERCHANT_SCOPES,
+    "operator": MERCHANT_SCOPES
+    - {Scope.KEYS_WRITE, Scope.GRANTS_WRITE, Scope.STAFF_WRITE, Scope.MERCHANT_WRITE, Scope.MEMBERS_ERASE},
+    "analyst": _READ_SCOPES,
+    "guide": frozenset(
+        {
+            Scope.MEMBERS_READ,
+            Scope.EVENTS_WRITE,
+            Scope.REACHABILITY_READ,
+            Scope.COUPONS_READ,
+            Scope.POINTS_READ,
+            Scope.TIERS_READ,
+            Scope.STORES_READ,
+            Scope.MESSAGES_READ,
+        }
+    ),
+}
+"""What each staff role may do, in the API's own scopes: the console checks a staff member's
+role against the scope the equivalent API endpoint requires (``staff_may``). Owners hold every
+merchant scope; operators run the business but do not manage access, merchant settings or
+erasure; analysts only read; guides look members up and tag them."""
+
+
+def staff_may(role: str, scope: Scope) -> bool:
+    """May a staff member of ``role`` do what the API guards with ``scope``?"""
+    return scope in ROLE_SCOPES.get(role, frozenset())

@@ -12,9 +12,10 @@ The merge and erasure listeners are registered by ``siyu.tiers.service`` and ``s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +25,9 @@ from siyu.tiers import jobs, rights, service  # noqa: F401 - rights registers th
 from siyu.tiers.jobs import JobReport, Progress
 from siyu.tiers.ladder import Ladder
 from siyu.tiers.models import MemberTier, TierChange
+
+if TYPE_CHECKING:  # the schemas import this module's views
+    from siyu.tiers.schemas import MappingOut, TierOut
 
 __all__ = ["JobReport", "Progress"]
 
@@ -158,3 +162,45 @@ def run_due(
     """The merchant's tier jobs (idempotent): due re-assessments, monthly privileges, birthdays;
     with ``max_members`` a slice of them (``report.done`` says if anything is left)."""
     return jobs.run_due(session, merchant_id, now=now, progress=progress, max_members=max_members)
+
+
+# ---------------------------------------------------------------- the ladder and joint membership (console)
+
+
+def ladder(session: Session, merchant_id: str) -> list[TierOut]:
+    """The tiers, lowest first."""
+    from siyu.tiers.schemas import TierOut
+
+    return [TierOut.model_validate(t) for t in service.tiers_of(session, merchant_id)]
+
+
+def create_tier(session: Session, merchant_id: str, values: Mapping[str, Any], *, now: datetime) -> TierOut:
+    """Add a tier, validated like ``POST /tiers`` (pydantic ``ValidationError``; a 422 problem
+    for a rank or name already used)."""
+    from siyu.tiers import membership
+    from siyu.tiers.schemas import TierIn, TierOut
+
+    body = TierIn.model_validate(dict(values))
+    return TierOut.model_validate(membership.create_tier(session, merchant_id, body.model_dump(), now=now))
+
+
+def joint_mappings(session: Session, merchant_id: str) -> list[MappingOut]:
+    """Every platform's external level → tier map."""
+    from siyu.tiers import membership
+    from siyu.tiers.schemas import MappingOut
+
+    return [MappingOut.model_validate(m) for m in membership.mappings(session, merchant_id)]
+
+
+def put_joint_mapping(
+    session: Session, merchant_id: str, platform: str, levels: Mapping[str, str], *, now: datetime
+) -> list[MappingOut]:
+    """Replace one platform's map (a 422 naming a level whose tier is unknown)."""
+    from siyu.tiers import membership
+    from siyu.tiers.schemas import MappingIn, MappingOut
+
+    body = MappingIn.model_validate({"levels": dict(levels)})
+    return [
+        MappingOut.model_validate(m)
+        for m in membership.put_mapping(session, merchant_id, platform, body.levels, now=now)
+    ]
