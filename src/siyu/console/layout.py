@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from nicegui import app, ui
 
+from siyu.console.fmt import testid
 from siyu.console.i18n import t, toggle_language
 from siyu.console.state import database
 from siyu.tenancy import facade
@@ -82,6 +83,9 @@ def frame(title_key: str) -> Iterator[StaffView | None]:
         yield None
         return
     ui.page_title(f"{t(title_key)} · {t('app.title')}")
+    # Quasar's own texts come from the one language pack NiceGUI loads (zh-CN): tables built on
+    # this page say "no data" in the reader's language (pages build one at a time on the loop)
+    ui.table.default_props(f'no-data-label="{t("table.no_data")}"')
     drawer = ui.left_drawer(value=True).classes("bg-slate-50")
     with ui.header().classes("items-center justify-between bg-slate-800"):
         with ui.row().classes("items-center gap-2"):
@@ -89,8 +93,10 @@ def frame(title_key: str) -> Iterator[StaffView | None]:
             ui.label(t("app.title")).classes("text-lg font-bold")
         with ui.row().classes("items-center gap-2"):
             ui.label(f"{staff.display_name} · {t('role.' + staff.role.value)}").classes("text-sm")
-            ui.button(t("header.language"), on_click=_switch_language).props("flat color=white dense no-caps")
-            ui.button(t("header.logout"), on_click=sign_out).props("flat color=white dense no-caps")
+            language = ui.button(t("header.language"), on_click=_switch_language)
+            testid(language.props("flat color=white dense no-caps"), "header-language")
+            logout = ui.button(t("header.logout"), on_click=sign_out)
+            testid(logout.props("flat color=white dense no-caps"), "header-logout")
     with drawer:
         for group_key, items in NAV:
             ui.label(t(group_key)).classes("text-xs text-slate-500 mt-3 mb-1 uppercase")

@@ -6,6 +6,7 @@ from nicegui import ui
 
 from siyu.console import stores
 from siyu.console.customer import customer_area
+from siyu.console.fmt import testid
 from siyu.console.i18n import t
 from siyu.console.layout import current_staff, frame, sign_in
 from siyu.console.operations import AREAS as OPERATION_AREAS
@@ -56,10 +57,11 @@ def login_page() -> None:
     with ui.card().classes("absolute-center w-80"):
         ui.label(t("app.title")).classes("text-xl font-bold")
         ui.label(t("login.title")).classes("text-slate-500")
-        login = ui.input(t("login.login")).props("autofocus").classes("w-full")
+        login = testid(ui.input(t("login.login")).props("autofocus").classes("w-full"), "login-login")
         password = ui.input(t("login.password"), password=True).classes("w-full").on("keydown.enter", submit)
-        error = ui.label("").classes("text-red-600 text-sm")
-        ui.button(t("login.submit"), on_click=submit).classes("w-full")
+        testid(password, "login-password")
+        error = testid(ui.label("").classes("text-red-600 text-sm"), "login-error")
+        testid(ui.button(t("login.submit"), on_click=submit).classes("w-full"), "login-submit")
 
 
 def overview_page() -> None:
