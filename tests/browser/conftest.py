@@ -6,9 +6,10 @@
   off. A subprocess, not a thread: NiceGUI keeps one app per process, and the simulated-user
   tests of ``tests/console`` reset it. Tables are emptied after every test, so each test seeds
   what it shows (``shop``).
-* **The browser** (``browser``, once per worker): Debian's Chromium (``/usr/bin/chromium``,
-  ``apt-get install -y chromium``; ``.ci/run`` installs it when missing) through Playwright's
-  Python package, ``--headless --no-sandbox --disable-gpu --disable-background-networking``.
+* **The browser** (``browser``, once per test module — see the fixture for why): Debian's
+  Chromium (``/usr/bin/chromium``, ``apt-get install -y chromium``; ``.ci/run`` installs it
+  when missing) through Playwright's Python package, with ``--headless --no-sandbox
+  --disable-gpu --disable-background-networking``.
   Never run ``playwright install`` (it downloads browsers). Without Chromium the suite fails
   with that instruction; it never skips.
 * ``page``: a fresh browser context per test (``zh-CN``, 1440×900); ``login(page, login,
@@ -91,8 +92,11 @@ def console_url(test_database: DatabaseUnderTest, tmp_path_factory: pytest.TempP
             server.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an event
+    loop running on the main thread while it lives, and the async tests of ``tests/console``
+    (anyio) that a worker runs after this module could not start theirs."""
     if not CHROMIUM.exists():
         pytest.fail(
             "the browser suite needs Debian's Chromium: apt-get update && apt-get install -y chromium "
