@@ -29,13 +29,17 @@ OPTOUT_TEMPLATE = "tpl_marketing"
 
 @dataclass(frozen=True, slots=True)
 class Exposure:
-    """One campaign as the simulator sees it: when it reached its audience (days since start),
-    its attribution window, and each person's group (0 out, 1 holdout, 2 treated), indexed by
-    global person index (length ``world.members``)."""
+    """One campaign as the simulator sees it, indexed by global person (length ``world.members``):
+    each person's group (0 out, 1 holdout, 2 treated) and assignment time (days since start; the
+    start of its attribution window, NaN when out), and the window's length."""
 
-    at: float
+    at: NDArray[np.float64]
     window_days: int
     group: NDArray[np.int8]
+
+    @classmethod
+    def empty(cls, members: int, window_days: int) -> Exposure:
+        return cls(np.full(members, np.nan), window_days, np.zeros(members, dtype=np.int8))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class Answer:
     """What the campaign changed for one chunk's assigned people."""
 
     index: NDArray[np.int64]
+    at: NDArray[np.float64]
     group: NDArray[np.int8]
     kind: NDArray[np.int64]
     true_effect: NDArray[np.float64]
@@ -66,7 +71,7 @@ def answer(world: World, chunk: Chunk, number: int, exposure: Exposure, touches:
     spend = rng.gamma(np.where(chunk.member, world.member_parameters.p, world.non_members.p), 1.0 / chunk.nu)
     group = exposure.group[chunk.index]
     treated, assigned = group == TREATED, group > 0
-    t0, width = exposure.at, float(exposure.window_days)
+    t0, width = exposure.at[chunk.index], float(exposure.window_days)
     alive = chunk.buyer & (chunk.arrival + 0.002 < t0) & (chunk.death > t0)
     quiet = np.where(alive, np.exp(-chunk.rate * width), 1.0)
     """P(no order of one's own in the window)."""
@@ -84,8 +89,10 @@ def answer(world: World, chunk: Chunk, number: int, exposure: Exposure, touches:
     fatigue = np.minimum(1.0, np.where(dnd, rs.optout_dnd * fatigue, fatigue))
     opts_out = treated & (u_optout < fatigue)
     extra_at = np.where(extra, t0 + 0.01 + u_time * (width - 0.02), np.nan)
+    at = t0
     return Answer(
         index=chunk.index[assigned],
+        at=at[assigned],
         group=group[assigned],
         kind=kind[assigned],
         true_effect=effect[assigned],
@@ -133,9 +140,9 @@ def chunk_events(
     stores = world.store_ids
     away_local: dict[int, list[tuple[float, float]]] = {}
     for exposure, ans in answers:
-        for person in ans.index[ans.stays_away]:
+        for person, at in zip(ans.index[ans.stays_away], ans.at[ans.stays_away], strict=True):
             local = int(person - chunk.index[0])
-            away_local.setdefault(local, []).append((exposure.at, exposure.at + exposure.window_days))
+            away_local.setdefault(local, []).append((float(at), float(at) + exposure.window_days))
 
     def add(at: float, person: int, tag: str, type_: str, identities: dict[str, str], **extra: Any) -> None:
         if since <= at < until:
@@ -239,7 +246,7 @@ def chunk_events(
                     properties=props,
                 )
             if ans.opts_out[k]:
-                at = _exposure.at + 0.02
+                at = float(ans.at[k]) + 0.02
                 props = {"channel": "mini_program", "template_id": OPTOUT_TEMPLATE}
                 add(at, person, f"u{number}", "unsubscribe", identities_at(local, at), properties=props)
     out.sort(key=lambda item: (item[0], item[1]))
@@ -309,7 +316,7 @@ def write_truth(world: World, directory: Path, *, exposures: Sequence[Exposure] 
     truth = world.truth()
     truth["campaigns"] = [
         {
-            "at_day": e.at,
+            "first_at_day": float(np.nanmin(e.at)) if s[1] else None,
             "window_days": e.window_days,
             "assigned": s[1],
             "average_true_effect": s[0] / s[1] if s[1] else None,
