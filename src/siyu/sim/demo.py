@@ -14,6 +14,7 @@ Time line (days since the world's start, ``D`` = ``world.days``, the end being "
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ def setup_merchant(session: Any, *, now: datetime, password: str) -> tuple[str, 
     return mid, store_ids, recall.id, page.id
 
 
-def _ingest_phase(
+def ingest_phase(
     database: Database,
     vault: IdentifierVault,
     merchant_id: str,
@@ -231,6 +232,30 @@ def _exposure_of(
     return exposure
 
 
+def run_broadcast(
+    database: Database,
+    merchant_id: str,
+    world: World,
+    spec: dict[str, Any],
+    *,
+    at_day: float,
+    tally: IngestTally,
+) -> tuple[str, Exposure]:
+    """Create, start and run a one-off broadcast campaign at ``at_day`` (the real campaign round
+    and outbox, with the clock set to that moment); the campaign id and who it assigned, as the
+    simulator's :class:`Exposure` (people known through ``tally``)."""
+    at = _day(world, at_day)
+    with database.unit_of_work() as session:
+        campaign = campaigns.create_campaign(session, merchant_id, spec, now=at)
+        campaigns.move(session, merchant_id, campaign.id, "start", now=at)
+    campaign_tasks.run_merchant(database, merchant_id, now=at, campaign_id=campaign.id)
+    _drain_outbox(database, at + timedelta(minutes=1))
+    exposure = _exposure_of(
+        database, merchant_id, campaign.id, tally, world.members, lambda _p: at_day, spec["attribution_days"]
+    )
+    return campaign.id, exposure
+
+
 def _drain_outbox(database: Database, now: datetime) -> None:
     while outbox.run_once(database, limit=500, now=now) > 0:
         pass
@@ -257,42 +282,33 @@ def build_demo(
     tally = IngestTally()
     recall_day = float(world.days - RECALL_DAYS_BEFORE_END)
     page_day = float(world.days - PAYMENT_DAYS_BEFORE_END)
-    ingest = dict(
-        database=database, vault=vault, merchant_id=mid, world=world, now=now, tally=tally, progress=progress
+    phase = functools.partial(
+        ingest_phase, database, vault, mid, world, now=now, tally=tally, progress=progress
     )
-    _ingest_phase(**ingest, since=0.0, until=recall_day, exposures=[], label="历史 history")  # type: ignore[arg-type]
+    phase(since=0.0, until=recall_day, exposures=[], label="历史 history")
 
     # The recall of the dormant: a broadcast at recall_day.
-    t1 = _day(world, recall_day)
-    with database.unit_of_work() as session:
-        recall = campaigns.create_campaign(
-            session,
-            mid,
+    recall_spec = {
+        "name": "沉睡会员唤醒·满30减10",
+        "goal": "active",
+        "audience_rule": {"rfm": {"measure": "recency_days", "op": "gte", "value": 30}},
+        "holdout_bp": 2_000,
+        "variants": [
             {
-                "name": "沉睡会员唤醒·满30减10",
-                "goal": "active",
-                "audience_rule": {"rfm": {"measure": "recency_days", "op": "gte", "value": 30}},
-                "holdout_bp": 2_000,
-                "variants": [
-                    {
-                        "key": "main",
-                        "weight_bp": 10_000,
-                        "treatments": [{"action": "coupon", "template_id": recall_coupon}],
-                    }
-                ],
-                "attribution_days": WINDOW_DAYS,
-                "recall": True,
-            },
-            now=t1,
-        )
-        campaigns.move(session, mid, recall.id, "start", now=t1)
+                "key": "main",
+                "weight_bp": 10_000,
+                "treatments": [{"action": "coupon", "template_id": recall_coupon}],
+            }
+        ],
+        "attribution_days": WINDOW_DAYS,
+        "recall": True,
+    }
     progress.start("召回活动 recall campaign", None)
-    campaign_tasks.run_merchant(database, mid, now=t1, campaign_id=recall.id)
-    _drain_outbox(database, t1 + timedelta(minutes=1))
-    exposures = [_exposure_of(database, mid, recall.id, tally, world.members, lambda _p: recall_day)]
-    _ingest_phase(
-        **ingest, since=recall_day, until=page_day, exposures=exposures, label="召回之后 after recall"
-    )  # type: ignore[arg-type]
+    recall_id, recall_exposure = run_broadcast(
+        database, mid, world, recall_spec, at_day=recall_day, tally=tally
+    )
+    exposures = [recall_exposure]
+    phase(since=recall_day, until=page_day, exposures=exposures, label="召回之后 after recall")
 
     # The payment-success-page offer: one day of payments decided by the real decision service.
     t2 = _day(world, page_day)
@@ -350,11 +366,9 @@ def build_demo(
     exposures.append(
         _exposure_of(database, mid, page.id, tally, world.members, lambda p: decided_at.get(p, float("nan")))
     )
-    _ingest_phase(
-        **ingest, since=page_day, until=float(world.days), exposures=exposures, label="最近 recent days"
-    )  # type: ignore[arg-type]
+    phase(since=page_day, until=float(world.days), exposures=exposures, label="最近 recent days")
     with database.unit_of_work() as session:
-        for campaign_id in (recall.id, page.id):
+        for campaign_id in (recall_id, page.id):
             campaigns.move(session, mid, campaign_id, "complete", now=now)
     truth_path = None
     if truth_dir is not None:
@@ -364,7 +378,7 @@ def build_demo(
         owner_login="owner",
         owner_password=password,
         store_ids=store_ids,
-        campaign_ids=[recall.id, page.id],
+        campaign_ids=[recall_id, page.id],
         tally=tally,
         truth_path=truth_path,
         decisions=len(decided_at),
