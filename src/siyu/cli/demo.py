@@ -75,9 +75,8 @@ def demo(
     try:
         with database.reading() as session:
             if tenancy.first_merchant(session) is not None:
-                fail(
-                    f"{safe_url(settings.resolved_database_url)} already holds a merchant: the demo needs an empty database"
-                )
+                url = safe_url(settings.resolved_database_url)
+                fail(f"{url} already holds a merchant: the demo needs an empty database")
         now = utcnow().replace(microsecond=0)
         world = World(start=now - timedelta(days=days), members=members, days=days, seed=seed)
         vault = IdentifierVault(settings.resolved_secret_key())
@@ -109,7 +108,8 @@ def demo(
     tally = result.tally
     say(
         f"Built in {elapsed:.0f} s: {members:,} simulated people, {tally.accepted:,} events accepted "
-        f"({tally.rejected} rejected), {result.decisions:,} payment-page decisions; ground truth in {data_dir / 'sim'}",
+        f"({tally.rejected} rejected), {result.decisions:,} payment-page decisions; "
+        f"ground truth in {data_dir / 'sim'}",
         style="dim",
     )
     url = f"http://{settings.host}:{settings.port}/console"

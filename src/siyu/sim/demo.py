@@ -217,8 +217,9 @@ def _exposure_of(
     tally: IngestTally,
     members: int,
     at: Callable[[int], float],
+    window_days: int = WINDOW_DAYS,
 ) -> Exposure:
-    exposure = Exposure.empty(members, WINDOW_DAYS)
+    exposure = Exposure.empty(members, window_days)
     people = list(tally.member_of.items())
     with database.reading() as session:
         for start in range(0, len(people), 5_000):

@@ -146,7 +146,7 @@ def chunk_events(
 
     def add(at: float, person: int, tag: str, type_: str, identities: dict[str, str], **extra: Any) -> None:
         if since <= at < until:
-            event = {
+            event: dict[str, Any] = {
                 "event_id": f"sim{world.seed}-{person}-{tag}",
                 "type": type_,
                 "occurred_at": (start + timedelta(seconds=int(at * 86_400))).isoformat(),
