@@ -189,3 +189,11 @@ def move(session: Session, merchant_id: str, campaign_id: str, action: str, *, n
 def allowed_actions(status: str) -> list[str]:
     """The actions the state machine allows from ``status``, in a stable order."""
     return [action for action, (sources, _) in service.TRANSITIONS.items() if status in sources]
+
+
+def assigned_groups(
+    session: Session, merchant_id: str, campaign_id: str, member_ids: Sequence[str]
+) -> dict[str, str]:
+    """The recorded group (``treatment`` / ``holdout``) of those of ``member_ids`` assigned to
+    the campaign (the simulator reads who it must answer for)."""
+    return {m: row.group for m, row in repo.members_of(session, merchant_id, campaign_id, member_ids).items()}

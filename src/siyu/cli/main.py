@@ -28,6 +28,7 @@ from siyu.cli.common import (
     unit_of_work,
 )
 from siyu.cli.coupons import coupons_app
+from siyu.cli.demo import demo
 from siyu.cli.imports import import_app
 from siyu.cli.journeys import journeys_app
 from siyu.cli.lifecycle import lifecycle_app
@@ -56,6 +57,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(worker)
+app.command()(demo)
 app.add_typer(db_app, name="db")
 provider_app = typer.Typer(help="Service providers (服务商).", no_args_is_help=True)
 merchant_app = typer.Typer(help="Merchants (商家).", no_args_is_help=True)

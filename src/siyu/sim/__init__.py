@@ -1,0 +1,1 @@
+"""The merchant simulator: a seeded, generative private domain (docs/simulator.md)."""

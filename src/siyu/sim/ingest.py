@@ -1,0 +1,64 @@
+"""Feeding simulated events through the real ingestion path (``events.service.ingest``: the same
+validation, identity resolution and merges, rollups and listeners as ``POST /events/batch`` and
+``siyu import``), one transaction per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from siyu.db import Database
+from siyu.events import service as events
+from siyu.kit.pii import IdentifierVault
+
+BATCH = 2_000
+
+
+@dataclass
+class IngestTally:
+    """What ingestion answered, and the member id each simulated person ended up as."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+    member_of: dict[int, str] = field(default_factory=dict)
+    """Simulated person → member id of its latest accepted event (after merges, the survivor)."""
+
+
+def person_of(event_id: str) -> int:
+    """The simulated person of a ``sim{seed}-{person}-{tag}`` event id."""
+    return int(event_id.split("-", 2)[1])
+
+
+def ingest_events(
+    database: Database,
+    vault: IdentifierVault,
+    merchant_id: str,
+    batches: Iterable[list[dict[str, Any]]],
+    *,
+    now: datetime,
+    tally: IngestTally,
+    advance: Callable[[int], None] | None = None,
+) -> IngestTally:
+    """Ingest each list of events in batches of :data:`BATCH`, each batch committed on its own."""
+    for events_ in batches:
+        for start in range(0, len(events_), BATCH):
+            part = events_[start : start + BATCH]
+            with database.unit_of_work() as session:
+                verdicts = events.ingest(session, vault, merchant_id, part, now=now)
+            for verdict in verdicts:
+                if verdict.status == "accepted" and verdict.member_id is not None and verdict.event_id:
+                    tally.accepted += 1
+                    tally.member_of[person_of(verdict.event_id)] = verdict.member_id
+                elif verdict.status == "duplicate":
+                    tally.duplicates += 1
+                else:
+                    tally.rejected += 1
+                    if len(tally.reasons) < 5:
+                        tally.reasons.append(f"{verdict.event_id}: {verdict.reason}")
+            if advance is not None:
+                advance(len(part))
+    return tally
