@@ -445,7 +445,9 @@ class TestServe:
         merchants_status = None
         try:
             # when
-            deadline = time.monotonic() + 30
+            # a liveness wait, not a speed check: two workers (each spawning its mirror sync child)
+            # starting on a loaded 2-core machine took over 30 s once
+            deadline = time.monotonic() + 120
             while time.monotonic() < deadline and process.poll() is None:
                 with contextlib.suppress(httpx.HTTPError):
                     healthy = httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200
