@@ -10,8 +10,9 @@
   Chromium (``/usr/bin/chromium``, ``apt-get install -y chromium``; ``.ci/run`` installs it
   when missing) through Playwright's Python package, with ``--headless --no-sandbox
   --disable-gpu --disable-background-networking``.
-  Never run ``playwright install`` (it downloads browsers). Without Chromium the suite fails
-  with that instruction; it never skips.
+  Never run ``playwright install`` (it downloads browsers). Without Chromium the suite is
+  skipped with that instruction (the README's test command passes on a fresh machine), except
+  under ``SIYU_REQUIRE_BROWSER=1`` — ``.ci/run`` sets it and installs Chromium — where it fails.
 * ``page``: a fresh browser context per test (``zh-CN``, 1440×900); ``login(page, login,
   password)``; ``shot(page, name)`` writes ``test-artifacts/screenshots/<name>.png``
   (``SIYU_TEST_ARTIFACTS`` moves the folder), which ``.ci/run`` keeps.
@@ -98,10 +99,13 @@ def browser() -> Iterator[Any]:
     loop running on the main thread while it lives, and the async tests of ``tests/console``
     (anyio) that a worker runs after this module could not start theirs."""
     if not CHROMIUM.exists():
-        pytest.fail(
+        why = (
             "the browser suite needs Debian's Chromium: apt-get update && apt-get install -y chromium "
             "chromium-driver (never `playwright install`)"
         )
+        if os.environ.get("SIYU_REQUIRE_BROWSER"):  # .ci/run: never skipped there
+            pytest.fail(why)
+        pytest.skip(why)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
