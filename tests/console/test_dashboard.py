@@ -267,6 +267,14 @@ class TestScreens:
         await eventually(lambda: len(table(user, "new-by-store").rows) == 1)
         assert table(user, "new-by-store").rows[0]["value"] == "静安店"
 
+    async def test_a_channel_filter_applies_on_enter(self, user: User, shop: Shop) -> None:
+        await signed_in(user, "owner", PASSWORD)
+        await user.open("/area/scale")
+        await chart(user, "new-by-channel")
+        user.find(marker="filter-channel").type("alipay").trigger("keydown.enter")
+        await eventually(lambda: len(table(user, "new-by-channel").rows) == 1)
+        assert table(user, "new-by-channel").rows[0]["value"] == "alipay"
+
     async def test_the_sankey_shows_flows_between_two_dates(self, user: User, shop: Shop) -> None:
         await signed_in(user, "owner", PASSWORD)
         await user.open("/area/customer")
