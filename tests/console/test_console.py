@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from nicegui import ui
+from nicegui import ElementFilter, ui
 from nicegui.testing import User
 from nicegui.testing.user_simulation import user_simulation
 
@@ -119,13 +119,14 @@ class TestSignIn:
         await signed_in(user, "owner", PASSWORD)
         for key in ("nav.overview", "nav.customer", "nav.scale", "nav.active", "nav.worth", "nav.efficiency"):
             await user.should_see(ZH[key])
-        await user.should_see(ZH["coming.overview"])
+        await user.should_see(marker="period-preset")  # the overview dashboard
 
     @pytest.mark.anyio
-    async def test_empty_sections_say_what_will_come(self, user: User, merchant: BootstrapResult) -> None:
+    async def test_a_dashboard_screen_draws_without_data(self, user: User, merchant: BootstrapResult) -> None:
         await signed_in(user, "owner", PASSWORD)
         await user.open("/area/scale")
-        await user.should_see(ZH["coming.scale"])
+        await user.should_see(ZH["dash.chart.new_members"])
+        await user.should_see(marker="chart-new-members")
 
     @pytest.mark.anyio
     async def test_language_switch_shows_english(self, user: User, merchant: BootstrapResult) -> None:
@@ -234,15 +235,15 @@ class TestUserAssetsPage:
         # when
         await signed_in(user, "owner", PASSWORD)
         await user.open("/area/customer")
-        # then
-        await user.should_see(ZH["customer.title"])
-        rows = await table_rows(user, 7)
-        assert {r["stage"]: r["members"] for r in rows}[ZH["stage.first_order"]] == 1
-        assert sum(int(r["members"]) for r in rows) == 1  # type: ignore[call-overload]
-        charts = [e for e in user.find(ui.echart).elements if not e.is_deleted]
-        sankey = [c for c in charts if c.options["series"][0]["type"] == "sankey"]
-        assert len(sankey) == 1
-        (link,) = sankey[0].options["series"][0]["links"]
+        # then: members per stage at the period's end, and the flow from "new" into first order
+        await user.should_see(ZH["dash.chart.stages"])
+        await user.should_see(marker="chart-flows")
+        with user.client:
+            (stages,) = [e for e in ElementFilter(marker="table-stages") if not e.is_deleted]
+            (flows,) = [e for e in ElementFilter(marker="chart-flows") if not e.is_deleted]
+        assert len(stages.rows) == 7
+        assert {r["stage"]: r["end"] for r in stages.rows}[ZH["stage.first_order"]] == "1"
+        (link,) = flows.options["series"][0]["links"]
         assert link["source"].startswith(ZH["stage.new"])
         assert link["target"].startswith(ZH["stage.first_order"])
         assert link["value"] == 1

@@ -26,6 +26,7 @@ def mount_console(app: FastAPI, *, settings: Settings, db: Database) -> None:
     from siyu.console.state import STATE
 
     STATE.db = db
+    STATE.analytics_dir = settings.resolved_analytics_dir
     vault = getattr(app.state, "vault", None)  # the app's own, which create_app made first
     STATE.vault = (
         vault if isinstance(vault, IdentifierVault) else IdentifierVault(settings.resolved_secret_key())

@@ -1,11 +1,12 @@
-"""Sign-in, the C-CARE areas (user assets today; the rest still to come), and page registration."""
+"""Sign-in, the C-CARE dashboard and operations areas, and page registration."""
 
 from __future__ import annotations
 
 from nicegui import ui
 
 from siyu.console import stores
-from siyu.console.customer import customer_area
+from siyu.console.ccare import DRAW as DASHBOARDS
+from siyu.console.ccare import ccare_screen
 from siyu.console.fmt import testid
 from siyu.console.i18n import t
 from siyu.console.layout import current_staff, frame, sign_in
@@ -67,7 +68,7 @@ def login_page() -> None:
 def overview_page() -> None:
     with frame("nav.overview") as staff:
         if staff is not None:
-            coming_soon("overview")
+            ccare_screen("overview", staff)
 
 
 def area_page(area: str) -> None:
@@ -78,8 +79,8 @@ def area_page(area: str) -> None:
     with frame(key) as staff:
         if staff is None:
             return
-        if area == "customer":
-            customer_area(staff)
+        if area in DASHBOARDS:
+            ccare_screen(area, staff)
         elif area in OPERATION_AREAS:
             OPERATION_AREAS[area](staff)
         else:

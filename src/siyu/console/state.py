@@ -8,6 +8,7 @@ page runs, and pages read it through :func:`database`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from siyu.db import Database
 from siyu.kit.pii import IdentifierVault
@@ -18,6 +19,8 @@ class ConsoleState:
     db: Database | None = None
     vault: IdentifierVault | None = None
     """Decrypts identifiers for a member's PIPL export (the app's own vault)."""
+    analytics_dir: Path | None = None
+    """The analytics mirror's root; ``None``: dashboards read the state store only."""
 
 
 STATE = ConsoleState()
