@@ -6,13 +6,14 @@ numbers by 万 (10 000) and 亿 (10⁸); English uses thousands separators.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
-from siyu.console.i18n import current_language
+from siyu.console.i18n import current_language, t
 from siyu.kit.money import format_yuan
 
 
@@ -66,6 +67,13 @@ def testid(element: E, name: str) -> E:
     element.props(f"data-testid={name}")
     element.mark(name)
     return element
+
+
+def dialog_buttons(dialog: ui.dialog, save: Callable[[], Any], save_id: str) -> None:
+    """A dialog's footer: cancel (closes it) and save (test id ``save_id``)."""
+    with ui.row().classes("w-full justify-end"):
+        ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
+        testid(ui.button(t("action.save"), on_click=save), save_id)
 
 
 def section(title: str) -> ui.card:

@@ -14,7 +14,7 @@ from nicegui import ui
 from pydantic import ValidationError
 
 from siyu.console.access import may, refuse
-from siyu.console.fmt import money, number, percent, testid
+from siyu.console.fmt import dialog_buttons, money, number, percent, testid
 from siyu.console.i18n import t
 from siyu.console.state import database
 from siyu.coupons import facade as coupons
@@ -214,9 +214,7 @@ def coupon_dialog(staff: StaffView, refresh: Callable[[], Any]) -> None:
             if attempt(write, refresh):
                 dialog.close()
 
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
-            testid(ui.button(t("action.save"), on_click=save), "coupon-save")
+        dialog_buttons(dialog, save, "coupon-save")
     dialog.open()
 
 
@@ -325,9 +323,7 @@ def rule_dialog(staff: StaffView, refresh: Callable[[], Any]) -> None:
             ):
                 dialog.close()
 
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
-            testid(ui.button(t("action.save"), on_click=save), "rule-save")
+        dialog_buttons(dialog, save, "rule-save")
     dialog.open()
 
 
@@ -364,9 +360,7 @@ def item_dialog(staff: StaffView, refresh: Callable[[], Any]) -> None:
             ):
                 dialog.close()
 
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
-            testid(ui.button(t("action.save"), on_click=save), "item-save")
+        dialog_buttons(dialog, save, "item-save")
     dialog.open()
 
 
@@ -458,9 +452,7 @@ def tier_dialog(staff: StaffView, refresh: Callable[[], Any]) -> None:
             ):
                 dialog.close()
 
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
-            testid(ui.button(t("action.save"), on_click=save), "tier-save")
+        dialog_buttons(dialog, save, "tier-save")
     dialog.open()
 
 
@@ -486,7 +478,5 @@ def mapping_dialog(
             ):
                 dialog.close()
 
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
-            testid(ui.button(t("action.save"), on_click=save), "joint-save")
+        dialog_buttons(dialog, save, "joint-save")
     dialog.open()

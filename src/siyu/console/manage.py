@@ -14,7 +14,7 @@ from typing import Any
 from nicegui import ui
 
 from siyu.console.access import actor, may, refuse
-from siyu.console.fmt import money, testid, when
+from siyu.console.fmt import dialog_buttons, money, testid, when
 from siyu.console.i18n import t
 from siyu.console.loyalty import attempt, grid
 from siyu.console.state import database
@@ -141,9 +141,7 @@ def staff_dialog(staff: StaffView, stores: dict[str, str], refresh: Callable[[],
             ):
                 dialog.close()
 
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
-            testid(ui.button(t("action.save"), on_click=save), "staff-save")
+        dialog_buttons(dialog, save, "staff-save")
     dialog.open()
 
 
@@ -304,9 +302,7 @@ def grant_dialog(staff: StaffView, refresh: Callable[[], Any]) -> None:
             ):
                 dialog.close()
 
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("action.cancel"), on_click=dialog.close).props("flat")
-            testid(ui.button(t("action.save"), on_click=save), "grant-save")
+        dialog_buttons(dialog, save, "grant-save")
     dialog.open()
 
 

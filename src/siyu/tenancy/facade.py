@@ -147,7 +147,10 @@ def _store(s: Store) -> StoreView:
 
 
 def _staff(session: Session, s: Staff) -> StaffView:
-    stores = repo.staff_store_ids(session, s.merchant_id, [s.id])[s.id]
+    return _staff_view(s, repo.staff_store_ids(session, s.merchant_id, [s.id])[s.id])
+
+
+def _staff_view(s: Staff, store_ids: Sequence[str]) -> StaffView:
     return StaffView(
         id=s.id,
         merchant_id=s.merchant_id,
@@ -155,7 +158,7 @@ def _staff(session: Session, s: Staff) -> StaffView:
         display_name=s.display_name,
         role=StaffRole(s.role),
         active=s.active,
-        store_ids=tuple(stores),
+        store_ids=tuple(store_ids),
         created_at=s.created_at,
     )
 
@@ -377,19 +380,7 @@ def list_staff(session: Session, merchant_id: str, *, limit: int = 500) -> list[
     """The merchant's staff accounts, by id (the console's staff page)."""
     rows = repo.list_staff(session, merchant_id, PageRequest(limit=limit))
     stores = repo.staff_store_ids(session, merchant_id, [s.id for s in rows])
-    return [
-        StaffView(
-            id=s.id,
-            merchant_id=s.merchant_id,
-            login=s.login,
-            display_name=s.display_name,
-            role=StaffRole(s.role),
-            active=s.active,
-            store_ids=tuple(stores[s.id]),
-            created_at=s.created_at,
-        )
-        for s in rows
-    ]
+    return [_staff_view(s, stores[s.id]) for s in rows]
 
 
 def set_staff_active(
