@@ -27,6 +27,7 @@ from siyu.coupons.views import (
 )
 from siyu.kit.orders import OrderFact
 from siyu.kit.pagination import Page, PageRequest
+from siyu.kit.problems import NotFound
 
 __all__ = [
     "CodesGenerated",
@@ -45,6 +46,7 @@ __all__ = [
     "generate_codes",
     "get_template",
     "issue_coupon",
+    "issue_coupons",
     "list_codes",
     "list_templates",
     "redeem_for_orders",
@@ -71,6 +73,21 @@ def issue_coupon(
     return service.issue(
         session, merchant_id, template_id, member_id, source=source, source_ref=source_ref, now=now
     )
+
+
+def issue_coupons(
+    session: Session,
+    merchant_id: str,
+    template_id: str,
+    requests: Sequence[tuple[str, str]],
+    *,
+    source: str,
+    now: datetime,
+) -> list[IssuedCoupon | CouponRefused | NotFound]:
+    """:func:`issue_coupon` for many ``(member_id, source_ref)`` at once (a campaign's fan-out):
+    the same checks and idempotency, in a few multi-row statements; each request's coupon or
+    refusal (returned, not raised), in order — when stock runs out the earliest requests win."""
+    return service.issue_many(session, merchant_id, template_id, requests, source=source, now=now)
 
 
 def redeem_for_orders(

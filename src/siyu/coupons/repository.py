@@ -48,7 +48,7 @@ from siyu.coupons.models import (
 )
 from siyu.db import AsyncStatements
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import dialect_insert, insert_ignore
+from siyu.kit.sql import chunked, dialect_insert, insert_ignore
 
 TEMPLATES = cast(Table, CouponTemplate.__table__)
 BUCKETS = cast(Table, CouponStockBucket.__table__)
@@ -229,6 +229,54 @@ def take_stock(session: Session, merchant_id: str, template_id: str) -> bool:
     """
     statement = _take_statement(session, merchant_id, template_id, skip_locked=True)
     return session.execute(statement).first() is not None
+
+
+def take_stock_many(session: Session, merchant_id: str, template_id: str, wanted: int) -> int:
+    """Take up to ``wanted`` coupons from the buckets for a batch (campaign fan-out); how many
+    were taken (fewer only when the stock ran out).
+
+    The buckets are read, then each one drawn from is decremented by a conditional relative
+    ``UPDATE … SET remaining = remaining - k WHERE remaining >= k``, so stock never goes below
+    zero whatever runs at the same time. PostgreSQL locks the buckets (``FOR UPDATE``, in bucket
+    order) for the read: a batch runs in the background and may wait for the single claims in
+    flight (which never wait for a bucket: :func:`take_stock` skips locked ones). SQLite
+    serialises writers. A bucket changed between the read and its ``UPDATE`` is read again.
+    """
+    left = max(wanted, 0)
+    for _ in range(8):
+        if left == 0:
+            break
+        read = (
+            select(BUCKETS.c.bucket, BUCKETS.c.remaining)
+            .where(
+                BUCKETS.c.merchant_id == merchant_id,
+                BUCKETS.c.template_id == template_id,
+                BUCKETS.c.remaining > 0,
+            )
+            .order_by(BUCKETS.c.bucket)
+        )
+        if is_postgres(session):
+            read = read.with_for_update()
+        buckets = sorted(session.execute(read).all(), key=lambda r: (-int(r[1]), int(r[0])))
+        if not buckets:
+            break
+        for bucket, remaining in buckets:
+            take = min(left, int(remaining))
+            if take == 0:
+                break
+            result = session.execute(
+                update(BUCKETS)
+                .where(
+                    BUCKETS.c.merchant_id == merchant_id,
+                    BUCKETS.c.template_id == template_id,
+                    BUCKETS.c.bucket == bucket,
+                    BUCKETS.c.remaining >= take,
+                )
+                .values(remaining=BUCKETS.c.remaining - take)
+            )
+            if _rowcount(result) == 1:
+                left -= take
+    return max(wanted, 0) - left
 
 
 def has_stock(session: Session, merchant_id: str, template_id: str) -> bool:
@@ -524,6 +572,71 @@ def bump_counts(
     return {str(row[0]) for row in session.execute(statement)}
 
 
+def bump_counts_many(
+    session: Session,
+    merchant_id: str,
+    template_id: str,
+    member_ids: Sequence[str],
+    caps: Sequence[tuple[str, int]],
+) -> dict[str, set[str]]:
+    """:func:`bump_counts` for many members (each at most once: one statement may not update a
+    row twice), in multi-row statements; answers the period keys counted per member."""
+    assert len(set(member_ids)) == len(member_ids), "a member twice in one bump_counts_many"
+    counted: dict[str, set[str]] = {}
+    if not caps:
+        return counted
+    for part in chunked(list(member_ids), max(1, 2_000 // len(caps))):
+        rows = [
+            {
+                "merchant_id": merchant_id,
+                "template_id": template_id,
+                "member_id": member_id,
+                "period_key": key,
+                "claimed": 1,
+                "cap": cap,
+            }
+            for member_id in part
+            for key, cap in caps
+        ]
+        statement = dialect_insert(session.get_bind().dialect.name, COUNTS).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                COUNTS.c.merchant_id,
+                COUNTS.c.template_id,
+                COUNTS.c.member_id,
+                COUNTS.c.period_key,
+            ],
+            set_={"claimed": COUNTS.c.claimed + 1, "cap": statement.excluded.cap},
+            where=COUNTS.c.claimed < statement.excluded.cap,
+        ).returning(COUNTS.c.member_id, COUNTS.c.period_key)
+        for member_id, key in session.execute(statement):
+            counted.setdefault(str(member_id), set()).add(str(key))
+    return counted
+
+
+def unbump_counts_many(
+    session: Session, merchant_id: str, template_id: str, counted: dict[str, set[str]]
+) -> None:
+    """:func:`unbump_counts` for many members: one ``UPDATE`` per distinct set of keys."""
+    by_keys: dict[tuple[str, ...], list[str]] = {}
+    for member_id, counted_keys in counted.items():
+        if counted_keys:
+            by_keys.setdefault(tuple(sorted(counted_keys)), []).append(member_id)
+    for keys, member_ids in by_keys.items():
+        for part in chunked(sorted(member_ids), 1_000):
+            session.execute(
+                update(COUNTS)
+                .where(
+                    COUNTS.c.merchant_id == merchant_id,
+                    COUNTS.c.template_id == template_id,
+                    COUNTS.c.member_id.in_(part),
+                    COUNTS.c.period_key.in_(keys),
+                    COUNTS.c.claimed > 0,
+                )
+                .values(claimed=COUNTS.c.claimed - 1)
+            )
+
+
 def unbump_counts(
     session: Session, merchant_id: str, template_id: str, member_id: str, keys: Iterable[str]
 ) -> None:
@@ -574,6 +687,37 @@ def find_issued(
         Coupon.source_ref == source_ref,
     )
     return session.execute(statement).scalar_one_or_none()
+
+
+def insert_coupons_once(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """:func:`insert_coupon_once` for many rows (one multi-row statement per slice); the ids
+    really inserted."""
+    inserted: set[str] = set()
+    for part in chunked(list(rows), 500):
+        inserted.update(str(r[0]) for r in insert_ignore(session, COUPONS, part, returning=(COUPONS.c.id,)))
+    return inserted
+
+
+def find_issued_many(
+    session: Session, merchant_id: str, template_id: str, source: str, source_refs: Iterable[str]
+) -> dict[tuple[str, str], Coupon]:
+    """The coupons of a template already issued under these source refs, by (issued_to, source_ref)."""
+    found: dict[tuple[str, str], Coupon] = {}
+    for part in chunked(sorted(set(source_refs)), 1_000):
+        statement = select(Coupon).where(
+            Coupon.merchant_id == merchant_id,
+            Coupon.template_id == template_id,
+            Coupon.source == source,
+            Coupon.source_ref.in_(part),
+        )
+        for coupon in session.execute(statement).scalars():
+            found[(coupon.issued_to, str(coupon.source_ref))] = coupon
+    return found
+
+
+def delete_coupons(session: Session, merchant_id: str, coupon_ids: Iterable[str]) -> None:
+    for part in chunked(sorted(set(coupon_ids)), 1_000):
+        session.execute(delete(COUPONS).where(COUPONS.c.merchant_id == merchant_id, COUPONS.c.id.in_(part)))
 
 
 def delete_coupon(session: Session, merchant_id: str, coupon_id: str) -> None:

@@ -13,6 +13,8 @@ statement (:func:`repository.claim_fast`); the steps above are its fallback and 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -476,6 +478,174 @@ def issue(
         repo.delete_coupon(session, merchant_id, row["id"])
         raise refusal
     return IssuedCoupon(row["id"], codes_.display(row["code"]), template_id, owner, valid_from, valid_until)
+
+
+IssueResult = IssuedCoupon | CouponRefused | NotFound
+"""One request's answer in :func:`issue_many`: the coupon, or the refusal :func:`issue` would raise."""
+
+
+def issue_many(
+    session: Session,
+    merchant_id: str,
+    template_id: str,
+    requests: Sequence[tuple[str, str]],
+    *,
+    source: str,
+    now: datetime,
+) -> list[IssueResult]:
+    """Issue one coupon of a template to each ``(member_id, source_ref)`` — a campaign's
+    fan-out — in a handful of multi-row statements instead of ~8 per coupon; the answers in the
+    order of ``requests``. Each answer is what :func:`issue` would give that request:
+
+    * the same checks (template status, end, budget; member found and not erased; per-member and
+      per-period limits; stock) with the same refusals, returned rather than raised;
+    * idempotent by ``source_ref`` like :func:`issue` (a request already issued answers its first
+      coupon with ``replayed=True``);
+    * in order: when the stock runs out, the earliest requests have the coupons.
+
+    A member asked for twice (or two ids merged into one member) is served in a later round, so
+    one statement never counts a member twice; rounds keep the limits exact. A request the batch
+    cannot place (its row skipped by a conflict but no coupon found under its key, e.g. a code
+    collision) goes through :func:`issue` alone, in a savepoint.
+    """
+    if source not in CouponSource._value2member_map_:
+        raise invalid("/source", f"unknown source {source!r}")
+    results: list[IssueResult | None] = [None] * len(requests)
+    template = repo.issue_terms(session, merchant_id, template_id)
+    refusal: CouponRefused | NotFound | None = None
+    if template is None:
+        refusal = NotFound(f"no coupon template {template_id}")
+    elif template.status != TemplateStatus.ACTIVE:
+        refusal = CouponRefused("not_active", f"coupon template {template_id} is {template.status}")
+    elif template.valid_until is not None and now >= template.valid_until:
+        refusal = CouponRefused(
+            "expired_template", f"coupon template {template_id} ended at {template.valid_until}"
+        )
+    elif template.budget_fen is not None and template.budget_used_fen >= template.budget_fen:
+        refusal = CouponRefused("budget_exhausted", f"the budget of coupon template {template_id} is used up")
+    if refusal is not None or template is None:
+        return [refusal or NotFound(f"no coupon template {template_id}")] * len(requests)
+    found = members.find_members(session, merchant_id, [member_id for member_id, _ in requests])
+    pending: list[tuple[int, str, str]] = []
+    for index, (member_id, source_ref) in enumerate(requests):
+        ref = found.get(member_id)
+        if ref is None:
+            results[index] = NotFound(f"no member {member_id}")
+        elif ref.erased:
+            results[index] = CouponRefused("member_erased", f"member {member_id} was erased")
+        else:
+            pending.append((index, ref.id, source_ref))
+    terms = _BatchTerms(template_id, source, now, *_validity(template, now), _caps(session, template, now))
+    while pending:
+        this_round: list[tuple[int, str, str]] = []
+        later: list[tuple[int, str, str]] = []
+        owners: set[str] = set()
+        for request in pending:
+            (later if request[1] in owners else this_round).append(request)
+            owners.add(request[1])
+        _issue_round(session, merchant_id, terms, this_round, results)
+        pending = later
+    for index, (member_id, source_ref) in enumerate(requests):
+        if results[index] is None:  # the batch could not place it: the one-by-one path decides
+            try:
+                with session.begin_nested():
+                    results[index] = issue(
+                        session,
+                        merchant_id,
+                        template_id,
+                        member_id,
+                        source=source,
+                        source_ref=source_ref,
+                        now=now,
+                    )
+            except (CouponRefused, NotFound) as exc:
+                results[index] = exc
+    return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchTerms:
+    template_id: str
+    source: str
+    now: datetime
+    valid_from: datetime
+    valid_until: datetime
+    caps: list[tuple[str, int]]
+
+
+def _issue_round(
+    session: Session,
+    merchant_id: str,
+    terms: _BatchTerms,
+    requests: list[tuple[int, str, str]],
+    results: list[IssueResult | None],
+) -> None:
+    """One round of :func:`issue_many` (each member at most once): insert, count, take stock —
+    the order of :func:`issue` — undoing the rows of the requests refused at each step."""
+    template_id, now = terms.template_id, terms.now
+    rows: list[dict[str, Any]] = [
+        {
+            "merchant_id": merchant_id,
+            "id": new_id(IdKind.COUPON),
+            "template_id": template_id,
+            "member_id": owner,
+            "issued_to": owner,
+            "code": codes_.new_code(),
+            "status": CouponStatus.AVAILABLE.value,
+            "source": terms.source,
+            "source_ref": source_ref,
+            "valid_from": terms.valid_from,
+            "valid_until": terms.valid_until,
+            "issued_at": now,
+            "updated_at": now,
+        }
+        for _, owner, source_ref in requests
+    ]
+    inserted = repo.insert_coupons_once(session, rows)
+    fresh = [(request, row) for request, row in zip(requests, rows, strict=True) if row["id"] in inserted]
+    skipped = [request for request, row in zip(requests, rows, strict=True) if row["id"] not in inserted]
+    if skipped:
+        first = repo.find_issued_many(
+            session, merchant_id, template_id, terms.source, [r[2] for r in skipped]
+        )
+        for index, owner, source_ref in skipped:
+            coupon = first.get((owner, source_ref))
+            if coupon is not None:
+                results[index] = IssuedCoupon(
+                    coupon.id,
+                    codes_.display(coupon.code),
+                    template_id,
+                    coupon.member_id,
+                    coupon.valid_from,
+                    coupon.valid_until,
+                    True,
+                )
+    caps = terms.caps
+    if caps and fresh:
+        counted = repo.bump_counts_many(session, merchant_id, template_id, [r[0][1] for r in fresh], caps)
+        over = [(request, row) for request, row in fresh if len(counted.get(request[1], ())) < len(caps)]
+        if over:
+            repo.unbump_counts_many(
+                session, merchant_id, template_id, {r[0][1]: counted.get(r[0][1], set()) for r in over}
+            )
+            repo.delete_coupons(session, merchant_id, [row["id"] for _, row in over])
+            for (index, owner, _), _row in over:
+                results[index] = _limit_refusal(owner, template_id, caps, counted.get(owner, set()))
+            refused = {row["id"] for _, row in over}
+            fresh = [(request, row) for request, row in fresh if row["id"] not in refused]
+    taken = repo.take_stock_many(session, merchant_id, template_id, len(fresh))
+    short = fresh[taken:]
+    if short:
+        if caps:
+            keys = {key for key, _ in caps}
+            repo.unbump_counts_many(session, merchant_id, template_id, {r[0][1]: keys for r in short})
+        repo.delete_coupons(session, merchant_id, [row["id"] for _, row in short])
+        for (index, _, _), _row in short:
+            results[index] = CouponRefused("out_of_stock", f"coupon template {template_id} is out of stock")
+    for (index, owner, _), row in fresh[:taken]:
+        results[index] = IssuedCoupon(
+            row["id"], codes_.display(row["code"]), template_id, owner, terms.valid_from, terms.valid_until
+        )
 
 
 def _fast_claim_params(
