@@ -11,12 +11,14 @@ from sqlalchemy import func, select
 
 from siyu.campaigns import facade
 from siyu.campaigns.models import CampaignTreatment
-from siyu.campaigns.treatments import OUTBOX_KIND, Target, give, treat_targets
+from siyu.campaigns.treatments import OUTBOX_KIND, Target, give, give_many, treat_targets
 from siyu.coupons import facade as coupons
 from siyu.coupons import service as coupon_service
 from siyu.coupons.schemas import TemplateIn
 from siyu.db import Database
+from siyu.members.models import Member
 from siyu.outbox import facade as outbox
+from siyu.outbox import service as outbox_service
 from siyu.outbox.models import OutboxItem
 from siyu.points import facade as points
 from siyu.tenancy import facade as tenancy
@@ -214,6 +216,113 @@ class TestOutboxHandler:
         assert view is not None
         assert view.spent_points == 264
         assert {r.status for r in rows(db, merchant_id, campaign.id)} == {"done"}
+
+
+def queued_items(db: Database, merchant_id: str) -> list[outbox.OutboxItemView]:
+    with db.reading() as session:
+        items = session.execute(
+            select(OutboxItem)
+            .where(OutboxItem.merchant_id == merchant_id, OutboxItem.kind == OUTBOX_KIND)
+            .order_by(OutboxItem.id)
+        ).scalars()
+        return [
+            outbox.OutboxItemView(i.merchant_id, i.id, i.kind, i.key, i.payload, 1, i.created_at)
+            for i in items
+        ]
+
+
+def batch_world(db: Database) -> tuple[str, list[str], Any, Any]:
+    """6 treated members (the last erased), a coupon campaign whose template has 3 coupons for
+    them, and a points campaign; every treatment queued."""
+    merchant_id, ids, _ = setup(db, 6)
+    template_id = make_template(db, merchant_id, stock=3, per_member_limit=1)
+    with db.unit_of_work() as session:
+        coupon_campaign = add_campaign(
+            session, merchant_id, holdout_bp=0, variants=coupon_variants(template_id), budget_coupons=6
+        )
+        variants = [{"key": "main", "weight_bp": 10_000, "treatments": [{"action": "points", "points": 5}]}]
+        points_campaign = add_campaign(
+            session, merchant_id, holdout_bp=0, variants=variants, budget_points=100
+        )
+    treat_all(db, merchant_id, coupon_campaign, ids)
+    treat_all(db, merchant_id, points_campaign, ids)
+    with db.unit_of_work() as session:
+        erased = session.get(Member, (merchant_id, ids[-1]))
+        assert erased is not None
+        erased.status = "erased"
+    return merchant_id, ids, coupon_campaign, points_campaign
+
+
+def outcome(db: Database, merchant_id: str, campaigns: list[Any]) -> list[Any]:
+    """Statuses and reasons per member, each campaign's spending, and the coupons and points given."""
+    found: list[Any] = []
+    with db.reading() as session:
+        for campaign in campaigns:
+            given = rows(db, merchant_id, campaign.id)
+            order = sorted(given, key=lambda r: r.member_id)
+            view = facade.get_campaign(session, merchant_id, campaign.id)
+            assert view is not None
+            found.append([(r.status, r.reason, r.cost_fen) for r in order])
+            found.append((view.spent_coupons, view.spent_points, view.spent_fen))
+        members = sorted({r.member_id for r in rows(db, merchant_id, campaigns[0].id)})
+        found.append([len(coupons.coupons_of(session, merchant_id, m)) for m in members])
+        found.append([points.balance_of(session, merchant_id, m, now=NOW).balance for m in members])
+    return found
+
+
+class TestBatchDelivery:
+    def test_the_batch_handler_gives_what_one_by_one_gives(self, db: Database) -> None:
+        # given: two identical merchants
+        one = batch_world(db)
+        many = batch_world(db)
+        # when: one merchant's items one at a time, the other's in one batch
+        for view in queued_items(db, one[0]):
+            give(db, view)
+        answers = give_many(db, queued_items(db, many[0]))
+        # then: the same statuses, refusals (stock, erased member), budgets, coupons and points
+        assert set(answers.values()) == {None}
+        expected = outcome(db, one[0], [one[2], one[3]])
+        assert outcome(db, many[0], [many[2], many[3]]) == expected
+        statuses = [status for status, _, _ in expected[0]]
+        assert sorted(statuses) == ["done"] * 3 + ["refused"] * 3
+        assert expected[1] == (3, 0, 3 * COUPON_VALUE)  # the refused coupons' budget given back
+
+    def test_a_batch_delivered_again_gives_nothing_twice(self, db: Database) -> None:
+        # given
+        merchant_id, _, coupon_campaign, points_campaign = batch_world(db)
+        items = queued_items(db, merchant_id)
+        give_many(db, items)
+        before = outcome(db, merchant_id, [coupon_campaign, points_campaign])
+        # when: at least once — the same items again, alone and in a batch
+        give_many(db, items)
+        for view in items:
+            give(db, view)
+        # then
+        assert outcome(db, merchant_id, [coupon_campaign, points_campaign]) == before
+
+    def test_the_outbox_runs_campaign_treatments_as_batches(
+        self, db: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # given
+        merchant_id, _, coupon_campaign, points_campaign = batch_world(db)
+        one = batch_world(db)
+        for view in queued_items(db, one[0]):
+            give(db, view)
+        sizes: list[int] = []
+
+        def counted(db: Database, items: Any) -> Any:
+            sizes.append(len(items))
+            return give_many(db, items)
+
+        monkeypatch.setitem(outbox_service._batch_handlers, OUTBOX_KIND, counted)
+        # when
+        drain(db)
+        # then: both merchants' 12 items in one call (the first merchant's, given one by one
+        # already, again), with the outcome of one by one
+        assert sizes == [24]
+        assert outcome(db, merchant_id, [coupon_campaign, points_campaign]) == outcome(
+            db, one[0], [one[2], one[3]]
+        )
 
 
 class TestHoldoutNeverTreated:

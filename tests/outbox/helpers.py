@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from siyu.db import Database
-from siyu.outbox.facade import OutboxItemView, Permanent, Retry, handles
+from siyu.outbox.facade import OutboxItemView, Permanent, Retry, handles, handles_batch
 from siyu.outbox.models import OutboxAttempt, OutboxItem
 
 
@@ -57,7 +57,37 @@ def permanent(db: Database, item: OutboxItemView) -> None:
     raise Permanent("the receiver refuses this item")
 
 
+batches: list[list[str]] = []
+"""The keys of each call of the ``test.batch`` batch handler."""
+explode: set[str] = set()
+"""Keys that make a ``test.batch`` batch raise as a whole."""
+
+
+@handles("test.batch")
+def batch_one(db: Database, item: OutboxItemView) -> None:
+    """The one-item handler of ``test.batch`` (what the batch falls back on)."""
+    record(db, item)
+
+
+@handles_batch("test.batch")
+def batch_many(db: Database, items: Sequence[OutboxItemView]) -> dict[str, Exception | None]:
+    """Answers each item as ``recorder.behaviour`` says: an exception for it, ``"skip"`` (no
+    answer: the one-item handler decides); a key in :data:`explode` makes the whole batch raise."""
+    batches.append([i.key for i in items])
+    if any(i.key in explode for i in items):
+        raise RuntimeError("the batch failed")
+    answers: dict[str, Exception | None] = {}
+    for i in items:
+        action = recorder.behaviour.get(i.key)
+        if action == "skip":
+            continue
+        answers[i.id] = action if isinstance(action, Exception) else None
+    return answers
+
+
 def reset() -> Iterator[Recorder]:
+    batches.clear()
+    explode.clear()
     recorder.seen.clear()
     recorder.behaviour.clear()
     yield recorder

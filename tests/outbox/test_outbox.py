@@ -186,6 +186,68 @@ class TestRound:
         assert outbox.run_once(db, limit=10, now=T0, policy=POLICY) == 3
 
 
+class TestBatchHandler:
+    def test_a_round_hands_its_items_of_a_kind_to_the_batch_handler_in_one_call(
+        self, db: Database, tenant: Tenant, rec: Recorder
+    ) -> None:
+        # given: three items of a kind with a batch handler, one of a kind without
+        for key in ("b1", "b2", "b3"):
+            enqueue(db, tenant.merchant_id, key, kind="test.batch")
+        enqueue(db, tenant.merchant_id, "single")
+        # when
+        assert outbox.run_once(db, now=T0, policy=POLICY, worker="w1") == 4
+        # then: one batch call; the other kind one by one; all done with an attempt logged each
+        assert helpers.batches == [["b1", "b2", "b3"]]
+        assert rec.keys() == ["single"]
+        for key in ("b1", "b2", "b3", "single"):
+            row = item(db, tenant.merchant_id, key)
+            assert (row.status, row.attempts) == ("done", 1)
+            (attempt,) = attempts(db, tenant.merchant_id, row.id)
+            assert attempt.outcome == "done"
+
+    def test_each_item_gets_its_own_outcome(self, db: Database, tenant: Tenant, rec: Recorder) -> None:
+        # given
+        for key in ("ok", "later", "never", "skipped"):
+            enqueue(db, tenant.merchant_id, key, kind="test.batch")
+        rec.behaviour.update(
+            later=outbox.Retry("come back", after=timedelta(minutes=3)),
+            never=outbox.Permanent("refused"),
+            skipped="skip",
+        )
+        # when
+        outbox.run_once(db, now=T0, policy=POLICY, worker="w1")
+        # then: the skipped item went through the one-item handler, the others as answered
+        assert rec.keys() == ["skipped"]
+        assert item(db, tenant.merchant_id, "ok").status == "done"
+        assert item(db, tenant.merchant_id, "skipped").status == "done"
+        later = item(db, tenant.merchant_id, "later")
+        assert (later.status, later.available_at, later.last_error) == (
+            "pending",
+            T0 + timedelta(minutes=3),
+            "come back",
+        )
+        never = item(db, tenant.merchant_id, "never")
+        assert (never.status, never.last_error) == ("dead", "permanent: refused")
+
+    def test_a_batch_that_raises_is_run_again_one_by_one(
+        self, db: Database, tenant: Tenant, rec: Recorder
+    ) -> None:
+        # given: one item makes the whole batch fail, and fails alone too
+        for key in ("a", "bad", "c"):
+            enqueue(db, tenant.merchant_id, key, kind="test.batch")
+        helpers.explode.add("bad")
+        rec.behaviour["bad"] = RuntimeError("bad alone")
+        # when
+        outbox.run_once(db, now=T0, policy=POLICY, worker="w1")
+        # then: the good items are done through the one-item handler; only the bad one retries
+        assert helpers.batches == [["a", "bad", "c"]]
+        assert sorted(rec.keys()) == ["a", "bad", "c"]
+        assert item(db, tenant.merchant_id, "a").status == "done"
+        assert item(db, tenant.merchant_id, "c").status == "done"
+        bad = item(db, tenant.merchant_id, "bad")
+        assert (bad.status, bad.last_error) == ("pending", "RuntimeError: bad alone")
+
+
 class TestLease:
     def test_an_item_of_a_dead_worker_is_reclaimed_when_its_lease_ends_under_the_same_key(
         self, db: Database, tenant: Tenant, rec: Recorder

@@ -234,12 +234,16 @@ def existing_keys(session: Session, merchant_id: str, keys: Sequence[str]) -> se
     return found
 
 
-def treatments_by_keys(session: Session, merchant_id: str, keys: Sequence[str]) -> list[CampaignTreatment]:
+def treatments_by_keys(
+    session: Session, merchant_id: str, keys: Sequence[str], *, lock: bool = False
+) -> list[CampaignTreatment]:
     rows: list[CampaignTreatment] = []
     for part in chunked(list(keys), IN_CHUNK):
         statement = select(CampaignTreatment).where(
             CampaignTreatment.merchant_id == merchant_id, CampaignTreatment.key.in_(part)
         )
+        if lock:
+            statement = statement.with_for_update()
         rows.extend(session.execute(statement.execution_options(populate_existing=True)).scalars())
     return rows
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from siyu.campaigns import repository as repo
@@ -342,3 +342,113 @@ def give(db: Database, item: outbox.OutboxItemView) -> None:
                 Cost(int(cost.get("coupons", 0)), int(cost.get("points", 0)), int(cost.get("fen", 0))),
             )
             log.info("campaign %s treatment %s refused: %s", row.campaign_id, key, refusal)
+
+
+@outbox.handles_batch(OUTBOX_KIND)
+def give_many(db: Database, items: Sequence[outbox.OutboxItemView]) -> dict[str, Exception | None]:
+    """:func:`give` for a round's worth of queued treatments, one transaction per merchant: the
+    rows locked and read at once, each coupon template's coupons issued together
+    (:func:`siyu.coupons.facade.issue_coupons`: same checks, refusals and idempotency keys as one
+    by one), points awarded one by one, and the rows settled and refused costs given back in a
+    few statements. Raises (the outbox then runs :func:`give` per item) if a row changed under it."""
+    by_merchant: dict[str, list[outbox.OutboxItemView]] = {}
+    for item in items:
+        by_merchant.setdefault(item.merchant_id, []).append(item)
+    answers: dict[str, Exception | None] = {}
+    for merchant_id, group in by_merchant.items():
+        with db.unit_of_work() as session:
+            now = utcnow()
+            keys = [str(item.payload["key"]) for item in group]
+            rows = {r.key: r for r in repo.treatments_by_keys(session, merchant_id, keys, lock=True)}
+            settled: list[_Settled] = []
+            by_template: dict[str, list[tuple[outbox.OutboxItemView, CampaignTreatment]]] = {}
+            for item, key in zip(group, keys, strict=True):
+                row = rows.get(key)
+                if row is None or row.status != TreatmentStatus.QUEUED:
+                    continue
+                if item.payload["action"] == TreatmentAction.COUPON:
+                    by_template.setdefault(str(item.payload["template_id"]), []).append((item, row))
+                    continue
+                try:
+                    with session.begin_nested():
+                        entry = points.adjust(
+                            session, merchant_id, row.member_id, points=int(item.payload["points"]),
+                            reason=f"campaign {row.campaign_id}", key=key, source="campaign", now=now,
+                        )  # fmt: skip
+                    settled.append(_Settled(item, row, entry.id, None))
+                except Problem as exc:
+                    settled.append(_Settled(item, row, None, exc.detail[:200]))
+            for template_id, pairs in by_template.items():
+                results = coupons.issue_coupons(
+                    session, merchant_id, template_id, [(row.member_id, row.key) for _, row in pairs],
+                    source="campaign", now=now,
+                )  # fmt: skip
+                for (item, row), result in zip(pairs, results, strict=True):
+                    if isinstance(result, coupons.IssuedCoupon):
+                        settled.append(_Settled(item, row, result.id, None))
+                    elif isinstance(result, coupons.CouponRefused):
+                        settled.append(_Settled(item, row, None, result.reason))
+                    else:
+                        settled.append(_Settled(item, row, None, result.detail[:200]))
+            _settle(session, merchant_id, settled)
+        answers.update((item.id, None) for item in group)
+    return answers
+
+
+@dataclass(frozen=True)
+class _Settled:
+    item: outbox.OutboxItemView
+    row: CampaignTreatment
+    ref: str | None
+    refusal: str | None
+
+
+_TREATMENTS = CampaignTreatment.__table__
+_SETTLE = (
+    update(_TREATMENTS)  # type: ignore[arg-type]
+    .where(
+        _TREATMENTS.c.merchant_id == bindparam("b_merchant"),
+        _TREATMENTS.c.key == bindparam("b_key"),
+        _TREATMENTS.c.status == TreatmentStatus.QUEUED.value,
+    )
+    .values(
+        status=bindparam("b_status"),
+        ref=bindparam("b_ref"),
+        reason=bindparam("b_reason"),
+        cost_fen=bindparam("b_cost"),
+    )
+)
+
+
+def _settle(session: Session, merchant_id: str, settled: Sequence[_Settled]) -> None:
+    """Move queued rows to done or refused in one executemany, and give refused costs back to
+    their campaigns' budgets (one ``UPDATE`` per campaign)."""
+    if not settled:
+        return
+    result = session.connection().execute(
+        _SETTLE,
+        [
+            {
+                "b_merchant": merchant_id,
+                "b_key": s.row.key,
+                "b_status": (TreatmentStatus.REFUSED if s.refusal else TreatmentStatus.DONE).value,
+                "b_ref": s.ref,
+                "b_reason": s.refusal,
+                "b_cost": 0 if s.refusal else s.row.cost_fen,
+            }
+            for s in settled
+        ],
+    )
+    changed = int(getattr(result, "rowcount", -1))
+    if changed != -1 and changed != len(settled):
+        raise RuntimeError(f"{len(settled) - changed} treatments changed while being settled")
+    given_back: dict[str, Cost] = {}
+    for s in settled:
+        if s.refusal:
+            cost = s.item.payload.get("cost") or {}
+            given_back[s.row.campaign_id] = given_back.get(s.row.campaign_id, Cost()) + Cost(
+                int(cost.get("coupons", 0)), int(cost.get("points", 0)), int(cost.get("fen", 0))
+            )
+            log.info("campaign %s treatment %s refused: %s", s.row.campaign_id, s.row.key, s.refusal)
+    for campaign_id, cost in given_back.items():
+        repo.release(session, merchant_id, campaign_id, cost)

@@ -30,6 +30,7 @@ from siyu.db import Database
 from siyu.outbox import service
 from siyu.outbox.service import (
     DEFAULT_POLICY,
+    BatchHandler,
     Handler,
     NewItem,
     OutboxItemView,
@@ -37,10 +38,12 @@ from siyu.outbox.service import (
     Retry,
     RetryPolicy,
     handles,
+    handles_batch,
 )
 
 __all__ = [
     "DEFAULT_POLICY",
+    "BatchHandler",
     "Handler",
     "NewItem",
     "OutboxItemView",
@@ -50,6 +53,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "handles",
+    "handles_batch",
     "run_once",
 ]
 
