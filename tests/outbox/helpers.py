@@ -81,6 +81,9 @@ def batch_many(db: Database, items: Sequence[OutboxItemView]) -> dict[str, Excep
         action = recorder.behaviour.get(i.key)
         if action == "skip":
             continue
+        if callable(action) and not isinstance(action, Exception):
+            action(i)
+            action = None
         answers[i.id] = action if isinstance(action, Exception) else None
     return answers
 

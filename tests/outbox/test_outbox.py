@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from siyu.db import Database
 from siyu.outbox import facade as outbox
-from siyu.outbox import repository
+from siyu.outbox import repository, service
 from siyu.outbox.facade import NewItem, RetryPolicy
 from siyu.outbox.models import OutboxItem
 from tests.conftest import Tenant
@@ -228,6 +228,28 @@ class TestBatchHandler:
         )
         never = item(db, tenant.merchant_id, "never")
         assert (never.status, never.last_error) == ("dead", "permanent: refused")
+
+    def test_an_item_reclaimed_during_the_batch_is_not_recorded_done(
+        self, db: Database, tenant: Tenant, rec: Recorder
+    ) -> None:
+        # given: while the batch runs, another worker takes one of its items over
+        for key in ("kept-1", "taken", "kept-2"):
+            enqueue(db, tenant.merchant_id, key, kind="test.batch")
+
+        def take_over(view: object) -> None:
+            with db.unit_of_work() as session:
+                session.execute(update(OutboxItem).where(OutboxItem.key == "taken").values(worker="w2"))
+
+        rec.behaviour["taken"] = take_over
+        # when
+        report = service.run_round(db, now=T0, policy=POLICY, worker="w1")
+        # then: the other two are done; the taken one stays with w2, its attempt abandoned
+        assert (report.done, report.lost) == (2, 1)
+        assert item(db, tenant.merchant_id, "kept-1").status == "done"
+        taken = item(db, tenant.merchant_id, "taken")
+        assert (taken.status, taken.worker) == ("in_flight", "w2")
+        (attempt,) = attempts(db, tenant.merchant_id, taken.id)
+        assert attempt.outcome == "abandoned"
 
     def test_a_batch_that_raises_is_run_again_one_by_one(
         self, db: Database, tenant: Tenant, rec: Recorder

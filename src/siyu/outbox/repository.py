@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import Table, and_, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from siyu.db import is_postgres
 from siyu.kit.bulk import execute_many
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import dialect_insert
+from siyu.kit.sql import chunked, dialect_insert
 from siyu.outbox.models import AttemptOutcome, ItemStatus, OutboxAttempt, OutboxItem
 
 ITEMS = cast(Table, OutboxItem.__table__)
@@ -227,6 +227,48 @@ def finish(
             error=error if held else f"reported {outcome.value} after the lease was lost: {error or ''}",
         )
     )
+    return held
+
+
+def finish_done(session: Session, claims: Sequence[Claim], *, now: datetime) -> set[str]:
+    """:func:`finish` with ``DONE`` for many claims of one worker, a few statements per slice of
+    500 instead of two per item; the ids of the claims still held (recorded ``done``). The rest
+    were lost meanwhile: the caller records them with :func:`finish` (their attempt abandoned)."""
+    held: set[str] = set()
+    by_merchant: dict[str, list[Claim]] = {}
+    for c in claims:
+        by_merchant.setdefault(c.merchant_id, []).append(c)
+    for merchant_id, group in by_merchant.items():
+        workers = {c.worker for c in group}
+        assert len(workers) == 1, "finish_done is for one worker's claims"
+        for part in chunked(group, 500):
+            done = session.execute(
+                update(ITEMS)
+                .where(
+                    ITEMS.c.merchant_id == merchant_id,
+                    tuple_(ITEMS.c.id, ITEMS.c.attempts).in_([(c.id, c.attempts) for c in part]),
+                    ITEMS.c.status == ItemStatus.IN_FLIGHT.value,
+                    ITEMS.c.worker == part[0].worker,
+                )
+                .values(
+                    status=ItemStatus.DONE.value,
+                    done_at=now,
+                    updated_at=now,
+                    lease_until=None,
+                    last_error=None,
+                )
+                .returning(ITEMS.c.id)
+            )
+            kept = {str(row[0]) for row in done}
+            held |= kept
+            session.execute(
+                update(ATTEMPTS)
+                .where(
+                    ATTEMPTS.c.merchant_id == merchant_id,
+                    ATTEMPTS.c.id.in_([c.attempt_id for c in part if c.id in kept]),
+                )
+                .values(outcome=AttemptOutcome.DONE.value, finished_at=now, error=None)
+            )
     return held
 
 

@@ -348,8 +348,11 @@ def _record(
     """Record attempts' outcomes (a batch's in one transaction) and count them in ``report``."""
     finished = now or utcnow()
     with db.unit_of_work() as session:
+        done = [c for c, r in outcomes if r.outcome == AttemptOutcome.DONE]
+        recorded = repository.finish_done(session, done, now=finished) if len(done) > 1 else set()
         held = [
-            repository.finish(session, c, r.outcome, now=finished, error=r.error, retry_at=r.retry_at)
+            c.id in recorded
+            or repository.finish(session, c, r.outcome, now=finished, error=r.error, retry_at=r.retry_at)
             for c, r in outcomes
         ]
     for (c, result), kept in zip(outcomes, held, strict=True):
