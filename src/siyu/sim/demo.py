@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -183,6 +186,49 @@ def setup_merchant(session: Any, *, now: datetime, password: str) -> tuple[str, 
     return mid, store_ids, recall.id, page.id
 
 
+def generate(
+    world: World, number: int, since: float, until: float, exposures: Sequence[Exposure]
+) -> tuple[int, list[dict[str, Any]]]:
+    """Chunk ``number``'s size and its events in ``[since, until)`` answering ``exposures`` (a
+    pure function of its arguments: the same in a child process as here)."""
+    chunk = draw_chunk(world, number)
+    return chunk.size, chunk_events(
+        world, chunk, since=since, until=until, answers=answer_all(world, chunk, exposures)
+    )
+
+
+class Generator:
+    """Chunks' events drawn ahead, in a child process, while the caller ingests the one before
+    (generation is pure NumPy and Python, ingestion holds the GIL: on 2 cores they overlap);
+    ``ahead=0`` draws in this process. At most ``ahead + 1`` chunks are held at once."""
+
+    def __init__(self, ahead: int = 2) -> None:
+        self.ahead = ahead
+        self.pool: ProcessPoolExecutor | None = None
+        if ahead > 0:  # spawn: no fork of a process holding database connections and threads
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    def chunks(
+        self, world: World, *, since: float, until: float, exposures: Sequence[Exposure]
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        if self.pool is None:
+            for number in range(world.chunks):
+                yield generate(world, number, since, until, exposures)
+            return
+        pending: deque[Future[tuple[int, list[dict[str, Any]]]]] = deque()
+        exposures = list(exposures)
+        for number in range(world.chunks):
+            pending.append(self.pool.submit(generate, world, number, since, until, exposures))
+            if len(pending) > self.ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
 def ingest_phase(
     database: Database,
     vault: IdentifierVault,
@@ -196,16 +242,15 @@ def ingest_phase(
     tally: IngestTally,
     progress: Progress,
     label: str,
+    generator: Generator | None = None,
 ) -> None:
     progress.start(label, world.members)
+    source = generator or Generator(ahead=0)
 
     def batches() -> Any:
-        for number in range(world.chunks):
-            chunk = draw_chunk(world, number)
-            yield chunk_events(
-                world, chunk, since=since, until=until, answers=answer_all(world, chunk, exposures)
-            )
-            progress.advance(chunk.size)
+        for size, events in source.chunks(world, since=since, until=until, exposures=exposures):
+            yield events
+            progress.advance(size)
 
     ingest_events(database, vault, merchant_id, batches(), now=now, tally=tally)
 
@@ -271,10 +316,31 @@ def build_demo(
     password: str,
     truth_dir: Path | None = None,
     progress: Progress | None = None,
+    ahead: int = 2,
 ) -> DemoResult:
     """Build the demo merchant in ``database`` (which must hold no merchant yet); see the module
-    docstring. ``world.store_ids`` is replaced by the created stores' ids."""
+    docstring. ``world.store_ids`` is replaced by the created stores' ids. ``ahead`` chunks are
+    drawn ahead in a child process (0: all in this one)."""
     progress = progress or _Silent()
+    generator = Generator(ahead)
+    try:
+        return _build(database, vault, world, now=now, password=password, truth_dir=truth_dir,
+                      progress=progress, generator=generator)  # fmt: skip
+    finally:
+        generator.close()
+
+
+def _build(
+    database: Database,
+    vault: IdentifierVault,
+    world: World,
+    *,
+    now: datetime,
+    password: str,
+    truth_dir: Path | None,
+    progress: Progress,
+    generator: Generator,
+) -> DemoResult:
     with database.unit_of_work() as session:
         mid, store_ids, recall_coupon, page_coupon = setup_merchant(
             session, now=world.start, password=password
@@ -284,7 +350,15 @@ def build_demo(
     recall_day = float(world.days - RECALL_DAYS_BEFORE_END)
     page_day = float(world.days - PAYMENT_DAYS_BEFORE_END)
     phase = functools.partial(
-        ingest_phase, database, vault, mid, world, now=now, tally=tally, progress=progress
+        ingest_phase,
+        database,
+        vault,
+        mid,
+        world,
+        now=now,
+        tally=tally,
+        progress=progress,
+        generator=generator,
     )
     phase(since=0.0, until=recall_day, exposures=[], label="历史 history")
 
@@ -338,11 +412,7 @@ def build_demo(
         campaigns.move(session, mid, page.id, "start", now=t2)
     decided_at: dict[int, float] = {}
     progress.start("支付成功页 payment page", world.members)
-    for number in range(world.chunks):
-        chunk = draw_chunk(world, number)
-        day_events = chunk_events(
-            world, chunk, since=page_day, until=page_day + 1, answers=answer_all(world, chunk, exposures)
-        )
+    for size, day_events in generator.chunks(world, since=page_day, until=page_day + 1, exposures=exposures):
         for event in day_events:
             if event["type"] != "order_paid":
                 continue
@@ -363,7 +433,7 @@ def build_demo(
                     decisions.accept(session, mid, decision.id, now=at + timedelta(seconds=5))
             tally.member_of.setdefault(person, decision.member_id)
             decided_at[person] = (at - world.start).total_seconds() / 86_400
-        progress.advance(chunk.size)
+        progress.advance(size)
     exposures.append(
         _exposure_of(database, mid, page.id, tally, world.members, lambda p: decided_at.get(p, float("nan")))
     )
