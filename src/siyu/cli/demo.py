@@ -37,8 +37,9 @@ class _Bars:
         self.task: object | None = None
 
     def start(self, label: str, total: int | None) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, completed=self.progress.tasks[-1].total or 1)  # type: ignore[arg-type]
+        if self.task is not None:  # finished: a step without a total gets one, so its clock stops
+            done = self.progress.tasks[-1].total or 1
+            self.progress.update(self.task, total=done, completed=done)  # type: ignore[arg-type]
         self.task = self.progress.add_task(label, total=total)
 
     def advance(self, amount: int) -> None:
