@@ -78,11 +78,14 @@ from siyu.campaigns import service as campaigns
 from siyu.campaigns import tasks
 from siyu.campaigns.models import GoalDimension
 from siyu.campaigns.schemas import CampaignIn, VariantIn
+from siyu.coupons import facade as coupons
+from siyu.coupons.schemas import TemplateIn
 from siyu.db import Database, UTCDateTime
 from siyu.messaging import facade as messaging_facade
 from siyu.messaging import service as messaging
 from siyu.migrate import upgrade
 from siyu.outbox import facade as outbox
+from siyu.outbox import service as outbox_service
 from siyu.segments import facade as segments
 from siyu.tenancy.models import Merchant
 
@@ -255,6 +258,93 @@ def fanout(args: argparse.Namespace) -> int:
                 )  # fmt: skip
             table.add_row(
                 "anchor: outbox.enqueue_many", "", "", f"{args.members:,}", "", "", f"{anchor:,.0f}", "1.00"
+            )
+            console.print(table)
+            db.dispose()
+        finally:
+            drop_schema(args.database_url, schema)
+    return 0
+
+
+def coupon_delivery(args: argparse.Namespace) -> int:
+    """A coupon broadcast to every member, its outbox drained: the batch handler
+    (``give_many`` → ``coupons.issue_coupons``) against the one-item handler (``give`` →
+    ``issue_coupon`` per member, on a smaller merchant); anchor: queueing as many outbox items."""
+    now = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        url, schema = fresh_url(args.database_url, Path(tmp))
+        try:
+            db = Database(url)
+            upgrade(db.engine)
+            rows = []
+            for label, members, batched in (
+                ("batch handler (issue_coupons)", args.members, True),
+                ("one by one (issue_coupon)", min(args.members, args.one_by_one), False),
+            ):
+                merchant_id, _secret, _ids = seed(db, members)
+                with db.unit_of_work() as session:
+                    template = coupons.create_template(
+                        session,
+                        merchant_id,
+                        TemplateIn(
+                            name="满30减10", kind="cash", value_fen=1000, total_stock=members, valid_days=7
+                        ),
+                        now=now,
+                    )
+                    coupons.change_template_status(session, merchant_id, template.id, "activate", now=now)
+                    spec = CampaignIn(
+                        name=label,
+                        goal=GoalDimension.ACTIVE,
+                        holdout_bp=0,
+                        variants=[
+                            VariantIn(
+                                key="main",
+                                weight_bp=10_000,
+                                treatments=[{"action": "coupon", "template_id": template.id}],
+                            )
+                        ],
+                    )
+                    row = campaigns.create(session, merchant_id, spec.model_dump(mode="json"), now=now)
+                    campaigns.transition(session, merchant_id, row.id, "start", now=now)
+                tasks.run_merchant(db, merchant_id, now=now, campaign_id=row.id)
+                kept = outbox_service._batch_handlers.pop("campaign.treatment") if not batched else None
+                try:
+                    started = time.perf_counter()
+                    while outbox.run_once(db, limit=500, now=now + timedelta(minutes=1)):
+                        pass
+                    took = time.perf_counter() - started
+                finally:
+                    if kept is not None:
+                        outbox_service._batch_handlers["campaign.treatment"] = kept
+                with db.reading() as session:
+                    view = coupons.get_template(session, merchant_id, template.id)
+                    issued = view.issued if view is not None else 0
+                rows.append((label, members, issued, took))
+            started = time.perf_counter()
+            anchor_ids = [f"anchor-{i}" for i in range(args.members)]
+            for start in range(0, args.members, tasks.SLICE):
+                items = [
+                    outbox.NewItem(kind="bench.noop", key=k, payload={"k": k})
+                    for k in anchor_ids[start : start + tasks.SLICE]
+                ]
+                with db.unit_of_work() as session:
+                    outbox.enqueue_many(session, merchant_id, items, now=now)
+            anchor = args.members / (time.perf_counter() - started)
+            table = Table(title=f"coupon broadcast delivery on {db.engine.dialect.name}")
+            for column in ("handler", "members", "coupons issued", "s", "coupons/s", "ratio"):
+                table.add_column(column, justify="left" if column == "handler" else "right")
+            for label, members, issued, took in rows:
+                rate = issued / took
+                table.add_row(
+                    label,
+                    f"{members:,}",
+                    f"{issued:,}",
+                    f"{took:.1f}",
+                    f"{rate:,.0f}",
+                    f"{rate / anchor:.3f}",
+                )
+            table.add_row(
+                "anchor: outbox.enqueue_many", f"{args.members:,}", "", "", f"{anchor:,.0f}", "1.000"
             )
             console.print(table)
             db.dispose()
@@ -478,7 +568,9 @@ def decision_cost(args: argparse.Namespace) -> int:
                 profile.disable()
                 calls = pstats.Stats(profile).total_calls / len(profiled)  # type: ignore[attr-defined]
                 if args.dump_profile:  # for `python -m pstats FILE` or snakeviz
-                    profile.dump_stats(f"{args.dump_profile}-{'new' if label.startswith('new') else 'seen'}.prof")
+                    profile.dump_stats(
+                        f"{args.dump_profile}-{'new' if label.startswith('new') else 'seen'}.prof"
+                    )
                 table.add_row(
                     label, f"{len(measured):,}", f"{counted:.1f}", f"{calls:,.0f}",
                     f"{cpu / len(measured) * 1000:.2f}", f"{wall / len(measured) * 1000:.2f}",
@@ -502,6 +594,10 @@ def main() -> int:
     f = sub.add_parser("fanout")
     f.add_argument("--members", type=int, default=100_000)
     f.add_argument("--database-url")
+    cd = sub.add_parser("coupon-delivery")
+    cd.add_argument("--members", type=int, default=20_000)
+    cd.add_argument("--one-by-one", type=int, default=2_000, help="members of the one-by-one run")
+    cd.add_argument("--database-url")
     d = sub.add_parser("decision")
     d.add_argument("--rate", type=float, default=200)
     d.add_argument("--seconds", type=float, default=20)
@@ -519,6 +615,8 @@ def main() -> int:
         return preview(args)
     if args.command == "fanout":
         return fanout(args)
+    if args.command == "coupon-delivery":
+        return coupon_delivery(args)
     return 2
 
 
