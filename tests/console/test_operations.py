@@ -19,6 +19,7 @@ from nicegui import ui
 from nicegui.testing import User
 
 from siyu.campaigns import facade as campaigns
+from siyu.console import campaigns as console_campaigns
 from siyu.console.i18n import EN, ZH
 from siyu.console.rule_builder import from_rule, to_rule
 from siyu.console.state import STATE
@@ -485,6 +486,45 @@ class TestCampaigns:
         assert created.variants[0]["treatments"] == [{"action": "coupon", "template_id": template_id}]
         assert created.schedule is not None
         assert created.schedule["start_at"].startswith("2030-01-15T10:30:00+08:00")
+
+    async def test_the_wizard_builds_an_a_b_test_of_two_treatments(
+        self, ops: User, merchant: BootstrapResult, db: Database
+    ) -> None:
+        # given
+        mid = merchant.merchant.id
+        template_id = make_template(db, mid)
+        await signed_in(ops, "owner", PASSWORD)
+        await ops.open("/campaigns/new")
+        ops.find(marker="wizard-name").type("券还是积分")
+        one(ops, "wizard-action").value = "coupon"
+        one(ops, "wizard-coupon").value = template_id
+        # when: B gives points to 30 % of the treated
+        one(ops, "wizard-ab").value = True
+        (await ready(ops, "wizard-b-percent")).value = 30
+        one(ops, "wizard-b-action").value = "points"
+        one(ops, "wizard-b-points").value = 200
+        ops.find(marker="wizard-create").click()
+        # then
+        await ops.should_see(ZH["campaigns.created"])
+        with db.reading() as session:
+            (created,) = campaigns.list_campaigns(session, mid)
+        assert created.variants == [
+            {"key": "A", "weight_bp": 7000, "treatments": [{"action": "coupon", "template_id": template_id}]},
+            {"key": "B", "weight_bp": 3000, "treatments": [{"action": "points", "points": 200}]},
+        ]
+
+    def test_an_a_b_split_outside_one_to_ninety_nine_percent_is_refused(self) -> None:
+        form = {
+            "ab": True,
+            "b_percent": 100,
+            "action": "points",
+            "points": 1,
+            "b_action": "points",
+            "b_points": 2,
+        }
+        with pytest.raises(ValueError, match="B"):
+            console_campaigns._variants(form)
+        assert console_campaigns._variants(form | {"ab": False})[0]["key"] == "main"
 
     async def test_a_trigger_campaign_from_the_wizard_is_scheduled_and_cancelled_from_its_page(
         self, ops: User, merchant: BootstrapResult, db: Database

@@ -140,28 +140,44 @@ def _int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
 
 
+def _treatment(form: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The treatment of the wizard's answers for variant A (``prefix=""``) or B (``"b_"``)."""
+    action = form[f"{prefix}action"]
+    if action == "coupon":
+        return {"action": "coupon", "template_id": form[f"{prefix}coupon_template"]}
+    if action == "points":
+        return {"action": "points", "points": _int(form[f"{prefix}points"]) or 0}
+    if action == "message":
+        return {"action": "message", "template_id": form[f"{prefix}message_template"], "variables": {}}
+    return {
+        "action": "guide_task",
+        "title": form[f"{prefix}task_title"] or "",
+        "body": form[f"{prefix}task_body"] or "",
+    }
+
+
+def _variants(form: dict[str, Any]) -> list[dict[str, Any]]:
+    """One variant (``main``), or with the A/B option two (``A`` and ``B``) splitting the treated
+    members by ``b_percent``; the holdout is taken first, from everyone."""
+    if not form.get("ab"):
+        return [{"key": "main", "weight_bp": 10_000, "treatments": [_treatment(form)]}]
+    b_bp = round(float(form["b_percent"] or 0) * 100)
+    if not 0 < b_bp < 10_000:
+        raise ValueError(t("wizard.ab_split_range"))
+    return [
+        {"key": "A", "weight_bp": 10_000 - b_bp, "treatments": [_treatment(form)]},
+        {"key": "B", "weight_bp": b_bp, "treatments": [_treatment(form, "b_")]},
+    ]
+
+
 def build_spec(form: dict[str, Any], zone: Any) -> dict[str, Any]:
     """The ``CampaignIn`` body of the wizard's answers (times in the merchant's zone)."""
-    treatment: dict[str, Any]
-    action = form["action"]
-    if action == "coupon":
-        treatment = {"action": "coupon", "template_id": form["coupon_template"]}
-    elif action == "points":
-        treatment = {"action": "points", "points": _int(form["points"]) or 0}
-    elif action == "message":
-        treatment = {"action": "message", "template_id": form["message_template"], "variables": {}}
-    else:
-        treatment = {
-            "action": "guide_task",
-            "title": form["task_title"] or "",
-            "body": form["task_body"] or "",
-        }
     spec: dict[str, Any] = {
         "name": form["name"] or "",
         "goal": form["goal"],
         "kind": form["kind"],
         "holdout_bp": round(float(form["holdout_percent"] or 0) * 100),
-        "variants": [{"key": "main", "weight_bp": 10_000, "treatments": [treatment]}],
+        "variants": _variants(form),
         "attribution_days": _int(form["attribution_days"]) or 7,
         "recall": bool(form["recall"]),
     }
@@ -199,6 +215,17 @@ def build_spec(form: dict[str, Any], zone: Any) -> dict[str, Any]:
     return spec
 
 
+def _variants_text(variants: list[dict[str, Any]]) -> str:
+    """``A coupon`` or, for an A/B test, ``A 50 %: A coupon · B 50 %: Points``."""
+
+    def action(v: dict[str, Any]) -> str:
+        return t(f"wizard.action.{v['treatments'][0]['action']}")
+
+    if len(variants) == 1:
+        return action(variants[0])
+    return " · ".join(f"{v['key']} {percent(v['weight_bp'] / 10_000, 0)}: {action(v)}" for v in variants)
+
+
 def wizard(staff: StaffView) -> None:
     options = _options(staff)
     with database().reading() as session:
@@ -214,6 +241,14 @@ def wizard(staff: StaffView) -> None:
         "message_template": next(iter(options["messages"]), None),
         "task_title": "",
         "task_body": "",
+        "ab": False,
+        "b_percent": 50,
+        "b_action": "points",
+        "b_coupon_template": next(iter(options["coupons"]), None),
+        "b_points": 100,
+        "b_message_template": next(iter(options["messages"]), None),
+        "b_task_title": "",
+        "b_task_body": "",
         "kind": CampaignKind.BROADCAST.value,
         "start_day": "",
         "start_time": "10:00",
@@ -271,23 +306,46 @@ def wizard(staff: StaffView) -> None:
             nav(stepper)
         with ui.step(t("wizard.treatment")):
             actions = {a: t(f"wizard.action.{a}") for a in ("coupon", "points", "message", "guide_task")}
-            bind(ui.select(actions, label=t("wizard.action")), "action", "action")
-            bind(
-                ui.select(options["coupons"], label=t("wizard.coupon_template")).classes("w-96"),
-                "coupon_template",
-                "coupon",
-            ).bind_visibility_from(form, "action", lambda v: v == "coupon")
-            bind(ui.number(t("wizard.points"), min=1), "points", "points").bind_visibility_from(
-                form, "action", lambda v: v == "points"
-            )
-            bind(
-                ui.select(options["messages"], label=t("wizard.message_template")).classes("w-96"),
-                "message_template",
-                "message",
-            ).bind_visibility_from(form, "action", lambda v: v == "message")
-            with ui.column().bind_visibility_from(form, "action", lambda v: v == "guide_task"):
-                bind(ui.input(t("wizard.task_title")).classes("w-96"), "task_title", "task-title")
-                bind(ui.textarea(t("wizard.task_body")).classes("w-96"), "task_body", "task-body")
+
+            def treatment_fields(prefix: str, ids: str) -> None:
+                """The treatment's inputs: test ids ``wizard-action`` … for A, ``wizard-b-action`` … for B."""
+                key = f"{prefix}action"
+                bind(ui.select(actions, label=t("wizard.action")), key, f"{ids}action")
+                bind(
+                    ui.select(options["coupons"], label=t("wizard.coupon_template")).classes("w-96"),
+                    f"{prefix}coupon_template",
+                    f"{ids}coupon",
+                ).bind_visibility_from(form, key, lambda v: v == "coupon")
+                bind(
+                    ui.number(t("wizard.points"), min=1), f"{prefix}points", f"{ids}points"
+                ).bind_visibility_from(form, key, lambda v: v == "points")
+                bind(
+                    ui.select(options["messages"], label=t("wizard.message_template")).classes("w-96"),
+                    f"{prefix}message_template",
+                    f"{ids}message",
+                ).bind_visibility_from(form, key, lambda v: v == "message")
+                with ui.column().bind_visibility_from(form, key, lambda v: v == "guide_task"):
+                    bind(
+                        ui.input(t("wizard.task_title")).classes("w-96"),
+                        f"{prefix}task_title",
+                        f"{ids}task-title",
+                    )
+                    bind(
+                        ui.textarea(t("wizard.task_body")).classes("w-96"),
+                        f"{prefix}task_body",
+                        f"{ids}task-body",
+                    )
+
+            treatment_fields("", "")
+            bind(ui.checkbox(t("wizard.ab")), "ab", "ab")
+            with testid(ui.card().classes("w-full"), "wizard-b").bind_visibility_from(form, "ab"):
+                ui.label(t("wizard.ab_hint")).classes("text-xs text-slate-500")
+                with ui.row().classes("items-center w-96"):
+                    bind(ui.slider(min=5, max=95, step=5).classes("w-64"), "b_percent", "b-percent")
+                    ui.label().bind_text_from(
+                        form, "b_percent", lambda v: t("wizard.ab_share", share=f"{v}%")
+                    )
+                treatment_fields("b_", "b-")
             nav(stepper)
         with ui.step(t("wizard.when")):
             kinds = {
@@ -350,7 +408,7 @@ def wizard(staff: StaffView) -> None:
                         t("wizard.audience"),
                         options["segments"].get(spec.get("audience_segment_id") or "", t("wizard.everyone")),
                     ),
-                    (t("wizard.treatment"), t(f"wizard.action.{form['action']}")),
+                    (t("wizard.treatment"), _variants_text(spec["variants"])),
                     (t("campaigns.kind"), t(f"campaigns.kind.{spec['kind']}")),
                     (t("wizard.holdout"), percent(spec["holdout_bp"] / 10_000, 0)),
                     (t("wizard.budget_yuan"), money(spec.get("budget_fen"))),
