@@ -693,6 +693,44 @@ class TestLoyalty:
         ops.find(marker="coupon-templates").trigger("status", [created.id, "pause"])
         await eventually(lambda: templates()[0].status == "paused")
 
+    async def test_a_coupon_template_is_renamed_budgeted_restocked_and_ended(
+        self, ops: User, merchant: BootstrapResult, db: Database
+    ) -> None:
+        # given
+        mid = merchant.merchant.id
+        template_id = make_template(db, mid)
+
+        def template() -> Any:
+            with db.reading() as session:
+                return coupons.get_template(session, mid, template_id)
+
+        stock = template().stock
+        await signed_in(ops, "owner", PASSWORD)
+        await ops.open("/area/loyalty")
+        await rows_of(ops, "coupon-templates", 1)
+        # when: edited
+        ops.find(marker="coupon-templates").trigger("edit", template_id)
+        await ops.should_see(marker="coupon-edit-name")
+        one(ops, "coupon-edit-name").value = "老客回馈券"
+        one(ops, "coupon-edit-budget").value = 1234.5
+        one(ops, "coupon-edit-stock").value = 250
+        ops.find(marker="coupon-edit-save").click()
+        # then
+        await eventually(lambda: template().name == "老客回馈券")
+        edited = template()
+        assert (edited.budget_fen, edited.stock, edited.remaining) == (123_450, stock + 250, stock + 250)
+
+        def shown() -> list[str]:
+            tables = [e for e in ops.find(marker="coupon-templates").elements if not e.is_deleted]
+            return [r["name"] for r in tables[-1].rows] if tables else []
+
+        await eventually(lambda: shown() == ["老客回馈券"])
+        # when: ended, after confirming
+        ops.find(marker="coupon-templates").trigger("end", template_id)
+        await ops.should_see(ZH["loyalty.coupon.end_confirm"].format(name="老客回馈券"))
+        ops.find(marker="coupon-end-confirm").click()
+        await eventually(lambda: template().status == "ended")
+
     async def test_points_rules_mall_items_tiers_and_joint_mappings(
         self, ops: User, merchant: BootstrapResult, db: Database
     ) -> None:

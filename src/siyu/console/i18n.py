@@ -556,6 +556,22 @@ _OPERATIONS: list[tuple[str, str, str]] = [
     ("loyalty.coupon.item", "兑换物品", "Item given"),
     ("loyalty.coupon.valid_days", "领取后有效天数", "Valid days after claim"),
     ("loyalty.coupon.activate_now", "立即生效", "Activate now"),
+    ("loyalty.coupon.edit", "编辑", "Edit"),
+    ("loyalty.coupon.end", "结束", "End"),
+    ("loyalty.coupon.edit_title", "编辑券模板：{name}", "Edit coupon template: {name}"),
+    ("loyalty.coupon.budget_yuan", "金额预算（元，留空为不限）", "Money budget (¥, blank: no limit)"),
+    (
+        "loyalty.coupon.budget_hint",
+        "预算不能低于已核销的优惠金额；面额与规则创建后不可改。",
+        "The budget cannot go below the discount already granted; face value and rules never change.",
+    ),
+    ("loyalty.coupon.add_stock", "追加库存（张）", "Add stock (coupons)"),
+    ("loyalty.coupon.stock_now", "当前库存 {stock}，剩余 {remaining}", "Stock {stock}, {remaining} left"),
+    (
+        "loyalty.coupon.end_confirm",
+        "结束「{name}」？已发放的券仍可使用，之后不再发放。此操作不可撤销。",
+        "End “{name}”? Coupons already issued stay usable; no more will be issued. This cannot be undone.",
+    ),
     ("loyalty.points", "积分", "Points"),
     (
         "loyalty.points.settings",

@@ -18,7 +18,7 @@ from siyu.console.fmt import dialog_buttons, money, number, percent, testid
 from siyu.console.i18n import t
 from siyu.console.state import database
 from siyu.coupons import facade as coupons
-from siyu.coupons.schemas import TemplateIn
+from siyu.coupons.schemas import TemplateIn, TemplatePatch
 from siyu.kit.clock import utcnow
 from siyu.kit.pagination import PageRequest
 from siyu.kit.problems import Problem
@@ -128,6 +128,7 @@ def coupon_templates(staff: StaffView, refresh: Callable[[], Any]) -> None:
                 {"name": "actions", "label": t("field.actions"), "field": "id", "align": "right"}
             )
             activate, pause = t("loyalty.coupon.activate"), t("loyalty.coupon.pause")
+            edit, end = t("loyalty.coupon.edit"), t("loyalty.coupon.end")
             table.add_slot(
                 "body-cell-actions",
                 f"""<q-td :props="props" class="text-right">
@@ -136,6 +137,12 @@ def coupon_templates(staff: StaffView, refresh: Callable[[], Any]) -> None:
                            @click="$parent.$emit('status', [props.row.id, 'activate'])" />
                     <q-btn v-if="props.row.raw_status == 'active'" flat dense :label="'{pause}'"
                            @click="$parent.$emit('status', [props.row.id, 'pause'])" />
+                    <q-btn v-if="props.row.raw_status != 'ended'" flat dense :label="'{edit}'"
+                           :data-testid="'coupon-edit-' + props.row.id"
+                           @click="$parent.$emit('edit', props.row.id)" />
+                    <q-btn v-if="props.row.raw_status != 'ended'" flat dense color="negative" :label="'{end}'"
+                           :data-testid="'coupon-end-' + props.row.id"
+                           @click="$parent.$emit('end', props.row.id)" />
                 </q-td>""",
             )
 
@@ -143,7 +150,10 @@ def coupon_templates(staff: StaffView, refresh: Callable[[], Any]) -> None:
                 template_id, action = e.args
                 set_template_status(staff, template_id, action, refresh)
 
+            by_id = {c.id: c for c in found}
             table.on("status", change)
+            table.on("edit", lambda e: edit_coupon_dialog(staff, by_id[e.args], refresh))
+            table.on("end", lambda e: end_coupon_dialog(staff, by_id[e.args], refresh))
 
 
 def set_template_status(staff: StaffView, template_id: str, action: str, refresh: Callable[[], Any]) -> None:
@@ -153,6 +163,70 @@ def set_template_status(staff: StaffView, template_id: str, action: str, refresh
         ),
         refresh,
     )
+
+
+def edit_coupon_dialog(staff: StaffView, template: Any, refresh: Callable[[], Any]) -> None:
+    """Rename, set or lift the money budget, and add stock (the money terms never change)."""
+    with ui.dialog() as dialog, ui.card().classes("w-[28rem]"):
+        ui.label(t("loyalty.coupon.edit_title", name=template.name)).classes("text-lg font-medium")
+        name = testid(
+            ui.input(t("loyalty.coupon.name"), value=template.name).classes("w-full"), "coupon-edit-name"
+        )
+        budget_now = None if template.budget_fen is None else template.budget_fen / 100
+        budget = testid(
+            ui.number(t("loyalty.coupon.budget_yuan"), min=0, format="%.2f", value=budget_now),
+            "coupon-edit-budget",
+        )
+        ui.label(t("loyalty.coupon.budget_hint")).classes("text-xs text-slate-500")
+        more = testid(
+            ui.number(t("loyalty.coupon.add_stock"), min=0, value=0, format="%d"), "coupon-edit-stock"
+        )
+        ui.label(
+            t("loyalty.coupon.stock_now", stock=number(template.stock), remaining=number(template.remaining))
+        ).classes("text-xs text-slate-500")
+
+        def save() -> None:
+            def write(session: Any) -> None:
+                fields: dict[str, Any] = {}
+                if (name.value or "") != template.name:
+                    fields["name"] = name.value or ""
+                wanted = _yuan(budget.value)
+                if wanted != template.budget_fen:
+                    fields["budget_fen"] = wanted
+                if fields:
+                    coupons.update_template(
+                        session,
+                        staff.merchant_id,
+                        template.id,
+                        TemplatePatch.model_validate(fields),
+                        now=utcnow(),
+                    )
+                if int(more.value or 0) > 0:
+                    coupons.add_stock(session, staff.merchant_id, template.id, int(more.value), now=utcnow())
+
+            if attempt(write, refresh):
+                dialog.close()
+
+        dialog_buttons(dialog, save, "coupon-edit-save")
+    dialog.open()
+
+
+def end_coupon_dialog(staff: StaffView, template: Any, refresh: Callable[[], Any]) -> None:
+    """Ending a template is final: coupons already issued stay usable, no new ones are issued."""
+    with ui.dialog() as dialog, ui.card().classes("w-[28rem]"):
+        ui.label(t("loyalty.coupon.end_confirm", name=template.name)).classes("text-base")
+
+        def save() -> None:
+            if attempt(
+                lambda session: coupons.change_template_status(
+                    session, staff.merchant_id, template.id, "end", now=utcnow()
+                ),
+                refresh,
+            ):
+                dialog.close()
+
+        dialog_buttons(dialog, save, "coupon-end-confirm")
+    dialog.open()
 
 
 def _face(c: Any) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from siyu.coupons import redemption, service
 from siyu.coupons.models import TemplateStatus
-from siyu.coupons.schemas import TemplateIn
+from siyu.coupons.schemas import TemplateIn, TemplatePatch
 from siyu.coupons.views import (
     CodesGenerated,
     CouponNotUsable,
@@ -39,6 +39,7 @@ __all__ = [
     "RedemptionLine",
     "RedemptionView",
     "TemplateIn",
+    "TemplatePatch",
     "TemplateView",
     "coupons_of",
     "create_template",
@@ -88,6 +89,21 @@ def issue_coupons(
     the same checks and idempotency, in a few multi-row statements; each request's coupon or
     refusal (returned, not raised), in order — when stock runs out the earliest requests win."""
     return service.issue_many(session, merchant_id, template_id, requests, source=source, now=now)
+
+
+def update_template(
+    session: Session, merchant_id: str, template_id: str, patch: TemplatePatch, *, now: datetime
+) -> TemplateView:
+    """Change what may change at any status: name, budget (not below what was granted), end of
+    validity, stores, channels, stacking; a 409 for an ended template."""
+    return service.update_template(session, merchant_id, template_id, patch, now=now)
+
+
+def add_stock(
+    session: Session, merchant_id: str, template_id: str, count: int, *, now: datetime
+) -> TemplateView:
+    """``count`` more coupons in stock (total and buckets in one transaction); a 409 once ended."""
+    return service.add_stock(session, merchant_id, template_id, count, now=now)
 
 
 def redeem_for_orders(
