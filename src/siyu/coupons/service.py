@@ -560,7 +560,9 @@ def issue_many(
                     )
             except (CouponRefused, NotFound) as exc:
                 results[index] = exc
-    return [r for r in results if r is not None]
+    answered = [r for r in results if r is not None]
+    assert len(answered) == len(requests), "every request is answered"
+    return answered
 
 
 @dataclass(frozen=True, slots=True)
