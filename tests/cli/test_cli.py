@@ -463,7 +463,11 @@ class TestServe:
                 ).status_code
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            try:  # uvicorn's supervisor stops its workers one by one: slow on a loaded machine
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
             reader.join(timeout=10)
         output = "".join(lines)
         # then
