@@ -46,6 +46,9 @@ WATCHED_TABLES = frozenset(
     }
 )
 
+_clock = time.monotonic
+"""The clock the TTL is measured with (tests move it)."""
+
 _DIRTY = "siyu.config_dirty"
 _BEGAN = "siyu.config_generation"
 
@@ -75,7 +78,7 @@ def cached(session: Session, key: Hashable, load: Callable[[], T]) -> T:
     engine = session.get_bind()
     if not isinstance(engine, Engine):
         engine = engine.engine
-    now = time.monotonic()
+    now = _clock()
     found = _entries.get(engine, {}).get(key)
     if found is not None and found[0] == _generation and now - found[1] < TTL_SECONDS:
         return found[2]  # type: ignore[no-any-return]
