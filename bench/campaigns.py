@@ -40,7 +40,8 @@ latency follows the neighbours' load, CPU time much less so.
 
 **decision-cost** — what one decision costs, measured in process without HTTP (sequential, so
 independent of load): the service call as the endpoint makes it (``decide``, the answer, the
-commit) for ``--payers`` new payers, then the same payers again. Figures per decision: SQL
+commit) for ``--payers`` new payers, then the same payers again (anchor: a bare DBAPI
+``INSERT`` + ``COMMIT``, same database, same run). Figures per decision: SQL
 statements (counted by an engine event, ``BEGIN`` and ``COMMIT`` included), Python function
 calls (``cProfile``: deterministic, a proxy for CPU that does not move with the machine's load),
 CPU ms and wall ms (both measured without the profiler).
@@ -555,6 +556,19 @@ def decision_cost(args: argparse.Namespace) -> int:
                 "statuses",
             ):
                 table.add_column(column, justify="left" if column in ("payers", "statuses") else "right")
+            raw = db.engine.raw_connection()  # the anchor: one bare DBAPI write transaction
+            try:
+                cursor = raw.cursor()
+                cursor.execute("CREATE TEMPORARY TABLE bench_anchor (n INTEGER)")
+                raw.commit()
+                anchor_cpu = time.process_time()
+                for n in range(len(measured)):
+                    cursor.execute("INSERT INTO bench_anchor VALUES (?)", (n,))
+                    raw.commit()
+                anchor_ms = (time.process_time() - anchor_cpu) / len(measured) * 1000
+            finally:
+                raw.close()
+            table.add_column("CPU ÷ anchor", justify="right")
             for label in ("new (created, assigned, offered)", "seen before (capped)"):
                 statements[0] = 0
                 wall, cpu = time.perf_counter(), time.process_time()
@@ -575,7 +589,12 @@ def decision_cost(args: argparse.Namespace) -> int:
                     label, f"{len(measured):,}", f"{counted:.1f}", f"{calls:,.0f}",
                     f"{cpu / len(measured) * 1000:.2f}", f"{wall / len(measured) * 1000:.2f}",
                     ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+                    f"{cpu / len(measured) * 1000 / anchor_ms:.1f}",
                 )  # fmt: skip
+            table.add_row(
+                "anchor: bare INSERT + COMMIT (DBAPI)", f"{len(measured):,}", "2", "",
+                f"{anchor_ms:.3f}", "", "", "1.0",
+            )  # fmt: skip
             console.print(table)
             console.print(f"load average after measuring: {load_average()}")
             db.dispose()

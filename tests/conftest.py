@@ -32,6 +32,7 @@ from siyu.all_models import metadata
 from siyu.app import create_app
 from siyu.config import Settings, load_settings
 from siyu.db import Database
+from siyu.kit import config_cache
 from siyu.migrate import upgrade
 from siyu.tenancy import facade
 from siyu.tenancy.scopes import ALL_PROVIDER_SCOPES, MERCHANT_SCOPES, sorted_scopes
@@ -113,6 +114,7 @@ def db(test_database: DatabaseUnderTest) -> Iterator[Database]:
 @pytest.fixture(autouse=True)
 def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
+    config_cache.invalidate()  # a test may change configuration with raw SQL (seen within the TTL)
     if "db" not in request.fixturenames:
         return
     database: Database = request.getfixturevalue("db")

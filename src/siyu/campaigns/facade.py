@@ -12,7 +12,7 @@ Every function takes the caller's session; the caller owns the unit of work.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from siyu.campaigns.models import (
 )
 from siyu.campaigns.schemas import CampaignIn
 from siyu.campaigns.views import Assignment, CampaignView, TreatmentView, campaign_view
+from siyu.kit import config_cache
 from siyu.kit.pagination import PageRequest
 
 __all__ = [
@@ -67,11 +68,31 @@ def running_on_placement(
     session: Session, merchant_id: str, placement: str, *, now: datetime
 ) -> list[CampaignView]:
     """Running campaigns of ``placement`` whose schedule (if any) holds ``now``, highest
-    ``priority`` first (then oldest)."""
+    ``priority`` first (then oldest).
+
+    The definitions are read through :mod:`siyu.kit.config_cache` (read on every payment-success
+    decision): a campaign paused, ended or changed is seen at once by this process and within
+    ``config_cache.TTL_SECONDS`` by other processes. The ``spent_*`` counters of a campaign with
+    a budget are read fresh each time (one ``SELECT``), since they move with every offer."""
+
+    def load() -> tuple[CampaignView, ...]:
+        return tuple(campaign_view(row) for row in repo.on_placement(session, merchant_id, placement))
+
+    running = config_cache.cached(session, ("on_placement", merchant_id, placement), load)
+    found = [c for c in running if service.within_schedule(c.schedule, now)]
+    budgeted = [
+        c.id
+        for c in found
+        if c.budget_coupons is not None or c.budget_points is not None or c.budget_fen is not None
+    ]
+    if not budgeted:
+        return found
+    spent = repo.spent_of(session, merchant_id, budgeted)
     return [
-        campaign_view(row)
-        for row in repo.on_placement(session, merchant_id, placement)
-        if service.within_schedule(row.schedule, now)
+        replace(c, spent_coupons=spent[c.id][0], spent_points=spent[c.id][1], spent_fen=spent[c.id][2])
+        if c.id in spent
+        else c
+        for c in found
     ]
 
 

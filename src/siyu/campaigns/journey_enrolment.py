@@ -32,6 +32,7 @@ from siyu.campaigns import journey_repository as repo
 from siyu.campaigns.journey_graph import JourneyGraph, JourneyInvalid, parse_graph, waits_for_events
 from siyu.campaigns.triggers import birthdays_of, matching
 from siyu.events.service import AcceptedEvent, on_ingest
+from siyu.kit import config_cache
 from siyu.kit.clock import utcnow
 from siyu.lifecycle import facade as lifecycle
 from siyu.lifecycle.rules import Stage
@@ -229,9 +230,28 @@ def _scan_birthdays(
     return added
 
 
+def _journey_events(session: Session, merchant_id: str) -> frozenset[str]:
+    """The event types that enter or wake one of the merchant's running journeys (through
+    :mod:`siyu.kit.config_cache`: ingestion of other events skips the journeys entirely)."""
+
+    def load() -> frozenset[str]:
+        found: set[str] = set()
+        for _campaign, graph in running_journeys(session, merchant_id):
+            trigger = graph.entry.trigger
+            if trigger is not None and trigger.event not in EVENT_TRIGGERS_EXCLUDED:
+                found.add(trigger.event)
+            found.update(waits_for_events(graph).values())
+        return frozenset(found)
+
+    return config_cache.cached(session, ("journey_events", merchant_id), load)
+
+
 @on_ingest
 def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEvent], now: datetime) -> None:
     """Enrol members whose event triggers a running journey; wake members waiting for an event."""
+    listened = _journey_events(session, merchant_id)
+    if not any(event.type in listened for event in accepted):
+        return  # no running journey is entered by, or waits for, any of these events
     journeys = running_journeys(session, merchant_id)
     if not journeys:
         return

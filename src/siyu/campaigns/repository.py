@@ -76,6 +76,17 @@ def on_placement(session: Session, merchant_id: str, placement: str) -> list[Cam
     return list(session.execute(statement.order_by(Campaign.priority.desc(), Campaign.id)).scalars())
 
 
+def spent_of(
+    session: Session, merchant_id: str, campaign_ids: Sequence[str]
+) -> dict[str, tuple[int, int, int]]:
+    """The campaigns' ``(spent_coupons, spent_points, spent_fen)`` as stored now (one ``SELECT``)."""
+    c = Campaign
+    statement = select(c.id, c.spent_coupons, c.spent_points, c.spent_fen).where(
+        c.merchant_id == merchant_id, c.id.in_(campaign_ids)
+    )
+    return {row[0]: (row[1], row[2], row[3]) for row in session.execute(statement)}
+
+
 # ---------------------------------------------------------------- members (the experiment)
 
 
@@ -164,7 +175,7 @@ def reserve(session: Session, merchant_id: str, campaign_id: str, cost: Cost) ->
             spent_points=c.spent_points + cost.points,
             spent_fen=c.spent_fen + cost.fen,
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, config_neutral=True)  # spent_* only
     )
     return int(getattr(session.execute(statement), "rowcount", 0)) == 1
 
@@ -182,7 +193,7 @@ def release(session: Session, merchant_id: str, campaign_id: str, cost: Cost) ->
             spent_points=c.spent_points - cost.points,
             spent_fen=c.spent_fen - cost.fen,
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, config_neutral=True)  # spent_* only
     )
 
 

@@ -42,6 +42,7 @@ from siyu.campaigns.models import (
 from siyu.campaigns.treatments import Target, treat_targets
 from siyu.campaigns.views import CampaignView, campaign_view
 from siyu.events.service import AcceptedEvent, on_ingest
+from siyu.kit import config_cache
 from siyu.lifecycle import facade as lifecycle
 from siyu.lifecycle.rules import Stage
 from siyu.members import facade as members
@@ -128,8 +129,23 @@ def running_triggers(session: Session, merchant_id: str) -> list[CampaignView]:
     ]
 
 
+def _trigger_events(session: Session, merchant_id: str) -> frozenset[str]:
+    """The event types the merchant's running triggers listen to (through
+    :mod:`siyu.kit.config_cache`: ingestion of other events skips the triggers entirely)."""
+    return config_cache.cached(
+        session,
+        ("trigger_events", merchant_id),
+        lambda: frozenset(
+            str((c.trigger or {}).get("event")) for c in running_triggers(session, merchant_id)
+        ),
+    )
+
+
 @on_ingest
 def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEvent], now: datetime) -> None:
+    listened = _trigger_events(session, merchant_id)
+    if not any(event.type in listened for event in accepted):
+        return  # no running trigger listens to any of these events
     campaigns = running_triggers(session, merchant_id)
     if not campaigns:
         return

@@ -33,6 +33,7 @@ from siyu.coupons import facade as coupons
 from siyu.decisions import repository as repo
 from siyu.decisions.models import Decision, DecisionSettings, DecisionStatus
 from siyu.events import service as events
+from siyu.kit import config_cache
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pii import IdentifierVault
 from siyu.kit.problems import Conflict, NotFound, invalid_field
@@ -141,12 +142,18 @@ class Conditions:
 
 
 def conditions_of(session: Session, merchant_id: str, campaign_id: str) -> Conditions:
-    row = repo.settings_of(session, merchant_id, campaign_id)
-    if row is None:
-        return Conditions()
-    return Conditions(
-        row.min_amount_fen, tuple(row.store_ids or ()), tuple(row.channels or ()), row.per_member_per_day
-    )
+    """The campaign's conditions, through :mod:`siyu.kit.config_cache` (a change is seen at once
+    by this process, within ``config_cache.TTL_SECONDS`` by others)."""
+
+    def load() -> Conditions:
+        row = repo.settings_of(session, merchant_id, campaign_id)
+        if row is None:
+            return Conditions()
+        return Conditions(
+            row.min_amount_fen, tuple(row.store_ids or ()), tuple(row.channels or ()), row.per_member_per_day
+        )
+
+    return config_cache.cached(session, ("decision_conditions", merchant_id, campaign_id), load)
 
 
 def put_conditions(

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from siyu.events import facade as events
 from siyu.events.service import AcceptedEvent, on_ingest
+from siyu.kit import config_cache
 from siyu.lifecycle import repository as repo
 from siyu.lifecycle.models import LifecycleRules
 from siyu.lifecycle.recent import Recent
@@ -43,8 +44,14 @@ class Cause:
 
 
 def rules_of(session: Session, merchant_id: str) -> StageRules:
-    stored = repo.get_rules(session, merchant_id)
-    return StageRules.model_validate(stored.rules) if stored else StageRules()
+    """The merchant's stage rules (through :mod:`siyu.kit.config_cache`: callers must not change
+    the model returned; ``model_copy`` it first)."""
+
+    def load() -> StageRules:
+        stored = repo.get_rules(session, merchant_id)
+        return StageRules.model_validate(stored.rules) if stored else StageRules()
+
+    return config_cache.cached(session, ("lifecycle_rules", merchant_id), load)
 
 
 def local_day(moment: datetime, zone: ZoneInfo) -> date:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 if TYPE_CHECKING:  # the schemas import this module's views
     from siyu.points.schemas import ItemOut, RuleOut
 
+from siyu.kit import config_cache
 from siyu.kit.orders import OrderFact
 from siyu.kit.pagination import PageRequest
 from siyu.points import mall, service
@@ -149,7 +150,11 @@ def rewarded_actions(session: Session, merchant_id: str, actions: Sequence[Actio
     page views and visits when no rule rewards them."""
     if not actions:
         return []
-    rewarded = service.active_rules(session, merchant_id)
+    rewarded = config_cache.cached(
+        session,
+        ("rewarded_event_types", merchant_id),
+        lambda: frozenset(service.active_rules(session, merchant_id)),
+    )
     return [action for action in actions if action.type in rewarded]
 
 

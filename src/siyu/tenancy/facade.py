@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from siyu.kit import config_cache
 from siyu.kit.clock import utcnow
 from siyu.kit.crypto import generate_password
 from siyu.kit.pagination import PageRequest
@@ -212,14 +213,14 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 def merchant_zone(session: Session, merchant_id: str) -> ZoneInfo:
     """The merchant's time zone: what "today", local days, months and periods are measured in.
 
-    The merchant's row is held by the session (``session.info``), so that asking again in the same
-    transaction is an identity-map hit rather than another ``SELECT`` (the identity map holds rows
-    only weakly; one request asks up to twice: the lifecycle listener and the decision). A commit
-    still expires it, and a change made through the same session is seen."""
-    merchant = repo.get_merchant(session, merchant_id)
-    if merchant is not None:
-        session.info.setdefault("siyu.merchants", {})[merchant_id] = merchant
-    return ZoneInfo(merchant.timezone if merchant else DEFAULT_TIMEZONE)
+    Read through :mod:`siyu.kit.config_cache` (a change is seen at once by this process, within
+    its TTL by others; a transaction that changed the merchant reads it itself)."""
+
+    def load() -> ZoneInfo:
+        merchant = repo.get_merchant(session, merchant_id)
+        return ZoneInfo(merchant.timezone if merchant else DEFAULT_TIMEZONE)
+
+    return config_cache.cached(session, ("merchant_zone", merchant_id), load)
 
 
 def merchant_ids(session: Session) -> list[str]:
