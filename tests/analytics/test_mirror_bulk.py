@@ -175,15 +175,17 @@ class TestStreamedRebuild:
             # small groups slowly)
             assert pq.ParquetFile(shop.root / path).metadata.num_row_groups == 1
 
+    @pytest.mark.parametrize("chunk", [2, 100])
     def test_a_day_file_is_cut_into_row_groups_of_the_configured_size(
-        self, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
     ) -> None:
-        # given flushes every 2 rows and row groups of 3 rows
+        # given row groups of 3 rows fed by batches smaller than a group (chunks of 2) or holding
+        # several groups (one chunk of all rows), flushed every 2 rows
         shop = _shop(db, tmp_path / "analytics", "Asia/Shanghai")
         _tricky(shop)
         for i in range(8):  # eight more events of the shop's day
             shop.event(f"q{i % 3}", occurred_at=shop.now - timedelta(minutes=10 + i))
-        monkeypatch.setattr(mirror_bulk, "CHUNK_ROWS", 2)
+        monkeypatch.setattr(mirror_bulk, "CHUNK_ROWS", chunk)
         monkeypatch.setattr(mirror_events, "FLUSH_ROWS", 2)
         monkeypatch.setattr(store, "ROW_GROUP_ROWS", 3)
         # when

@@ -175,12 +175,30 @@ class EventSink:
         part = self.files.pop(day)
         part.writer.close()
         assert part.newest is not None
-        with pa.OSFile(str(part.tmp)) as source:  # lz4: read into memory, not mapped
-            table = pa.ipc.open_file(source).read_all()
         directory = self.w.directory("events", f"local_date={day.isoformat()}")
-        self.w.write("events", directory, table, max_received_at=part.newest.isoformat())
-        del table
+        relpath = f"{directory}/{self.w.state.part_name()}"
+        tmp, writer = store.open_parquet(self.w.root, store.EVENTS_SCHEMA)
+        group: list[pa.RecordBatch] = []
+        grouped = 0
+        with pa.OSFile(str(part.tmp)) as source, writer:
+            spill = pa.ipc.open_file(source)
+            # at most one row group (plus one flush) in memory, however big the day
+            for index in range(spill.num_record_batches):
+                batch = spill.get_batch(index)
+                group.append(batch)
+                grouped += batch.num_rows
+                while grouped >= store.ROW_GROUP_ROWS:
+                    table = pa.Table.from_batches(group, schema=store.EVENTS_SCHEMA)
+                    writer.write_table(
+                        table.slice(0, store.ROW_GROUP_ROWS), row_group_size=store.ROW_GROUP_ROWS
+                    )
+                    group = table.slice(store.ROW_GROUP_ROWS).to_batches()
+                    grouped -= store.ROW_GROUP_ROWS
+            if grouped:
+                writer.write_table(pa.Table.from_batches(group, schema=store.EVENTS_SCHEMA))
         part.tmp.unlink()
+        size = store.place(self.w.root, tmp, relpath)
+        self.w.record("events", relpath, part.rows, size, max_received_at=part.newest.isoformat())
         self.w.touched.add(directory)
 
 
