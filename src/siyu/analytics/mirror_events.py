@@ -8,9 +8,9 @@ Row groups: the state store hands events over in insertion order, not by day, so
 :data:`FLUSH_ROWS` rows spread over half a year gives each day a few thousand rows. Written
 straight to Parquet that made ~2.7 k-row groups at 30 M events, and DuckDB reads many small
 groups slowly. A day's flushes are therefore appended to an Arrow IPC file (lz4: a memcpy and a
-fast codec, no Parquet encoding), and when the day is finished that file is read back (one day,
-~170 k rows at 30 M events) and written to Parquet once, in groups of
-:data:`siyu.analytics.mirror_store.ROW_GROUP_ROWS`.
+fast codec, no Parquet encoding), and when the day is finished that file is streamed back into
+the day's Parquet file in groups of :data:`siyu.analytics.mirror_store.ROW_GROUP_ROWS` (at most
+one group and one flush in memory).
 """
 
 from __future__ import annotations
