@@ -4,11 +4,12 @@ gives the same mirror as the state store."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -170,3 +171,32 @@ class TestStreamedRebuild:
             table = store.read_parquet(shop.root, [path], store.EVENTS_SCHEMA)
             assert {d.isoformat() for d in table.column("local_date").to_pylist()} == {day}
             assert meta["rows"] == table.num_rows
+            # a day's file is one row group however many flushes fed it (DuckDB reads many
+            # small groups slowly)
+            assert pq.ParquetFile(shop.root / path).metadata.num_row_groups == 1
+
+    @pytest.mark.parametrize("chunk", [2, 100])
+    def test_a_day_file_is_cut_into_row_groups_of_the_configured_size(
+        self, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    ) -> None:
+        # given row groups of 3 rows fed by batches smaller than a group (chunks of 2) or holding
+        # several groups (one chunk of all rows), flushed every 2 rows
+        shop = _shop(db, tmp_path / "analytics", "Asia/Shanghai")
+        _tricky(shop)
+        for i in range(8):  # eight more events of the shop's day
+            shop.event(f"q{i % 3}", occurred_at=shop.now - timedelta(minutes=10 + i))
+        monkeypatch.setattr(mirror_bulk, "CHUNK_ROWS", chunk)
+        monkeypatch.setattr(mirror_events, "FLUSH_ROWS", 2)
+        monkeypatch.setattr(store, "ROW_GROUP_ROWS", 3)
+        # when
+        mirror.rebuild(db, shop.root, now=_utc(2026, 11, 28, 5))
+        # then every row group but a file's last is full
+        assert_same(shop)
+        ms = store.load_state(shop.root).merchants[shop.merchant_id]
+        assert any(meta["rows"] > 3 for meta in ms.files["events"].values())
+        for path, meta in ms.files["events"].items():
+            groups = pq.ParquetFile(shop.root / path).metadata
+            sizes = [groups.row_group(i).num_rows for i in range(groups.num_row_groups)]
+            assert sum(sizes) == meta["rows"]
+            assert all(size == 3 for size in sizes[:-1])
+            assert 0 < sizes[-1] <= 3

@@ -214,10 +214,16 @@ def write_parquet(root: Path, relpath: str, table: pa.Table) -> int:
     return place(root, tmp, relpath)
 
 
+def temp_path(root: Path, suffix: str) -> Path:
+    """A new file name under ``ROOT/.tmp`` (the directory exists)."""
+    tmp = root / TMP_DIR / f"{uuid.uuid4().hex}{suffix}"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
 def open_parquet(root: Path, schema: pa.Schema) -> tuple[Path, pq.ParquetWriter]:
     """A new Parquet file under ``ROOT/.tmp`` to write row groups to; :func:`place` it when closed."""
-    tmp = root / TMP_DIR / f"{uuid.uuid4().hex}.parquet"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(root, ".parquet")
     return tmp, pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
 
 
