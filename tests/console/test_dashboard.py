@@ -138,9 +138,11 @@ def shop(db: Database, app: FastAPI, merchant: BootstrapResult) -> Shop:
 
 
 def charts(user: User) -> dict[str, Any]:
-    """The page's live charts by name (``chart-<name>``)."""
+    """The page's live charts by name (``chart-<name>``); none while the screen is loading."""
     found = {}
-    for element in user.find(ui.echart).elements:
+    with user.client:
+        elements = list(ElementFilter(kind=ui.echart))
+    for element in elements:
         if element.is_deleted:
             continue
         name = str(element.props.get("data-testid", ""))
@@ -152,6 +154,19 @@ def charts(user: User) -> dict[str, Any]:
 async def chart(user: User, name: str) -> Any:
     await eventually(lambda: name in charts(user))
     return charts(user)[name]
+
+
+def options_of(user: User, name: str) -> dict[str, Any]:
+    """The chart's options once drawn, else ``{}`` (for ``eventually`` while a load runs)."""
+    graph = charts(user).get(name)
+    return graph.options if graph is not None else {}
+
+
+def rows_of(user: User, name: str) -> list[dict[str, Any]] | None:
+    """The chart's table rows once drawn, else ``None`` (for ``eventually`` while a load runs)."""
+    with user.client:
+        found = [e for e in ElementFilter(marker=f"table-{name}") if not e.is_deleted]
+    return found[0].rows if len(found) == 1 else None
 
 
 def series_values(options: dict[str, Any]) -> list[Any]:
@@ -247,13 +262,18 @@ class TestScreens:
         assert len(graph.options["xAxis"]["data"]) == 30
         preset = user.find(marker="period-preset").elements.pop()
         preset.value = 7
-        await eventually(lambda: len(charts(user)["active-daily"].options["xAxis"]["data"]) == 7)
+        await eventually(lambda: len(options_of(user, "active-daily").get("xAxis", {}).get("data", [])) == 7)
         await user.open("/area/scale")  # members join on the day they are first seen: today
         graph = await chart(user, "new-members")
         assert sum(graph.options["series"][0]["data"]) == 26
         end = user.find(marker="period-end").elements.pop()
         end.value = (utcnow() - timedelta(days=2)).date().isoformat()  # custom: before anyone joined
-        await eventually(lambda: sum(charts(user)["new-members"].options["series"][0]["data"]) == 0)
+        await eventually(
+            lambda: (
+                bool(options_of(user, "new-members"))
+                and sum(options_of(user, "new-members")["series"][0]["data"]) == 0
+            )
+        )
         assert user.find(marker="period-preset").elements.pop().value == 0
         start = user.find(marker="period-start").elements.pop()
         days = (date.fromisoformat(end.value) - date.fromisoformat(start.value)).days + 1
@@ -264,7 +284,7 @@ class TestScreens:
         await user.open("/area/scale")
         await chart(user, "new-by-store")
         user.find(marker="filter-store").elements.pop().value = shop.store_a
-        await eventually(lambda: len(table(user, "new-by-store").rows) == 1)
+        await eventually(lambda: len(rows_of(user, "new-by-store") or []) == 1)
         assert table(user, "new-by-store").rows[0]["value"] == "静安店"
 
     async def test_a_channel_filter_applies_on_enter(self, user: User, shop: Shop) -> None:
@@ -272,7 +292,7 @@ class TestScreens:
         await user.open("/area/scale")
         await chart(user, "new-by-channel")
         user.find(marker="filter-channel").type("alipay").trigger("keydown.enter")
-        await eventually(lambda: len(table(user, "new-by-channel").rows) == 1)
+        await eventually(lambda: len(rows_of(user, "new-by-channel") or []) == 1)
         assert table(user, "new-by-channel").rows[0]["value"] == "alipay"
 
     async def test_the_sankey_shows_flows_between_two_dates(self, user: User, shop: Shop) -> None:
@@ -287,7 +307,7 @@ class TestScreens:
         await eventually(
             lambda: any(
                 not link["source"].startswith(ZH["stage.new"])
-                for link in charts(user)["flows"].options["series"][0]["links"]
+                for link in (options_of(user, "flows") or {"series": [{"links": []}]})["series"][0]["links"]
             )
         )
 
