@@ -146,7 +146,7 @@ class TestLoadingOffTheLoop:
         # when
         await user.open("/area/worth")
         # then: the error in the reader's language, the picker still there, no spinner left
-        await user.should_see(marker="dash-load-error")
+        await user.should_see(marker="dash-load-error", retries=200)
         await user.should_see(ZH["dash.load_failed"])
         await user.should_see(marker="period-preset")
         await user.should_not_see(marker="dash-loading")
