@@ -3,6 +3,7 @@ against hand-computed figures; and the ``/analytics/worth`` API."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from siyu.analytics.metrics import worth
-from siyu.analytics.scope import Grain, Scope
+from siyu.analytics.scope import Grain, Scope, buckets
 from siyu.db import Database
 from siyu.kit.clock import utcnow
 from tests.analytics.worth_world import API, World, build, engines
@@ -107,6 +108,53 @@ class TestRepurchase:
         # then
         assert views[0] == views[1]
         assert (views[0].buyers, views[0].repeat_buyers, views[0].rate_bp) == expected
+
+    @pytest.mark.parametrize(
+        ("scope", "grain"),
+        [
+            (NOVEMBER, Grain.WEEK),
+            (Q4, Grain.MONTH),
+            (Q4, Grain.WEEK),
+            (Scope(date(2025, 11, 5), date(2025, 12, 20)), Grain.WEEK),
+            (EMPTY, Grain.MONTH),
+            (Scope(Q4.start, Q4.end, tier="no-such-tier"), Grain.MONTH),
+        ],
+    )
+    def test_by_bucket_in_one_statement_equals_one_statement_per_bucket(
+        self, db: Database, world: World, scope: Scope, grain: Grain
+    ) -> None:
+        # given each bucket's days within the period, queried one by one (the former dashboard way)
+        with engines(db, world.merchant_id) as pairs:
+            for _, rel, run in pairs:
+                one_by_one = [
+                    (
+                        first,
+                        worth.repurchase_view(
+                            run(
+                                worth.repurchase(rel, replace(scope, start=max(first, scope.start), end=last))
+                            )[0]
+                        ),
+                    )
+                    for first, last in buckets(scope, grain)
+                ]
+                # when
+                grouped = worth.repurchase_series(
+                    scope, grain, run(worth.repurchase_by_bucket(rel, scope, grain))
+                )
+                # then
+                assert list(grouped) == one_by_one
+
+    def test_by_bucket_counts_two_orders_within_the_bucket(self, db: Database, world: World) -> None:
+        # when: November by month is the period itself
+        with engines(db, world.merchant_id) as pairs:
+            series = [
+                worth.repurchase_series(
+                    NOVEMBER, Grain.MONTH, run(worth.repurchase_by_bucket(rel, NOVEMBER, Grain.MONTH))
+                )
+                for _, rel, run in pairs
+            ]
+        # then: as the period's own figure (A and C twice, B once)
+        assert series[0] == series[1] == ((date(2025, 11, 1), worth.Repurchase(3, 2, 6_667)),)
 
 
 class TestMembersAndTiers:

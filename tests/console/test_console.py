@@ -30,6 +30,10 @@ from siyu.tenancy.models import StaffRole, StoreKind
 
 PASSWORD = "owner-password-1"
 
+FIGURES = 200
+"""``should_see`` retries (× 0.1 s) for dashboard figures: they are loaded in a worker thread
+after the page is sent, which takes seconds on a loaded CI machine."""
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -125,8 +129,8 @@ class TestSignIn:
     async def test_a_dashboard_screen_draws_without_data(self, user: User, merchant: BootstrapResult) -> None:
         await signed_in(user, "owner", PASSWORD)
         await user.open("/area/scale")
-        await user.should_see(ZH["dash.chart.new_members"])
-        await user.should_see(marker="chart-new-members")
+        await user.should_see(ZH["dash.chart.new_members"], retries=FIGURES)
+        await user.should_see(marker="chart-new-members", retries=FIGURES)
 
     @pytest.mark.anyio
     async def test_language_switch_shows_english(self, user: User, merchant: BootstrapResult) -> None:
@@ -236,8 +240,8 @@ class TestUserAssetsPage:
         await signed_in(user, "owner", PASSWORD)
         await user.open("/area/customer")
         # then: members per stage at the period's end, and the flow from "new" into first order
-        await user.should_see(ZH["dash.chart.stages"])
-        await user.should_see(marker="chart-flows")
+        await user.should_see(ZH["dash.chart.stages"], retries=FIGURES)
+        await user.should_see(marker="chart-flows", retries=FIGURES)
         with user.client:
             (stages,) = [e for e in ElementFilter(marker="table-stages") if not e.is_deleted]
             (flows,) = [e for e in ElementFilter(marker="chart-flows") if not e.is_deleted]

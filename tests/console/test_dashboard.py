@@ -137,10 +137,17 @@ def shop(db: Database, app: FastAPI, merchant: BootstrapResult) -> Shop:
     return Shop(a.id, b.id, template.id, draft.id)
 
 
+LOADS = 400
+"""Attempts (× 0.05 s) to wait for figures: they are loaded in a worker thread after the page or
+the period change, which takes seconds on a loaded CI machine."""
+
+
 def charts(user: User) -> dict[str, Any]:
-    """The page's live charts by name (``chart-<name>``)."""
+    """The page's live charts by name (``chart-<name>``); none while the screen is loading."""
     found = {}
-    for element in user.find(ui.echart).elements:
+    with user.client:
+        elements = list(ElementFilter(kind=ui.echart))
+    for element in elements:
         if element.is_deleted:
             continue
         name = str(element.props.get("data-testid", ""))
@@ -150,8 +157,21 @@ def charts(user: User) -> dict[str, Any]:
 
 
 async def chart(user: User, name: str) -> Any:
-    await eventually(lambda: name in charts(user))
+    await eventually(lambda: name in charts(user), attempts=LOADS)
     return charts(user)[name]
+
+
+def options_of(user: User, name: str) -> dict[str, Any]:
+    """The chart's options once drawn, else ``{}`` (for ``eventually`` while a load runs)."""
+    graph = charts(user).get(name)
+    return graph.options if graph is not None else {}
+
+
+def rows_of(user: User, name: str) -> list[dict[str, Any]] | None:
+    """The chart's table rows once drawn, else ``None`` (for ``eventually`` while a load runs)."""
+    with user.client:
+        found = [e for e in ElementFilter(marker=f"table-{name}") if not e.is_deleted]
+    return found[0].rows if len(found) == 1 else None
 
 
 def series_values(options: dict[str, Any]) -> list[Any]:
@@ -247,13 +267,21 @@ class TestScreens:
         assert len(graph.options["xAxis"]["data"]) == 30
         preset = user.find(marker="period-preset").elements.pop()
         preset.value = 7
-        await eventually(lambda: len(charts(user)["active-daily"].options["xAxis"]["data"]) == 7)
+        await eventually(
+            lambda: len(options_of(user, "active-daily").get("xAxis", {}).get("data", [])) == 7,
+            attempts=LOADS,
+        )
         await user.open("/area/scale")  # members join on the day they are first seen: today
         graph = await chart(user, "new-members")
         assert sum(graph.options["series"][0]["data"]) == 26
         end = user.find(marker="period-end").elements.pop()
         end.value = (utcnow() - timedelta(days=2)).date().isoformat()  # custom: before anyone joined
-        await eventually(lambda: sum(charts(user)["new-members"].options["series"][0]["data"]) == 0)
+        await eventually(
+            lambda: (
+                bool(options_of(user, "new-members"))
+                and sum(options_of(user, "new-members")["series"][0]["data"]) == 0
+            )
+        )
         assert user.find(marker="period-preset").elements.pop().value == 0
         start = user.find(marker="period-start").elements.pop()
         days = (date.fromisoformat(end.value) - date.fromisoformat(start.value)).days + 1
@@ -264,7 +292,7 @@ class TestScreens:
         await user.open("/area/scale")
         await chart(user, "new-by-store")
         user.find(marker="filter-store").elements.pop().value = shop.store_a
-        await eventually(lambda: len(table(user, "new-by-store").rows) == 1)
+        await eventually(lambda: len(rows_of(user, "new-by-store") or []) == 1, attempts=LOADS)
         assert table(user, "new-by-store").rows[0]["value"] == "静安店"
 
     async def test_a_channel_filter_applies_on_enter(self, user: User, shop: Shop) -> None:
@@ -272,7 +300,7 @@ class TestScreens:
         await user.open("/area/scale")
         await chart(user, "new-by-channel")
         user.find(marker="filter-channel").type("alipay").trigger("keydown.enter")
-        await eventually(lambda: len(table(user, "new-by-channel").rows) == 1)
+        await eventually(lambda: len(rows_of(user, "new-by-channel") or []) == 1, attempts=LOADS)
         assert table(user, "new-by-channel").rows[0]["value"] == "alipay"
 
     async def test_the_sankey_shows_flows_between_two_dates(self, user: User, shop: Shop) -> None:
@@ -287,8 +315,9 @@ class TestScreens:
         await eventually(
             lambda: any(
                 not link["source"].startswith(ZH["stage.new"])
-                for link in charts(user)["flows"].options["series"][0]["links"]
-            )
+                for link in (options_of(user, "flows") or {"series": [{"links": []}]})["series"][0]["links"]
+            ),
+            attempts=LOADS,
         )
 
     async def test_campaign_incrementality_has_interval_bars(self, user: User, shop: Shop) -> None:
@@ -312,7 +341,7 @@ class TestScreens:
         user.find(ZH["header.language"]).click()
         await user.should_see(EN["nav.overview"])
         await user.open("/area/worth")
-        await user.should_see(EN["dash.chart.repurchase"])
+        await user.should_see(EN["dash.chart.repurchase"], retries=LOADS // 2)
         await user.should_see(EN["dash.period"])
         await chart(user, "member-vs-non")
         header, *_ = await csv_of(user, "member-vs-non")

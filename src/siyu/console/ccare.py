@@ -1,14 +1,16 @@
 """The C-CARE dashboard screens: the overview and one screen per letter.
 
 Each ``*_figures`` function turns an analytics section into a chart's ECharts options and its
-:class:`~siyu.console.charts.Figures`; each ``draw_*`` function draws a screen for one period
-(:func:`siyu.console.dashboard.screen` calls it again when the period or a filter changes).
-Metric definitions: docs/metrics.md; the screens: docs/console.md.
+:class:`~siyu.console.charts.Figures`. Each screen is a :class:`~siyu.console.dashboard.Screen`:
+``load_*`` runs all its queries for one period and returns a plain dataclass (it runs in a worker
+thread: no ``ui``, no labels), ``render_*`` draws that dataclass (no queries);
+:func:`siyu.console.dashboard.screen` runs both again when the period or a filter changes.
+Metric definitions: docs/metrics.md; the screens and the pattern: docs/console.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -20,7 +22,7 @@ from siyu.analytics.scope import Grain, Scope, buckets
 from siyu.analytics.service import AnalyticsContext
 from siyu.console import fmt
 from siyu.console.charts import Column, Figures, Kind, chart_card, kpi, pct, yuan
-from siyu.console.dashboard import Filter, screen
+from siyu.console.dashboard import Filter, Screen, Turns, analytics, load_then, screen
 from siyu.console.i18n import t
 from siyu.console.state import database
 from siyu.lifecycle.rules import Stage
@@ -131,31 +133,55 @@ def flows_figures(found: customer.StageFlows) -> tuple[dict[str, Any], Figures]:
     return options, figures
 
 
-def draw_customer(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> None:
+@dataclass(frozen=True)
+class CustomerData:
+    section: customer.CustomerSection
+    flows: customer.StageFlows
+    """The Sankey's default span: the day before the period → its last day."""
+
+
+def load_customer(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> CustomerData:
     section = service.customer_section(ctx, scope, grain)
+    return CustomerData(section, service.flows(ctx, scope, scope.start - timedelta(days=1), scope.end))
+
+
+def render_customer(data: CustomerData, scope: Scope, grain: Grain, staff: StaffView) -> None:
+    section = data.section
     with _kpis():
         kpi("assets", t("dash.user_assets_now"), fmt.number(section.assets_now))
         kpi("operable", t("dash.operable_assets_now"), fmt.number(section.operable_now))
     with _grid():
         chart_card("assets", t("dash.chart.assets"), *assets_figures(section))
         chart_card("stages", t("dash.chart.stages"), *stages_figures(section))
-    flows_card(staff, scope)
+    flows_card(staff, scope, data.flows)
 
 
-def flows_card(staff: StaffView, scope: Scope) -> None:
-    """The Sankey between any two days (default: the day before the period and its last day)."""
-    from siyu.console.dashboard import analytics
+def load_flows(staff: StaffView, scope: Scope, first: date, last: date) -> customer.StageFlows:
+    """The stage flows between two days, on their own analytics context (in the worker thread)."""
+    with analytics(staff) as ctx:
+        return service.flows(ctx, scope, first, last)
 
-    span = {"from": scope.start - timedelta(days=1), "to": scope.end}
+
+def flows_card(staff: StaffView, scope: Scope, loaded: customer.StageFlows) -> None:
+    """The Sankey between any two days: first the default span's flows (loaded with the screen),
+    then, when a date changes, its own load off the event loop."""
+    span = {"from": loaded.start, "to": loaded.end}
+    turns = Turns()
+
+    def draw(found: customer.StageFlows) -> None:
+        chart_card("flows", t("dash.chart.flows"), *flows_figures(found), height="h-96")
 
     @ui.refreshable
     def sankey() -> None:
         if span["to"] < span["from"]:
             ui.label(t("customer.flows.order")).classes("text-red-600")
             return
-        with analytics(staff) as ctx:
-            found = service.flows(ctx, scope, span["from"], span["to"])
-        chart_card("flows", t("dash.chart.flows"), *flows_figures(found), height="h-96")
+        first, last = span["from"], span["to"]
+        if (first, last) == (loaded.start, loaded.end):
+            turns.take()  # any load still running for another span is stale now
+            draw(loaded)
+            return
+        load_then(turns, lambda: load_flows(staff, scope, first, last), draw, name="flows")
 
     def pick(side: str, value: str | None) -> None:
         try:
@@ -235,8 +261,18 @@ def first_order_figures(found: scale.TimeToFirstOrder) -> tuple[dict[str, Any], 
     return options, figures
 
 
-def draw_scale(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> None:
-    section = service.scale_section(ctx, scope, grain)
+@dataclass(frozen=True)
+class ScaleData:
+    section: scale.ScaleSection
+    store_names: dict[str, str]
+
+
+def load_scale(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> ScaleData:
+    return ScaleData(service.scale_section(ctx, scope, grain), _store_names(staff))
+
+
+def render_scale(data: ScaleData, scope: Scope, grain: Grain, staff: StaffView) -> None:
+    section = data.section
     conversion = section.conversion
     with _kpis():
         kpi("new-members", t("dash.new_members"), fmt.number(section.new_members))
@@ -247,7 +283,7 @@ def draw_scale(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffVi
         )
         median = section.time_to_first_order.median_days
         kpi("median-days", t("dash.median_days"), fmt.number(median))
-    stores = _store_names(staff)
+    stores = data.store_names
     with _grid():
         chart_card("new-members", t("dash.chart.new_members"), *new_members_figures(section, scope, grain))
         chart_card(
@@ -335,8 +371,22 @@ def cohort_grain(scope: Scope) -> Grain:
     return Grain.WEEK if scope.days <= 120 else Grain.MONTH
 
 
-def draw_active(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> None:
+@dataclass(frozen=True)
+class ActiveData:
+    section: active.ActiveSection
+    retention: cohorts.Retention
+
+
+def load_active(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> ActiveData:
     section = service.active_section(ctx, scope, grain)
+    retention = cohorts.cohort_section(
+        ctx.rows, ctx.rel, scope, cohort_grain(scope), cohorts.Activity.ANY, by_channel=False
+    )
+    return ActiveData(section, retention)
+
+
+def render_active(data: ActiveData, scope: Scope, grain: Grain, staff: StaffView) -> None:
+    section, retention = data.section, data.retention
     visits, recall, messages = section.visit_frequency, section.recall, section.messages
     with _kpis():
         kpi("active-members", t("dash.active_members"), fmt.number(section.active_members))
@@ -346,9 +396,6 @@ def draw_active(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffV
         kpi("recall", t("dash.recall", at_start=recall.at_start), fmt.percent(rate))
         opened = None if messages.open_rate_bp is None else messages.open_rate_bp / 10_000
         kpi("open-rate", t("dash.open_rate", sent=messages.sent), fmt.percent(opened))
-    retention = cohorts.cohort_section(
-        ctx.rows, ctx.rel, scope, cohort_grain(scope), cohorts.Activity.ANY, by_channel=False
-    )
     with _grid():
         chart_card("active-daily", t("dash.chart.active"), *daily_active_figures(section.daily))
         chart_card(
@@ -394,16 +441,12 @@ def arpu_figures(series: worth.GmvSeries) -> tuple[dict[str, Any], Figures]:
 
 def repurchase_trend(
     ctx: AnalyticsContext, scope: Scope, grain: Grain
-) -> list[tuple[date, worth.Repurchase]]:
-    """The repurchase rate of each bucket (its days within the period), one statement per bucket."""
-    found = []
-    for first, last in buckets(scope, grain):
-        part = replace(scope, start=max(first, scope.start), end=last)
-        found.append((first, worth.repurchase_view(ctx.one(worth.repurchase(ctx.rel, part)))))
-    return found
+) -> tuple[tuple[date, worth.Repurchase], ...]:
+    """The repurchase rate of each bucket (its days within the period), in one statement."""
+    return worth.repurchase_series(scope, grain, ctx.rows(worth.repurchase_by_bucket(ctx.rel, scope, grain)))
 
 
-def repurchase_figures(trend: list[tuple[date, worth.Repurchase]]) -> tuple[dict[str, Any], Figures]:
+def repurchase_figures(trend: tuple[tuple[date, worth.Repurchase], ...]) -> tuple[dict[str, Any], Figures]:
     x = [_day(d) for d, _ in trend]
     rates = [pct(r.rate_bp) for _, r in trend]
     options = _line(x, [(t("dash.repurchase_pct"), rates)])
@@ -456,9 +499,23 @@ def buyers_figures(
     return options, figures
 
 
-def draw_worth(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> None:
+@dataclass(frozen=True)
+class WorthData:
+    section: worth.Worth
+    trend: tuple[tuple[date, worth.Repurchase], ...]
+    tier_names: dict[str, str]
+
+
+def load_worth(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> WorthData:
     coarse = worth_grain(scope)
     section = service.worth_section(ctx, scope, coarse)
+    with database().reading() as session:
+        tier_names = {x.id: x.name for x in tiers.ladder(session, staff.merchant_id)}
+    return WorthData(section, repurchase_trend(ctx, scope, coarse), tier_names)
+
+
+def render_worth(data: WorthData, scope: Scope, grain: Grain, staff: StaffView) -> None:
+    section = data.section
     total = section.gmv.total
     with _kpis():
         kpi("gmv", t("dash.gmv"), fmt.money(total.gmv_fen))
@@ -466,16 +523,14 @@ def draw_worth(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffVi
         rate = section.repurchase.rate_bp
         kpi("repurchase", t("dash.repurchase"), fmt.percent(None if rate is None else rate / 10_000))
         kpi("points", t("dash.points_outstanding"), fmt.number(section.points.outstanding_points))
-    with database().reading() as session:
-        tier_names = {x.id: x.name for x in tiers.ladder(session, staff.merchant_id)}
     with _grid():
         chart_card("arpu", t("dash.chart.arpu"), *arpu_figures(section.gmv))
         chart_card(
             "repurchase",
             t("dash.chart.repurchase"),
-            *repurchase_figures(repurchase_trend(ctx, scope, coarse)),
+            *repurchase_figures(data.trend),
         )
-        chart_card("member-vs-non", t("dash.chart.buyers"), *buyers_figures(section.buyers, tier_names))
+        chart_card("member-vs-non", t("dash.chart.buyers"), *buyers_figures(section.buyers, data.tier_names))
 
 
 # ---------------------------------------------------------------- Efficiency
@@ -576,8 +631,13 @@ def lift_figures(rows: tuple[efficiency.CampaignEfficiency, ...]) -> tuple[dict[
     return options, figures
 
 
-def draw_efficiency(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> None:
-    section = service.efficiency_section(ctx, scope, grain)
+def load_efficiency(
+    ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView
+) -> efficiency.Efficiency:
+    return service.efficiency_section(ctx, scope, grain)
+
+
+def render_efficiency(section: efficiency.Efficiency, scope: Scope, grain: Grain, staff: StaffView) -> None:
     with _kpis():
         kpi("new-members", t("dash.new_members"), fmt.number(section.new_members))
         kpi("cost-acquired", t("dash.cost_per_acquired"), fmt.money(section.per_acquired.cost_per_member_fen))
@@ -590,17 +650,32 @@ def draw_efficiency(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: St
 # ---------------------------------------------------------------- the overview
 
 
-def draw_overview(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> None:
-    assets = service.customer_section(ctx, scope, grain)
-    growth = service.scale_section(ctx, scope, grain)
-    activity = active.visit_frequency_result(ctx.one(active.visit_frequency(ctx.rel, scope)))
-    money = worth.gmv_series(
-        scope,
-        grain,
-        ctx.rows(worth.gmv_by_bucket(ctx.rel, scope, grain)),
-        ctx.one(worth.gmv_total(ctx.rel, scope)),
+@dataclass(frozen=True)
+class OverviewData:
+    assets: customer.CustomerSection
+    growth: scale.ScaleSection
+    activity: active.VisitFrequency
+    money: worth.GmvSeries
+    again: worth.Repurchase
+
+
+def load_overview(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: StaffView) -> OverviewData:
+    return OverviewData(
+        assets=service.customer_section(ctx, scope, grain),
+        growth=service.scale_section(ctx, scope, grain),
+        activity=active.visit_frequency_result(ctx.one(active.visit_frequency(ctx.rel, scope))),
+        money=worth.gmv_series(
+            scope,
+            grain,
+            ctx.rows(worth.gmv_by_bucket(ctx.rel, scope, grain)),
+            ctx.one(worth.gmv_total(ctx.rel, scope)),
+        ),
+        again=worth.repurchase_view(ctx.one(worth.repurchase(ctx.rel, scope))),
     )
-    again = worth.repurchase_view(ctx.one(worth.repurchase(ctx.rel, scope)))
+
+
+def render_overview(data: OverviewData, scope: Scope, grain: Grain, staff: StaffView) -> None:
+    assets, growth, activity, money, again = data.assets, data.growth, data.activity, data.money, data.again
     with _kpis():
         kpi("assets", t("dash.user_assets_now"), fmt.number(assets.assets_now))
         kpi("operable", t("dash.operable_assets_now"), fmt.number(assets.operable_now))
@@ -619,13 +694,13 @@ def draw_overview(ctx: AnalyticsContext, scope: Scope, grain: Grain, staff: Staf
         chart_card("overview-gmv", t("dash.chart.arpu"), *arpu_figures(money))
 
 
-DRAW = {
-    "overview": draw_overview,
-    "customer": draw_customer,
-    "scale": draw_scale,
-    "active": draw_active,
-    "worth": draw_worth,
-    "efficiency": draw_efficiency,
+SCREENS: dict[str, Screen[Any]] = {
+    "overview": Screen(load_overview, render_overview),
+    "customer": Screen(load_customer, render_customer),
+    "scale": Screen(load_scale, render_scale),
+    "active": Screen(load_active, render_active),
+    "worth": Screen(load_worth, render_worth),
+    "efficiency": Screen(load_efficiency, render_efficiency),
 }
 
 FILTERS: dict[str, frozenset[Filter]] = {
@@ -636,4 +711,4 @@ FILTERS: dict[str, frozenset[Filter]] = {
 
 def ccare_screen(name: str, staff: StaffView) -> None:
     """Draw the overview or one letter's screen for ``staff``."""
-    screen(staff, DRAW[name], filters=FILTERS.get(name, frozenset(Filter)))
+    screen(staff, SCREENS[name], filters=FILTERS.get(name, frozenset(Filter)))

@@ -690,6 +690,11 @@ _DASHBOARD: list[tuple[str, str, str]] = [
     ("dash.tier", "等级", "Tier"),
     ("dash.all_tiers", "全部等级", "All tiers"),
     ("dash.mirror", "分析数据截至 {at}（UTC）", "Analytics data as of {at} (UTC)"),
+    (
+        "dash.load_failed",
+        "数据加载失败，请稍后重试",
+        "The figures could not be loaded; please try again later",
+    ),
     ("dash.view.table", "表格", "Table"),
     ("dash.view.chart", "图表", "Chart"),
     ("dash.empty", "这段时间没有数据", "No data in this period"),

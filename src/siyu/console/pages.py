@@ -5,7 +5,7 @@ from __future__ import annotations
 from nicegui import ui
 
 from siyu.console import stores
-from siyu.console.ccare import DRAW as DASHBOARDS
+from siyu.console.ccare import SCREENS as DASHBOARDS
 from siyu.console.ccare import ccare_screen
 from siyu.console.fmt import testid
 from siyu.console.i18n import t

@@ -153,6 +153,36 @@ def repurchase_view(row: Sequence[Any]) -> Repurchase:
     return Repurchase(buyers=buyers, repeat_buyers=repeat, rate_bp=rate_bp(repeat, buyers))
 
 
+def repurchase_by_bucket(rel: Relations, scope: Scope, grain: Grain) -> Select[Any]:
+    """Per bucket: buyers and repeat buyers (≥ 2 paid orders within the bucket), in one statement.
+
+    The same figures as :func:`repurchase` over each bucket's days within the period (the first
+    bucket may start before the period; only its days in the period count), grouped instead of
+    queried bucket by bucket. Buckets without a buyer have no row (:func:`repurchase_series`
+    fills them with zeros)."""
+    e = rel.events.c
+    b = bucket(e.local_date, grain).label("bucket")
+    per_member = (
+        select(b, e.member_id, func.count().label("orders"))
+        .where(event_filter(rel, scope), e.type == PAID)
+        .group_by(b, e.member_id)
+        .subquery("per_member_bucket")
+    )
+    return select(
+        per_member.c.bucket,
+        func.count().label("buyers"),
+        _sum_if(per_member.c.orders >= 2, 1).label("repeat_buyers"),
+    ).group_by(per_member.c.bucket)
+
+
+def repurchase_series(
+    scope: Scope, grain: Grain, rows: Iterable[Sequence[Any]]
+) -> tuple[tuple[date, Repurchase], ...]:
+    """Every bucket of the period (its first day) with its repurchase, empty ones as zeros, in order."""
+    found = {as_date(row[0]): row[1:] for row in rows}
+    return tuple((start, repurchase_view(found.get(start, (0, 0)))) for start in bucket_starts(scope, grain))
+
+
 # --- members vs non-members, and by tier --------------------------------------------------------
 
 
