@@ -298,50 +298,40 @@ def give(db: Database, item: outbox.OutboxItemView) -> None:
         row = repo.treatment_by_key(session, merchant_id, key, lock=True)
         if row is None or row.status != TreatmentStatus.QUEUED:
             return
-        ref: str | None = None
-        refusal: str | None = None
-        try:
-            with session.begin_nested():
-                if payload["action"] == TreatmentAction.COUPON:
+        if payload["action"] != TreatmentAction.COUPON:
+            settled = _award_points(session, item, row, now)
+        else:
+            try:
+                with session.begin_nested():
                     issued = coupons.issue_coupon(
                         session, merchant_id, str(payload["template_id"]), row.member_id,
                         source="campaign", source_ref=key, now=now,
                     )  # fmt: skip
-                    ref = issued.id
-                else:
-                    entry = points.adjust(
-                        session, merchant_id, row.member_id, points=int(payload["points"]),
-                        reason=f"campaign {row.campaign_id}", key=key, source="campaign", now=now,
-                    )  # fmt: skip
-                    ref = entry.id
-        except coupons.CouponRefused as exc:
-            refusal = exc.reason
-        except Problem as exc:  # unknown member or template, an erased member…: will never work
-            refusal = exc.detail[:200]
-        changed = session.execute(
-            update(CampaignTreatment)
-            .where(
-                CampaignTreatment.merchant_id == merchant_id,
-                CampaignTreatment.key == key,
-                CampaignTreatment.status == TreatmentStatus.QUEUED,
-            )
-            .values(
-                status=TreatmentStatus.REFUSED if refusal else TreatmentStatus.DONE,
-                ref=ref,
-                reason=refusal,
-                cost_fen=0 if refusal else row.cost_fen,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if refusal and int(getattr(changed, "rowcount", 0)) == 1:
-            cost = payload.get("cost") or {}
-            repo.release(
-                session,
-                merchant_id,
-                row.campaign_id,
-                Cost(int(cost.get("coupons", 0)), int(cost.get("points", 0)), int(cost.get("fen", 0))),
-            )
-            log.info("campaign %s treatment %s refused: %s", row.campaign_id, key, refusal)
+                settled = _Settled(item, row, issued.id, None)
+            except Problem as exc:
+                settled = _Settled(item, row, None, _refusal_of(exc))
+        _settle(session, merchant_id, [settled])
+
+
+def _refusal_of(exc: Problem) -> str:
+    """What a refused treatment records: a coupon refusal's reason (``out_of_stock``…), else the
+    problem's detail (unknown member or template, an erased member…: it will never work)."""
+    return exc.reason if isinstance(exc, coupons.CouponRefused) else exc.detail[:200]
+
+
+def _award_points(
+    session: Session, item: outbox.OutboxItemView, row: CampaignTreatment, now: datetime
+) -> _Settled:
+    """A points treatment, in a savepoint (idempotent by the treatment key)."""
+    try:
+        with session.begin_nested():
+            entry = points.adjust(
+                session, item.merchant_id, row.member_id, points=int(item.payload["points"]),
+                reason=f"campaign {row.campaign_id}", key=row.key, source="campaign", now=now,
+            )  # fmt: skip
+        return _Settled(item, row, entry.id, None)
+    except Problem as exc:
+        return _Settled(item, row, None, _refusal_of(exc))
 
 
 @outbox.handles_batch(OUTBOX_KIND)
@@ -368,16 +358,8 @@ def give_many(db: Database, items: Sequence[outbox.OutboxItemView]) -> dict[str,
                     continue
                 if item.payload["action"] == TreatmentAction.COUPON:
                     by_template.setdefault(str(item.payload["template_id"]), []).append((item, row))
-                    continue
-                try:
-                    with session.begin_nested():
-                        entry = points.adjust(
-                            session, merchant_id, row.member_id, points=int(item.payload["points"]),
-                            reason=f"campaign {row.campaign_id}", key=key, source="campaign", now=now,
-                        )  # fmt: skip
-                    settled.append(_Settled(item, row, entry.id, None))
-                except Problem as exc:
-                    settled.append(_Settled(item, row, None, exc.detail[:200]))
+                else:
+                    settled.append(_award_points(session, item, row, now))
             for template_id, pairs in by_template.items():
                 results = coupons.issue_coupons(
                     session, merchant_id, template_id, [(row.member_id, row.key) for _, row in pairs],
@@ -386,10 +368,8 @@ def give_many(db: Database, items: Sequence[outbox.OutboxItemView]) -> dict[str,
                 for (item, row), result in zip(pairs, results, strict=True):
                     if isinstance(result, coupons.IssuedCoupon):
                         settled.append(_Settled(item, row, result.id, None))
-                    elif isinstance(result, coupons.CouponRefused):
-                        settled.append(_Settled(item, row, None, result.reason))
                     else:
-                        settled.append(_Settled(item, row, None, result.detail[:200]))
+                        settled.append(_Settled(item, row, None, _refusal_of(result)))
             _settle(session, merchant_id, settled)
         answers.update((item.id, None) for item in group)
     return answers
