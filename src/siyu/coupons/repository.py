@@ -552,24 +552,7 @@ def bump_counts(
 ) -> set[str]:
     """Count one claim in each ``(period_key, cap)``, each only while below its cap (one statement);
     answers the period keys counted."""
-    rows = [
-        {
-            "merchant_id": merchant_id,
-            "template_id": template_id,
-            "member_id": member_id,
-            "period_key": key,
-            "claimed": 1,
-            "cap": cap,
-        }
-        for key, cap in caps
-    ]
-    statement = dialect_insert(session.get_bind().dialect.name, COUNTS).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[COUNTS.c.merchant_id, COUNTS.c.template_id, COUNTS.c.member_id, COUNTS.c.period_key],
-        set_={"claimed": COUNTS.c.claimed + 1, "cap": statement.excluded.cap},
-        where=COUNTS.c.claimed < statement.excluded.cap,
-    ).returning(COUNTS.c.period_key)
-    return {str(row[0]) for row in session.execute(statement)}
+    return bump_counts_many(session, merchant_id, template_id, [member_id], caps).get(member_id, set())
 
 
 def bump_counts_many(
@@ -641,20 +624,7 @@ def unbump_counts(
     session: Session, merchant_id: str, template_id: str, member_id: str, keys: Iterable[str]
 ) -> None:
     """Undo :func:`bump_counts` for ``keys`` (a refused claim, in the same transaction)."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return
-    session.execute(
-        update(COUNTS)
-        .where(
-            COUNTS.c.merchant_id == merchant_id,
-            COUNTS.c.template_id == template_id,
-            COUNTS.c.member_id == member_id,
-            COUNTS.c.period_key.in_(wanted),
-            COUNTS.c.claimed > 0,
-        )
-        .values(claimed=COUNTS.c.claimed - 1)
-    )
+    unbump_counts_many(session, merchant_id, template_id, {member_id: set(keys)})
 
 
 def counts_of(session: Session, merchant_id: str, member_id: str) -> list[CouponClaimCount]:

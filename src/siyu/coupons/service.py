@@ -381,6 +381,52 @@ def _validity(template: repo.IssueTerms, now: datetime) -> tuple[datetime, datet
     return template.valid_from or now, template.valid_until
 
 
+def _template_refusal(
+    template: repo.IssueTerms | None, template_id: str, now: datetime
+) -> CouponRefused | NotFound | None:
+    """Why no coupon of this template can be issued now (unknown, not active, ended, budget
+    used up), or ``None``."""
+    if template is None:
+        return NotFound(f"no coupon template {template_id}")
+    if template.status != TemplateStatus.ACTIVE:
+        return CouponRefused("not_active", f"coupon template {template_id} is {template.status}")
+    if template.valid_until is not None and now >= template.valid_until:
+        return CouponRefused(
+            "expired_template", f"coupon template {template_id} ended at {template.valid_until}"
+        )
+    if template.budget_fen is not None and template.budget_used_fen >= template.budget_fen:
+        return CouponRefused("budget_exhausted", f"the budget of coupon template {template_id} is used up")
+    return None
+
+
+def _coupon_row(
+    merchant_id: str,
+    template_id: str,
+    owner: str,
+    source: str,
+    source_ref: str | None,
+    valid_from: datetime,
+    valid_until: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new available coupon's row, with a fresh id and code."""
+    return {
+        "merchant_id": merchant_id,
+        "id": new_id(IdKind.COUPON),
+        "template_id": template_id,
+        "member_id": owner,
+        "issued_to": owner,
+        "code": codes_.new_code(),
+        "status": CouponStatus.AVAILABLE.value,
+        "source": source,
+        "source_ref": source_ref,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+        "issued_at": now,
+        "updated_at": now,
+    }
+
+
 def issue(
     session: Session,
     merchant_id: str,
@@ -416,32 +462,11 @@ def issue(
         elif fast.found and fast.limit is not None:
             raise _limit_refusal(owner, template_id, [(repo.LIFETIME, fast.limit)], set())
     template = repo.issue_terms(session, merchant_id, template_id)
-    if template is None:
-        raise NotFound(f"no coupon template {template_id}")
-    if template.status != TemplateStatus.ACTIVE:
-        raise CouponRefused("not_active", f"coupon template {template_id} is {template.status}")
-    if template.valid_until is not None and now >= template.valid_until:
-        raise CouponRefused(
-            "expired_template", f"coupon template {template_id} ended at {template.valid_until}"
-        )
-    if template.budget_fen is not None and template.budget_used_fen >= template.budget_fen:
-        raise CouponRefused("budget_exhausted", f"the budget of coupon template {template_id} is used up")
+    refusal = _template_refusal(template, template_id, now)
+    if refusal is not None or template is None:
+        raise refusal or NotFound(f"no coupon template {template_id}")
     valid_from, valid_until = _validity(template, now)
-    row: dict[str, Any] = {
-        "merchant_id": merchant_id,
-        "id": new_id(IdKind.COUPON),
-        "template_id": template_id,
-        "member_id": owner,
-        "issued_to": owner,
-        "code": codes_.new_code(),
-        "status": CouponStatus.AVAILABLE.value,
-        "source": source,
-        "source_ref": source_ref,
-        "valid_from": valid_from,
-        "valid_until": valid_until,
-        "issued_at": now,
-        "updated_at": now,
-    }
+    row = _coupon_row(merchant_id, template_id, owner, source, source_ref, valid_from, valid_until, now)
     caps = _caps(session, template, now)
     if source_ref is None and repo.is_postgres(session):
         counted, inserted = repo.claim_in_one_statement(session, row, caps)
@@ -512,17 +537,7 @@ def issue_many(
         raise invalid("/source", f"unknown source {source!r}")
     results: list[IssueResult | None] = [None] * len(requests)
     template = repo.issue_terms(session, merchant_id, template_id)
-    refusal: CouponRefused | NotFound | None = None
-    if template is None:
-        refusal = NotFound(f"no coupon template {template_id}")
-    elif template.status != TemplateStatus.ACTIVE:
-        refusal = CouponRefused("not_active", f"coupon template {template_id} is {template.status}")
-    elif template.valid_until is not None and now >= template.valid_until:
-        refusal = CouponRefused(
-            "expired_template", f"coupon template {template_id} ended at {template.valid_until}"
-        )
-    elif template.budget_fen is not None and template.budget_used_fen >= template.budget_fen:
-        refusal = CouponRefused("budget_exhausted", f"the budget of coupon template {template_id} is used up")
+    refusal = _template_refusal(template, template_id, now)
     if refusal is not None or template is None:
         return [refusal or NotFound(f"no coupon template {template_id}")] * len(requests)
     found = members.find_members(session, merchant_id, [member_id for member_id, _ in requests])
@@ -585,22 +600,17 @@ def _issue_round(
     """One round of :func:`issue_many` (each member at most once): insert, count, take stock —
     the order of :func:`issue` — undoing the rows of the requests refused at each step."""
     template_id, now = terms.template_id, terms.now
-    rows: list[dict[str, Any]] = [
-        {
-            "merchant_id": merchant_id,
-            "id": new_id(IdKind.COUPON),
-            "template_id": template_id,
-            "member_id": owner,
-            "issued_to": owner,
-            "code": codes_.new_code(),
-            "status": CouponStatus.AVAILABLE.value,
-            "source": terms.source,
-            "source_ref": source_ref,
-            "valid_from": terms.valid_from,
-            "valid_until": terms.valid_until,
-            "issued_at": now,
-            "updated_at": now,
-        }
+    rows = [
+        _coupon_row(
+            merchant_id,
+            template_id,
+            owner,
+            terms.source,
+            source_ref,
+            terms.valid_from,
+            terms.valid_until,
+            now,
+        )
         for _, owner, source_ref in requests
     ]
     inserted = repo.insert_coupons_once(session, rows)
