@@ -36,6 +36,10 @@ from siyu.db import JSONDocument, UTCDateTime
 Converter = Callable[[Any], Any]
 
 
+class UnsupportedColumn(TypeError):
+    """A column whose type :func:`execute_many` does not convert (callers may fall back)."""
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -74,7 +78,7 @@ def _converter(column_type: Any, dialect: Dialect) -> Converter:
         return _iso_date if dialect.name == "sqlite" else _same
     if isinstance(column_type, String | Integer | BigInteger | Boolean):
         return _same
-    raise TypeError(f"execute_many cannot convert {column_type!r}; add it to siyu.kit.bulk")
+    raise UnsupportedColumn(f"execute_many cannot convert {column_type!r}; add it to siyu.kit.bulk")
 
 
 _compiled: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[str, ...], list[Converter]]] = {}
