@@ -9,6 +9,7 @@ import pytest
 from siyu.db import Database
 from siyu.kit.problems import Conflict, UnprocessableEntity
 from siyu.members import service as members_service
+from siyu.members.service import MergeGroup
 from siyu.tiers import membership
 from tests.tiers.helpers import (
     history,
@@ -197,7 +198,7 @@ class TestMerge:
         assert name_at(db, merchant, survivor, NOW) == "银卡"
         # when
         with db.unit_of_work() as session:
-            members_service._merge(session, merchant, survivor, [merged], reason="test", now=NOW)
+            members_service._merge(session, merchant, [MergeGroup(survivor, (merged,))], ["test"], now=NOW)
         # then: ¥3 000 + ¥3 000 = 6 000 growth → 金卡, the link moved with its member
         view = tier_at(db, merchant, survivor, NOW)
         assert view.tier is not None

@@ -38,7 +38,7 @@ from siyu.lifecycle import facade as lifecycle
 from siyu.lifecycle.rules import Stage
 from siyu.members import facade as members
 from siyu.members.rights import on_erase, on_export
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges, survivors_of
 from siyu.segments import facade as segments
 from siyu.tenancy import facade as tenancy
 
@@ -269,11 +269,11 @@ def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEv
         repo.wake(session, merchant_id, event_type, by_type[event_type], now=now)
 
 
-@on_merge
-def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+@on_merges
+def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """The merged-away members' journeys end; the survivor keeps its own (its treatment keys and
     assignment are its own, so moving a walk across would break both)."""
-    repo.end_member(session, merchant_id, merged, outcome="merged", now=utcnow())
+    repo.end_member(session, merchant_id, sorted(survivors_of(groups)), outcome="merged", now=utcnow())
 
 
 def _erase(session: Session, merchant_id: str, member_id: str) -> None:

@@ -25,7 +25,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     text,
@@ -47,6 +46,7 @@ from siyu.coupons.models import (
     RedemptionStatus,
 )
 from siyu.db import AsyncStatements
+from siyu.kit.merge import REASSIGN_CHUNK, MergeGroup, reassign, survivors_of
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import chunked, dialect_insert, insert_ignore
 
@@ -964,38 +964,42 @@ def redemptions_of(session: Session, merchant_id: str, member_id: str) -> list[C
 # --- merge and erasure ------------------------------------------------------------------------
 
 
-def move_member_rows(session: Session, merchant_id: str, merged: Sequence[str], survivor: str) -> None:
+def move_member_rows(session: Session, merchant_id: str, groups: Sequence[MergeGroup]) -> None:
     """Coupons, redemptions and failed attempts of the merged members → the survivor; claim counts
     combined by sum (one INSERT … SELECT … ON CONFLICT DO UPDATE), then the merged ones deleted."""
     for table in (COUPONS, REDEMPTIONS, FAILURES):
+        reassign(session, table, merchant_id, groups)
+    survivor_of = survivors_of(groups)
+    for chunk in chunked(sorted(survivor_of), REASSIGN_CHUNK):
+        survivor = case({m: survivor_of[m] for m in chunk}, value=COUNTS.c.member_id)
+        combined = (
+            select(
+                COUNTS.c.merchant_id,
+                COUNTS.c.template_id,
+                survivor.label("member_id"),
+                COUNTS.c.period_key,
+                func.sum(COUNTS.c.claimed).label("claimed"),
+                func.max(COUNTS.c.cap).label("cap"),
+            )
+            .where(COUNTS.c.merchant_id == merchant_id, COUNTS.c.member_id.in_(chunk))
+            .group_by(COUNTS.c.merchant_id, COUNTS.c.template_id, survivor, COUNTS.c.period_key)
+        )
+        statement = dialect_insert(session.get_bind().dialect.name, COUNTS).from_select(
+            ["merchant_id", "template_id", "member_id", "period_key", "claimed", "cap"], combined
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                COUNTS.c.merchant_id,
+                COUNTS.c.template_id,
+                COUNTS.c.member_id,
+                COUNTS.c.period_key,
+            ],
+            set_={"claimed": COUNTS.c.claimed + statement.excluded.claimed},
+        )
+        session.execute(statement)
         session.execute(
-            update(table)
-            .where(table.c.merchant_id == merchant_id, table.c.member_id.in_(list(merged)))
-            .values(member_id=survivor)
+            delete(COUNTS).where(COUNTS.c.merchant_id == merchant_id, COUNTS.c.member_id.in_(chunk))
         )
-    combined = (
-        select(
-            COUNTS.c.merchant_id,
-            COUNTS.c.template_id,
-            literal(survivor).label("member_id"),
-            COUNTS.c.period_key,
-            func.sum(COUNTS.c.claimed).label("claimed"),
-            func.max(COUNTS.c.cap).label("cap"),
-        )
-        .where(COUNTS.c.merchant_id == merchant_id, COUNTS.c.member_id.in_(list(merged)))
-        .group_by(COUNTS.c.merchant_id, COUNTS.c.template_id, COUNTS.c.period_key)
-    )
-    statement = dialect_insert(session.get_bind().dialect.name, COUNTS).from_select(
-        ["merchant_id", "template_id", "member_id", "period_key", "claimed", "cap"], combined
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[COUNTS.c.merchant_id, COUNTS.c.template_id, COUNTS.c.member_id, COUNTS.c.period_key],
-        set_={"claimed": COUNTS.c.claimed + statement.excluded.claimed},
-    )
-    session.execute(statement)
-    session.execute(
-        delete(COUNTS).where(COUNTS.c.merchant_id == merchant_id, COUNTS.c.member_id.in_(list(merged)))
-    )
 
 
 def void_member_coupons(session: Session, merchant_id: str, member_id: str, now: datetime) -> None:

@@ -50,7 +50,7 @@ from siyu.kit.pagination import Page, PageRequest, make_page
 from siyu.kit.problems import Conflict, NotFound, UnprocessableEntity
 from siyu.members import facade as members
 from siyu.members.rights import on_erase, on_export
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges
 from siyu.tenancy import facade as tenancy
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -910,12 +910,12 @@ def expire_due(session: Session, *, now: datetime, limit: int = 5000) -> int:
 # --- members: merge, export, erasure ----------------------------------------------------------
 
 
-@on_merge
-def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+@on_merges
+def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """Coupons and redemptions move to the survivor; claim counts are summed, so the person can
     never hold more than the limit allows one member (the sum may already exceed it: then the
     survivor claims no more of that template)."""
-    repo.move_member_rows(session, merchant_id, merged, survivor)
+    repo.move_member_rows(session, merchant_id, groups)
 
 
 def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from siyu.events import repository as repo
@@ -32,7 +32,16 @@ from siyu.events.schemas import (
 )
 from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import json_pointer
-from siyu.members.service import IdentityError, normalise_all, on_merge, resolve_batch
+from siyu.kit.sql import chunked
+from siyu.members.service import (
+    IdentityError,
+    MergeGroup,
+    normalise_all,
+    on_merges,
+    reassign,
+    resolve_batch,
+    survivors_of,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,19 +310,30 @@ def recompute_rollup(session: Session, merchant_id: str, member_id: str) -> None
     session.flush()
 
 
-@on_merge
-def _move_events(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+@on_merges
+def _move_events(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """A merge moves the merged members' events to the survivor and folds their rollups into
     its own — the same upsert as ingestion, so a batch folding into the survivor at the same
     moment cannot be overwritten, and no event is read again (the property test checks the
-    result against :func:`recompute_rollup`)."""
-    session.execute(
-        update(Event)
-        .where(Event.merchant_id == merchant_id, Event.member_id.in_(merged))
-        .values(member_id=survivor)
-    )
-    # One upsert per merged member: PostgreSQL refuses an upsert that touches the same row twice
-    # ("ON CONFLICT DO UPDATE command cannot affect row a second time"), and with several merged
-    # members every row would be the survivor's.
-    for delta in repo.take_rollups(session, merchant_id, merged):
-        repo.fold_rollups(session, merchant_id, [replace(delta, member_id=survivor)])
+    result against :func:`recompute_rollup`). Events are never held in the session (ingestion
+    writes them at driver speed), so the update does not synchronise it."""
+    reassign(session, Event, merchant_id, groups, synchronize=False)
+    survivor_of = survivors_of(groups)
+    # One upsert per round, each survivor at most once a round: PostgreSQL refuses an upsert that
+    # touches the same row twice ("ON CONFLICT DO UPDATE command cannot affect row a second
+    # time"), and a survivor of several merged members would be that row.
+    rounds: list[list[RollupDelta]] = []
+    taken: dict[str, int] = {}
+    taken_rows = [
+        delta
+        for chunk in chunked(sorted(survivor_of), 500)
+        for delta in repo.take_rollups(session, merchant_id, chunk)
+    ]
+    for delta in taken_rows:
+        survivor = survivor_of[delta.member_id]
+        n = taken[survivor] = taken.get(survivor, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(replace(delta, member_id=survivor))
+    for deltas in rounds:
+        repo.fold_rollups(session, merchant_id, deltas)

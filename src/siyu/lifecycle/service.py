@@ -29,7 +29,7 @@ from siyu.lifecycle import repository as repo
 from siyu.lifecycle.models import LifecycleRules
 from siyu.lifecycle.recent import Recent
 from siyu.lifecycle.rules import History, Stage, StageRules
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges, survivors_of
 from siyu.tenancy import facade as tenancy
 
 CHUNK = 500
@@ -248,14 +248,14 @@ def _on_events(session: Session, merchant_id: str, accepted: Sequence[AcceptedEv
     evaluate(session, merchant_id, list(fresh), now=now, cause=Cause.EVENT, fresh=fresh, created=created)
 
 
-@on_merge
-def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+@on_merges
+def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """The merged members leave the base (a closing ledger entry, ``to_stage`` ``None``); the
     survivor is re-classified with everything it now holds — by the ingest listener when an
     event caused the merge, else by the next sweep."""
     zone = tenancy.merchant_zone(session, merchant_id)
     today = local_day(now, zone)
-    states = repo.lock_states(session, merchant_id, merged)
+    states = repo.lock_states(session, merchant_id, sorted(survivors_of(groups)))
     repo.append_transitions(
         session,
         [
@@ -274,8 +274,9 @@ def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[st
         ],
     )
     repo.delete_states(session, merchant_id, list(states))
-    repo.mark_due(session, merchant_id, today, [survivor])
-    repo.forget_recent(session, merchant_id, [survivor])  # it holds the merged members' events now
+    survivors = sorted(g.survivor for g in groups)
+    repo.mark_due(session, merchant_id, today, survivors)
+    repo.forget_recent(session, merchant_id, survivors)  # they hold the merged members' events now
 
 
 @dataclass(frozen=True, slots=True)

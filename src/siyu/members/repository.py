@@ -6,11 +6,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, insert, select, tuple_, update
+from sqlalchemy import Select, Table, case, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.bulk import execute_many
+from siyu.kit.merge import MergeGroup, reassign, survivors_of
 from siyu.kit.pagination import PageRequest, paginate
+from siyu.kit.sql import chunked
 from siyu.members.models import Member, MemberIdentity, MemberStatus, MemberTag
 
 
@@ -88,21 +90,29 @@ def identities_of(session: Session, merchant_id: str, member_id: str) -> Sequenc
     )
 
 
-def move_identities(session: Session, merchant_id: str, from_ids: Sequence[str], to_id: str) -> None:
-    session.execute(
-        update(MemberIdentity)
-        .where(MemberIdentity.merchant_id == merchant_id, MemberIdentity.member_id.in_(from_ids))
-        .values(member_id=to_id)
-    )
+def move_identities(session: Session, merchant_id: str, groups: Sequence[MergeGroup]) -> None:
+    reassign(session, MemberIdentity, merchant_id, groups, synchronize=False)
 
 
-def redirect_merged(session: Session, merchant_id: str, from_ids: Sequence[str], to_id: str) -> None:
-    """Point members merged earlier into ``from_ids`` at the new survivor (no chains)."""
-    session.execute(
-        update(Member)
-        .where(Member.merchant_id == merchant_id, Member.merged_into_id.in_(from_ids))
-        .values(merged_into_id=to_id)
-    )
+def redirect_merged(session: Session, merchant_id: str, groups: Sequence[MergeGroup]) -> None:
+    """Point members merged earlier into a merged member at its new survivor (no chains)."""
+    reassign(session, Member, merchant_id, groups, "merged_into_id")
+
+
+def mark_merged(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
+    """The merged members: status ``merged``, ``merged_into_id`` their survivor."""
+    survivor_of = survivors_of(groups)
+    for chunk in chunked(sorted(survivor_of), LOOKUP_CHUNK):
+        session.execute(
+            update(Member)
+            .where(Member.merchant_id == merchant_id, Member.id.in_(chunk))
+            .values(
+                status=MemberStatus.MERGED,
+                merged_into_id=case({m: survivor_of[m] for m in chunk}, value=Member.id),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session="fetch")
+        )
 
 
 def active_member_ids(session: Session, merchant_id: str) -> list[str]:
@@ -149,20 +159,28 @@ def remove_tag(session: Session, merchant_id: str, member_id: str, tag: str) -> 
     )
 
 
-def move_tags(session: Session, merchant_id: str, from_ids: Sequence[str], to_id: str, now: datetime) -> None:
-    """Give the survivor the union of the merged members' tags."""
-    moving = set(
-        session.execute(
-            select(MemberTag.tag).where(
-                MemberTag.merchant_id == merchant_id, MemberTag.member_id.in_(from_ids)
+def move_tags(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
+    """Give each survivor the union of its merged members' tags."""
+    survivor_of = survivors_of(groups)
+    merged = sorted(survivor_of)
+    survivors = sorted({g.survivor for g in groups})
+    moving: set[tuple[str, str]] = set()
+    have: set[tuple[str, str]] = set()
+    for ids, into, mapping in ((merged, moving, survivor_of), (survivors, have, None)):
+        for chunk in chunked(ids, LOOKUP_CHUNK):
+            statement = select(MemberTag.member_id, MemberTag.tag).where(
+                MemberTag.merchant_id == merchant_id, MemberTag.member_id.in_(chunk)
             )
-        ).scalars()
-    )
-    have = set(tags_of(session, merchant_id, to_id))
-    session.execute(
-        delete(MemberTag).where(MemberTag.merchant_id == merchant_id, MemberTag.member_id.in_(from_ids))
-    )
+            into.update((mapping[m] if mapping else m, tag) for m, tag in session.execute(statement))
+    if not moving:
+        return
+    for chunk in chunked(merged, LOOKUP_CHUNK):
+        session.execute(
+            delete(MemberTag)
+            .where(MemberTag.merchant_id == merchant_id, MemberTag.member_id.in_(chunk))
+            .execution_options(synchronize_session=False)
+        )
     session.add_all(
-        MemberTag(merchant_id=merchant_id, member_id=to_id, tag=tag, created_at=now)
-        for tag in sorted(moving - have)
+        MemberTag(merchant_id=merchant_id, member_id=member_id, tag=tag, created_at=now)
+        for member_id, tag in sorted(moving - have)
     )

@@ -9,7 +9,11 @@ identities belong to several — the identity graph's connected components are t
 * Identities move to the survivor; merged members stay as rows with ``status = merged`` and
   ``merged_into_id`` (never a chain), so old ids keep resolving; every fold is in the merge log.
 * Modules that keep per-member data (events, rollups, ledgers) register a *merge listener* with
-  :func:`on_merge`; listeners run in the same transaction, so a merge is all or nothing.
+  :func:`on_merges` (every merge of one resolution at once, as :class:`MergeGroup` s) or
+  :func:`on_merge` (one merge at a time); listeners run in the same transaction, so a merge is
+  all or nothing. One batch of events can merge many people: a set-wise listener does it in the
+  same few statements whatever their number (:func:`reassign` moves a ``member_id`` column), where
+  a one-at-a-time listener costs its statements once per merge.
 * Two writers adding the same new identity cannot both win: the identity's primary key is
   ``(merchant_id, kind, blind_index)``; the loser's insert fails and it resolves again.
 """
@@ -24,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from siyu.kit.ids import IdKind, new_id
+from siyu.kit.merge import MergeGroup, reassign, survivors_of
 from siyu.kit.pii import (
     IdentifierVault,
     IdentityKind,
@@ -34,16 +39,32 @@ from siyu.kit.pii import (
 from siyu.members import repository as repo
 from siyu.members.models import MemberMerge, MemberStatus, MemberTag
 
+__all__ = ["MergeGroup", "on_merge", "on_merges", "reassign", "survivors_of"]
+
 MergeListener = Callable[[Session, str, str, list[str], datetime], None]
 """``listener(session, merchant_id, survivor_id, merged_ids, now)``, called inside the merge."""
+MergesListener = Callable[[Session, str, Sequence[MergeGroup], datetime], None]
+"""``listener(session, merchant_id, groups, now)``: every merge of one resolution at once."""
 
-_listeners: list[MergeListener] = []
+_listeners: list[MergesListener] = []
 MAX_ATTEMPTS = 5
 
 
-def on_merge(listener: MergeListener) -> MergeListener:
-    """Register a listener that moves a module's per-member data to the survivor."""
+def on_merges(listener: MergesListener) -> MergesListener:
+    """Register a listener that moves a module's per-member data to the survivors, set-wise."""
     _listeners.append(listener)
+    return listener
+
+
+def on_merge(listener: MergeListener) -> MergeListener:
+    """Register a listener that moves a module's per-member data to the survivor, one merge at a
+    time (prefer :func:`on_merges` on anything ingestion reaches)."""
+
+    def each(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
+        for group in groups:
+            listener(session, merchant_id, group.survivor, list(group.merged), now)
+
+    _listeners.append(each)
     return listener
 
 
@@ -181,6 +202,8 @@ def _resolve_batch_once(
         owners.setdefault(links.find(key), set()).add(owner)
     member_of_root: dict[object, Resolution] = {}
     new_members: list[dict[str, object]] = []
+    merges: list[MergeGroup] = []
+    reasons: list[str] = []
     for n, keys in enumerate(item_keys):
         root = links.find(keys[0])
         if root in member_of_root:
@@ -202,8 +225,11 @@ def _resolve_batch_once(
         else:
             survivor, merged = found[0], found[1:]
             if merged:
-                _merge(session, merchant_id, survivor, merged, now=now, reason=sources[n])
+                merges.append(MergeGroup(survivor, tuple(merged)))
+                reasons.append(sources[n])
             member_of_root[root] = Resolution(member_id=survivor, merged_ids=merged)
+    if merges:
+        _merge(session, merchant_id, merges, reasons, now=now)
     if new_members:
         repo.insert_members(session, new_members)
     new_identities: list[dict[str, object]] = []
@@ -232,29 +258,28 @@ def _resolve_batch_once(
 
 
 def _merge(
-    session: Session, merchant_id: str, survivor: str, merged: list[str], *, now: datetime, reason: str
+    session: Session, merchant_id: str, groups: Sequence[MergeGroup], reasons: Sequence[str], *, now: datetime
 ) -> None:
-    repo.move_identities(session, merchant_id, merged, survivor)
-    repo.move_tags(session, merchant_id, merged, survivor, now)
-    repo.redirect_merged(session, merchant_id, merged, survivor)
-    for member_id in merged:
-        member = repo.get_member(session, merchant_id, member_id)
-        assert member is not None
-        member.status = MemberStatus.MERGED
-        member.merged_into_id = survivor
-        member.updated_at = now
-        session.add(
-            MemberMerge(
-                merchant_id=merchant_id,
-                id=new_id(IdKind.MERGE),
-                survivor_id=survivor,
-                merged_id=member_id,
-                reason=reason[:200],
-                at=now,
-            )
+    """Fold each group's merged members into its survivor (identities, tags, earlier merges, the
+    members' status, the merge log), then every listener once for all the groups."""
+    repo.move_identities(session, merchant_id, groups)
+    repo.move_tags(session, merchant_id, groups, now)
+    repo.redirect_merged(session, merchant_id, groups)
+    repo.mark_merged(session, merchant_id, groups, now)
+    session.add_all(
+        MemberMerge(
+            merchant_id=merchant_id,
+            id=new_id(IdKind.MERGE),
+            survivor_id=group.survivor,
+            merged_id=member_id,
+            reason=reason[:200],
+            at=now,
         )
+        for group, reason in zip(groups, reasons, strict=True)
+        for member_id in group.merged
+    )
     for listener in _listeners:
-        listener(session, merchant_id, survivor, merged, now)
+        listener(session, merchant_id, groups, now)
     session.flush()
 
 

@@ -17,6 +17,7 @@ channel gets the same key on every attempt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,9 +29,10 @@ from siyu.channels.keys import current_vault
 from siyu.db import Database
 from siyu.kit.clock import utcnow
 from siyu.kit.pii import IdentityKind
+from siyu.kit.sql import chunked
 from siyu.members import facade as members
 from siyu.members.rights import on_erase, on_export
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges, reassign, survivors_of
 from siyu.messaging import service
 from siyu.messaging.models import (
     GuideTask,
@@ -198,20 +200,16 @@ def deliver_message(db: Database, item: outbox.OutboxItemView) -> None:
 # ---------------------------------------------------------------- member hooks
 
 
-def _merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+def _merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """Messages and guide tasks follow the person: the caps count the survivor's history as one."""
     for table in (Message, GuideTask):
+        reassign(session, table, merchant_id, groups, synchronize=False)
+    for chunk in chunked(sorted(survivors_of(groups)), 500):
         session.execute(
-            update(table)
-            .where(table.merchant_id == merchant_id, table.member_id.in_(merged))
-            .values(member_id=survivor)
-            .execution_options(synchronize_session=False)
+            delete(MessageContact).where(
+                MessageContact.merchant_id == merchant_id, MessageContact.member_id.in_(chunk)
+            )
         )
-    session.execute(
-        delete(MessageContact).where(
-            MessageContact.merchant_id == merchant_id, MessageContact.member_id.in_(merged)
-        )
-    )
 
 
 def _export(session: Session, merchant_id: str, member_id: str) -> dict[str, Any]:
@@ -282,6 +280,6 @@ def _erase(session: Session, merchant_id: str, member_id: str) -> None:
     )
 
 
-on_merge(_merge)
+on_merges(_merge)
 on_export(_export)
 on_erase(_erase)

@@ -7,13 +7,15 @@ row, which serialises every ledger write of one member (spends, reversals, expir
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from siyu.kit.merge import MergeGroup, reassign, survivors_of
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import chunked, dialect_insert, insert_ignore
 from siyu.points.models import (
@@ -403,47 +405,60 @@ def all_vouchers(session: Session, merchant_id: str, member_id: str) -> list[Goo
 # ---------------------------------------------------------------- merge and erasure
 
 
-def move_member_rows(session: Session, merchant_id: str, merged: Sequence[str], survivor: str) -> None:
+def move_member_rows(session: Session, merchant_id: str, groups: Sequence[MergeGroup]) -> None:
     """Entries, lots, exchanges and vouchers of the merged members now belong to the survivor."""
     for model in (PointsEntry, PointsLot, MallExchange, GoodsVoucher):
-        session.execute(
-            update(model)
-            .where(model.merchant_id == merchant_id, model.member_id.in_(merged))
-            .values(member_id=survivor)
-            .execution_options(synchronize_session=False)
-        )
+        reassign(session, model, merchant_id, groups, synchronize=False)
 
 
-def move_counts(session: Session, merchant_id: str, merged: Sequence[str], survivor: str) -> None:
+def move_counts(session: Session, merchant_id: str, groups: Sequence[MergeGroup]) -> None:
     """Per-member exchange counts add up on the survivor."""
-    statement = (
-        select(MallMemberCount.item_id, func.sum(MallMemberCount.n))
-        .where(MallMemberCount.merchant_id == merchant_id, MallMemberCount.member_id.in_(merged))
-        .group_by(MallMemberCount.item_id)
-    )
-    sums = [(item, int(n)) for item, n in session.execute(statement).all()]
-    session.execute(
-        delete(MallMemberCount).where(
-            MallMemberCount.merchant_id == merchant_id, MallMemberCount.member_id.in_(merged)
-        )
-    )
+    survivor_of = survivors_of(groups)
+    sums: dict[tuple[str, str], int] = defaultdict(int)
+    for chunk in chunked(sorted(survivor_of), CHUNK):
+        mine = and_(MallMemberCount.merchant_id == merchant_id, MallMemberCount.member_id.in_(chunk))
+        statement = select(MallMemberCount.member_id, MallMemberCount.item_id, MallMemberCount.n).where(mine)
+        for member_id, item, n in session.execute(statement).all():
+            sums[(survivor_of[member_id], item)] += int(n)
+        session.execute(delete(MallMemberCount).where(mine))
     if not sums:
         return
     insert_ignore(
         session,
         COUNTS,
-        [{"merchant_id": merchant_id, "item_id": i, "member_id": survivor, "n": 0} for i, _n in sums],
+        [{"merchant_id": merchant_id, "item_id": i, "member_id": m, "n": 0} for m, i in sorted(sums)],
     )
     statement_add = (
         update(COUNTS)
         .where(
             COUNTS.c.merchant_id == merchant_id,
             COUNTS.c.item_id == bindparam("i"),
-            COUNTS.c.member_id == survivor,
+            COUNTS.c.member_id == bindparam("m"),
         )
         .values(n=COUNTS.c.n + bindparam("d"))
     )
-    session.connection().execute(statement_add, [{"i": i, "d": n} for i, n in sums])
+    session.connection().execute(
+        statement_add, [{"i": i, "m": m, "d": n} for (m, i), n in sorted(sums.items())]
+    )
+
+
+def open_lot_sums(session: Session, merchant_id: str, member_ids: Sequence[str]) -> dict[str, int]:
+    """Points left in each member's open lots (the lots locked, as :func:`open_lots` locks them)."""
+    held: dict[str, int] = defaultdict(int)
+    for chunk in chunked(sorted(member_ids), CHUNK):
+        statement = (
+            select(PointsLot.member_id, PointsLot.remaining)
+            .where(
+                PointsLot.merchant_id == merchant_id,
+                PointsLot.member_id.in_(chunk),
+                PointsLot.remaining > 0,
+            )
+            .order_by(PointsLot.member_id, PointsLot.id)
+            .with_for_update()
+        )
+        for member_id, remaining in session.execute(statement).all():
+            held[member_id] += int(remaining)
+    return dict(held)
 
 
 def delete_member_rows(session: Session, merchant_id: str, member_id: str) -> None:

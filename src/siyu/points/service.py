@@ -30,7 +30,7 @@ from siyu.kit.ids import IdKind, new_id
 from siyu.kit.money import BASIS_POINTS
 from siyu.kit.orders import OrderFact, OrderFactKind
 from siyu.kit.problems import Conflict, NotFound, invalid_field
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges, survivors_of
 from siyu.points import repository as repo
 from siyu.points import rights  # noqa: F401  (registers the export and erasure hooks)
 from siyu.points.ledger import LedgerWriter
@@ -504,20 +504,23 @@ def delete_rule(session: Session, merchant_id: str, rule_id: str) -> None:
 # ---------------------------------------------------------------- merge
 
 
-@on_merge
-def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+@on_merges
+def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """Balances add up on the survivor; entries, lots, exchanges and vouchers move to it."""
-    balances = repo.lock_accounts(session, merchant_id, [survivor, *merged], now)
-    moved = sum(balances[m] for m in merged)
-    combined = balances[survivor] + moved
-    repo.move_member_rows(session, merchant_id, merged, survivor)
-    repo.move_counts(session, merchant_id, merged, survivor)
+    survivors = [g.survivor for g in groups]
+    merged = sorted(survivors_of(groups))
+    balances = repo.lock_accounts(session, merchant_id, [*survivors, *merged], now)
+    moved = {g.survivor: sum(balances[m] for m in g.merged) for g in groups}
+    repo.move_member_rows(session, merchant_id, groups)
+    repo.move_counts(session, merchant_id, groups)
     repo.delete_accounts(session, merchant_id, merged)
-    repo.add_to_balances(session, merchant_id, {survivor: moved}, now)
+    repo.add_to_balances(session, merchant_id, moved, now)
     # lots hold max(balance, 0): a debt of one record is paid from the other's lots
-    held = sum(r for _i, r, _e in repo.open_lots(session, merchant_id, survivor))
-    excess = held - max(combined, 0)
-    if excess > 0:
-        ledger = LedgerWriter(session, merchant_id, {survivor: held}, now)
-        ledger.consume(survivor, excess)
+    held = repo.open_lot_sums(session, merchant_id, survivors)
+    excess = {s: held.get(s, 0) - max(balances[s] + moved[s], 0) for s in survivors}
+    owing = {s: held[s] for s, n in excess.items() if n > 0}
+    if owing:
+        ledger = LedgerWriter(session, merchant_id, owing, now)
+        for survivor in sorted(owing):
+            ledger.consume(survivor, excess[survivor])
         ledger.apply()

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.orders import OrderFact
 from siyu.kit.sql import chunked, insert_ignore
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges, reassign, survivors_of
 from siyu.tenancy import facade as tenancy
 from siyu.tiers.ladder import (
     Ladder,
@@ -191,12 +191,14 @@ def assess(
     *,
     reason: ChangeReason | None = None,
     detail: str = "",
+    details: Mapping[str, str] | None = None,
 ) -> list[Assessed]:
     """Re-assess members now; the changes of effective tier (each recorded in ``tier_changes``).
 
     ``reason`` names the cause when the caller knows it (a purchase, a link); otherwise it is
     derived: an earned tier that rose (upgrade) or was re-assessed at a period end, a paid
-    membership or a joint link that ended by itself."""
+    membership or a joint link that ended by itself. ``details`` gives a member its own
+    ``detail`` (a merge names each survivor's merged members)."""
     ids = sorted(set(member_ids))
     if not ids or not ctx.ladder:
         return []
@@ -227,7 +229,7 @@ def assess(
                 from_tier_id=c.from_tier_id,
                 to_tier_id=c.to_tier_id,
                 reason=c.reason,
-                detail=detail[:200],
+                detail=(details or {}).get(c.member_id, detail)[:200],
                 at=ctx.now,
             )
             for c in changes
@@ -424,54 +426,56 @@ def due_members(
 # ---------------------------------------------------------------- merge and erasure
 
 
-@on_merge
-def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+@on_merges
+def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """Progress, purchases, history and links move to the survivor (the survivor's own link to a
     platform wins); the best paid membership is kept; then the survivor is re-assessed."""
     for model in (TierProgress, TierPurchase, TierChange):
-        session.execute(
-            update(model)
-            .where(model.merchant_id == merchant_id, model.member_id.in_(merged))
-            .values(member_id=survivor)
-            .execution_options(synchronize_session=False)
-        )
+        reassign(session, model, merchant_id, groups, synchronize=False)
     ctx = context(session, merchant_id, now)
-    rows = lock_rows(session, ctx, [survivor, *merged]) if ctx.ladder else {}
-    _move_links(session, merchant_id, survivor, merged, now)
-    keeper = rows.get(survivor)
-    for member_id in merged:
-        other = rows.get(member_id)
-        if keeper is None or other is None or other.paid_until is None:
-            continue
-        mine = ctx.ladder.get(keeper.paid_tier_id)
-        theirs = ctx.ladder.get(other.paid_tier_id)
-        if keeper.paid_until is None or (
-            theirs and mine and (theirs.rank, other.paid_until) > (mine.rank, keeper.paid_until)
-        ):
-            keeper.paid_tier_id, keeper.paid_until = other.paid_tier_id, other.paid_until
+    merged_ids = sorted(survivors_of(groups))
+    survivors = [g.survivor for g in groups]
+    rows = lock_rows(session, ctx, sorted([*survivors, *merged_ids])) if ctx.ladder else {}
+    _move_links(session, merchant_id, groups, now)
+    for group in groups:
+        keeper = rows.get(group.survivor)
+        for member_id in group.merged:
+            other = rows.get(member_id)
+            if keeper is None or other is None or other.paid_until is None:
+                continue
+            mine = ctx.ladder.get(keeper.paid_tier_id)
+            theirs = ctx.ladder.get(other.paid_tier_id)
+            if keeper.paid_until is None or (
+                theirs and mine and (theirs.rank, other.paid_until) > (mine.rank, keeper.paid_until)
+            ):
+                keeper.paid_tier_id, keeper.paid_until = other.paid_tier_id, other.paid_until
     session.flush()
-    session.execute(
-        delete(MemberTier).where(MemberTier.merchant_id == merchant_id, MemberTier.member_id.in_(merged))
-    )
-    if ctx.ladder:
-        assess(
-            session, ctx, [survivor], reason=ChangeReason.MERGE, detail=f"merged {', '.join(merged)}"[:200]
+    for chunk in chunked(merged_ids, CHUNK):
+        session.execute(
+            delete(MemberTier).where(MemberTier.merchant_id == merchant_id, MemberTier.member_id.in_(chunk))
         )
+    if ctx.ladder:
+        details = {g.survivor: f"merged {', '.join(g.merged)}"[:200] for g in groups}
+        assess(session, ctx, survivors, reason=ChangeReason.MERGE, details=details)
 
 
-def _move_links(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
-    statement = select(TierJointLink).where(
-        TierJointLink.merchant_id == merchant_id, TierJointLink.member_id.in_([survivor, *merged])
-    )
-    links = list(session.execute(statement).scalars())
-    kept = {link.platform for link in links if link.member_id == survivor}
+def _move_links(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
+    survivor_of = survivors_of(groups) | {g.survivor: g.survivor for g in groups}
+    links: list[TierJointLink] = []
+    for chunk in chunked(sorted(survivor_of), CHUNK):
+        statement = select(TierJointLink).where(
+            TierJointLink.merchant_id == merchant_id, TierJointLink.member_id.in_(chunk)
+        )
+        links.extend(session.execute(statement).scalars())
+    kept = {(m.member_id, m.platform) for m in links if survivor_of[m.member_id] == m.member_id}
     for link in links:
+        survivor = survivor_of[link.member_id]
         if link.member_id == survivor:
             continue
-        if link.platform in kept:
+        if (survivor, link.platform) in kept:
             session.delete(link)
         else:
-            kept.add(link.platform)
+            kept.add((survivor, link.platform))
             session.add(
                 TierJointLink(
                     merchant_id=merchant_id,
