@@ -30,6 +30,7 @@ from siyu.members.service import MergeGroup
 from siyu.points import rules
 from siyu.points import service as points
 from siyu.points.models import PointsAccount, PointsEntry, PointsLot
+from siyu.reachability.models import ReachChange, ReachState
 from siyu.tenancy import facade as tenancy
 from siyu.tiers.models import MemberTier, TierChange, TierProgress
 from tests.tiers.helpers import make_ladder
@@ -46,6 +47,7 @@ person = st.fixed_dictionaries(
         "tags": st.sets(st.sampled_from(["a", "b", "c"]), max_size=2),
         "adjust": st.sampled_from([0, 0, 50, -30, -5_000]),
         "second_identity": st.booleans(),
+        "subscribe": st.sampled_from(["", "one_time", "long_term", "then_unsubscribe"]),
     }
 )
 
@@ -85,6 +87,14 @@ def build(db: Database, people: list[dict[str, Any]]) -> tuple[str, dict[str, st
                     f"o{n}-{k}", "order_paid", at, identities, {"order_id": f"o{n}-{k}", "amount_fen": amount}
                 )
             )
+        if p["subscribe"]:
+            sub = {"channel": "mini_program", "template_id": "t1", "one_time": p["subscribe"] != "long_term"}
+            batch.append(_event(f"s{n}", "subscribe", T0 + timedelta(days=5, hours=n), identities, sub))
+            if p["subscribe"] == "then_unsubscribe":
+                unsub = {"channel": "mini_program", "template_id": "t1"}
+                batch.append(
+                    _event(f"u{n}", "unsubscribe", T0 + timedelta(days=6, hours=n), identities, unsub)
+                )
         if p["orders"] and p["refund_first"]:
             refund = {"order_id": f"o{n}-0", "amount_fen": p["orders"][0] // 2}
             batch.append(
@@ -201,6 +211,18 @@ def picture(
                     ).where(mine(TierChange))
                 )
             ),
+            "reach": sorted(
+                rows(
+                    select(
+                        ReachState.channel,
+                        ReachState.target,
+                        ReachState.active,
+                        ReachState.remaining,
+                        ReachState.opted_out_at,
+                    ).where(mine(ReachState))
+                )
+            ),
+            "reach_changes": len(rows(select(ReachChange.id).where(mine(ReachChange)))),
             "progress": sorted(rows(select(TierProgress.key, TierProgress.growth).where(mine(TierProgress)))),
             "stage": session.execute(
                 select(MemberStage.stage, MemberStage.due_on).where(mine(MemberStage))
@@ -258,6 +280,8 @@ class TestMergeSets:
             for part in ("identities", "events", "progress"):
                 assert survivor[part] == sorted(x for n in group for x in before[n][part]), part
             assert survivor["tags"] == sorted({x for n in group for x in before[n]["tags"]})
+            assert {r[:2] for r in survivor["reach"]} == {r[:2] for n in group for r in before[n]["reach"]}
+            assert survivor["reach_changes"] >= sum(before[n]["reach_changes"] for n in group)
             balance, entries, lots = survivor["points"]
             assert balance == sum(before[n]["points"][0] or 0 for n in group)
             assert entries == sorted(x for n in group for x in before[n]["points"][1])

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, cast
 from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from siyu.kit.merge import MergeGroup, reassign
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import chunked, insert_ignore
 from siyu.reachability.models import ConsentRecord, ReachChange, ReachChannel, ReachState
@@ -268,13 +269,8 @@ def all_changes(session: Session, merchant_id: str, member_id: str) -> Sequence[
     return session.execute(statement.order_by(ReachChange.id)).scalars().all()
 
 
-def move_changes(session: Session, merchant_id: str, from_ids: Sequence[str], to_id: str) -> None:
-    session.execute(
-        update(ReachChange)
-        .where(ReachChange.merchant_id == merchant_id, ReachChange.member_id.in_(from_ids))
-        .values(member_id=to_id)
-        .execution_options(synchronize_session=False)
-    )
+def move_changes(session: Session, merchant_id: str, groups: Sequence[MergeGroup]) -> None:
+    reassign(session, ReachChange, merchant_id, groups, synchronize=False)
 
 
 def delete_changes(session: Session, merchant_id: str, member_ids: Sequence[str]) -> None:
@@ -301,13 +297,8 @@ def list_consents(
     return session.execute(paginate(statement, ConsentRecord.id, page)).scalars().all()
 
 
-def move_consents(session: Session, merchant_id: str, from_ids: Sequence[str], to_id: str) -> None:
-    session.execute(
-        update(ConsentRecord)
-        .where(ConsentRecord.merchant_id == merchant_id, ConsentRecord.member_id.in_(from_ids))
-        .values(member_id=to_id)
-        .execution_options(synchronize_session=False)
-    )
+def move_consents(session: Session, merchant_id: str, groups: Sequence[MergeGroup]) -> None:
+    reassign(session, ConsentRecord, merchant_id, groups, synchronize=False)
 
 
 def clear_consent_evidence(session: Session, merchant_id: str, member_id: str) -> None:

@@ -37,8 +37,9 @@ from siyu.kit.clock import utcnow
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pii import IdentityKind
 from siyu.kit.problems import invalid_field
+from siyu.kit.sql import chunked
 from siyu.members import facade as members
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges, survivors_of
 from siyu.reachability import repository as repo
 from siyu.reachability.models import (
     ConsentAction,
@@ -477,28 +478,36 @@ def _combine(
     return new
 
 
-@on_merge
-def _on_merge(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+def _stamp(now: datetime, source: str) -> Callable[[str], tuple[datetime, str]]:
+    """Every field a merge changes is stamped with the merge's instant and source."""
+    return lambda _field: (now, source)
+
+
+@on_merges
+def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """Combine the merged members' reachability into the survivor; move consents and changes."""
     now = utcnow()  # merge listeners get no clock; this is the instant of the merge
-    source = f"merge:{','.join(merged)}"
-    rows = repo.lock_member_states(session, merchant_id, [survivor, *merged])
-    groups: dict[tuple[str, str], list[StateRow]] = defaultdict(list)
+    person_of = survivors_of(groups) | {g.survivor: g.survivor for g in groups}
+    rows = repo.lock_member_states(session, merchant_id, person_of)
+    by_target: dict[tuple[str, str, str], list[StateRow]] = defaultdict(list)
     for row in rows.values():
-        groups[(row.channel, row.target)].append(row)
+        by_target[(person_of[row.member_id], row.channel, row.target)].append(row)
     stored = _stored_grants_after(session, merchant_id)
+    sources = {g.survivor: f"merge:{','.join(g.merged)}" for g in groups}
     combined: list[StateRow] = []
     changes: list[dict[str, Any]] = []
-    for (channel, target), group in sorted(groups.items()):
+    for (survivor, channel, target), group in sorted(by_target.items()):
         if all(r.member_id == survivor for r in group):
             continue
+        source = sources[survivor]
         old = rows.get((survivor, channel, target)) or StateRow(survivor, channel, target)
         new = _combine(survivor, group, lambda r, after: stored(r, after, frozenset()))
         new.source = source
         combined.append(new)
-        changes.extend(_diff(merchant_id, old, new, now, lambda _field: (now, source)))
-    repo.move_changes(session, merchant_id, merged, survivor)
-    repo.move_consents(session, merchant_id, merged, survivor)
-    repo.delete_states(session, merchant_id, merged)
+        changes.extend(_diff(merchant_id, old, new, now, _stamp(now, source)))
+    repo.move_changes(session, merchant_id, groups)
+    repo.move_consents(session, merchant_id, groups)
+    for chunk in chunked(sorted(survivors_of(groups)), 500):
+        repo.delete_states(session, merchant_id, chunk)
     repo.upsert_states(session, merchant_id, combined, now)
     repo.add_changes(session, changes)

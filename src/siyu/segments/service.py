@@ -16,8 +16,9 @@ from siyu.events.service import AcceptedEvent, on_ingest
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.pagination import PageRequest
 from siyu.kit.problems import NotFound, invalid_field
+from siyu.kit.sql import chunked
 from siyu.members.rights import on_erase, on_export
-from siyu.members.service import on_merge
+from siyu.members.service import MergeGroup, on_merges, survivors_of
 from siyu.segments import repository as repo
 from siyu.segments.compiler import compile_rule
 from siyu.segments.models import Segment, SegmentSnapshot, SegmentStatus
@@ -224,29 +225,38 @@ def _keep_locations(
     repo.upsert_locations(session, merchant_id, list(_latest(rows).values()))
 
 
-@on_merge
-def _merge_facts(session: Session, merchant_id: str, survivor: str, merged: list[str], now: datetime) -> None:
+@on_merges
+def _merge_facts(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """The survivor keeps the newest location and, per model, the most recent score."""
-    person = [survivor, *merged]
+    merged = survivors_of(groups)
+    person_of = merged | {g.survivor: g.survivor for g in groups}
+    people = sorted(person_of)
     locations = [
         {
-            "member_id": survivor,
+            "member_id": person_of[r.member_id],
             "latitude": r.latitude,
             "longitude": r.longitude,
             "at": r.at,
             "source": r.source,
         }
-        for r in repo.locations_of(session, merchant_id, person)
+        for chunk in chunked(people, 500)
+        for r in repo.locations_of(session, merchant_id, chunk)
     ]
-    scores: dict[str, tuple[datetime, float]] = {}
-    for s in repo.scores_of(session, merchant_id, person):
-        if s.model not in scores or s.computed_at > scores[s.model][0]:
-            scores[s.model] = (s.computed_at, s.score)
-    repo.delete_member_facts(session, merchant_id, merged)
+    scores: dict[tuple[str, str], tuple[datetime, float]] = {}
+    for chunk in chunked(people, 500):
+        for s in repo.scores_of(session, merchant_id, chunk):
+            key = (person_of[s.member_id], s.model)
+            if key not in scores or s.computed_at > scores[key][0]:
+                scores[key] = (s.computed_at, s.score)
+    for chunk in chunked(sorted(merged), 500):
+        repo.delete_member_facts(session, merchant_id, chunk)
     session.flush()
     repo.upsert_locations(session, merchant_id, list(_latest(locations).values()))
-    for model, (at, score) in scores.items():
-        repo.upsert_scores(session, merchant_id, model, {survivor: score}, at)
+    by_model_time: dict[tuple[str, datetime], dict[str, float]] = {}
+    for (survivor, model), (at, score) in sorted(scores.items()):
+        by_model_time.setdefault((model, at), {})[survivor] = score
+    for (model, at), of_survivors in by_model_time.items():
+        repo.upsert_scores(session, merchant_id, model, of_survivors, at)
 
 
 @on_erase
