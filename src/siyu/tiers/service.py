@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.ids import IdKind, new_id
@@ -198,14 +199,21 @@ def assess(
     ``reason`` names the cause when the caller knows it (a purchase, a link); otherwise it is
     derived: an earned tier that rose (upgrade) or was re-assessed at a period end, a paid
     membership or a joint link that ended by itself. ``details`` gives a member its own
-    ``detail`` (a merge names each survivor's merged members)."""
+    ``detail`` (a merge names each survivor's merged members).
+
+    Works on plain rows, not ORM objects (an order batch assesses thousands of members): the
+    session is flushed first, so a caller's changes to its ``MemberTier`` objects count, and those
+    objects are expired after, so they read what was written. Only rows whose state changed are
+    written (``updated_at`` moves with them)."""
     ids = sorted(set(member_ids))
     if not ids or not ctx.ladder:
         return []
+    session.flush()
     changes: list[Assessed] = []
     mappings = mappings_of(session, ctx.merchant_id)
     for chunk in chunked(ids, CHUNK):
-        rows = lock_rows(session, ctx, chunk)
+        rows = _lock_plain(session, ctx, chunk)
+        before = {m: row.state() for m, row in rows.items()}
         values = values_of(session, ctx, chunk)
         links = floors_of(session, ctx, chunk)
         for member_id in chunk:
@@ -220,6 +228,8 @@ def assess(
             )
             if change is not None:
                 changes.append(change)
+        _write_plain(session, ctx, [row for m, row in rows.items() if row.state() != before[m]])
+    _expire_loaded(session, ctx.merchant_id, set(ids))
     if changes:
         session.add_all(
             TierChange(
@@ -238,9 +248,77 @@ def assess(
     return changes
 
 
+_TIERS = cast(Table, MemberTier.__table__)
+_STATE = (
+    "tier_id",
+    "earned_tier_id",
+    "assessed_period",
+    "paid_tier_id",
+    "paid_until",
+    "next_change_at",
+    "since",
+)
+
+
+@dataclass(slots=True)
+class _Plain:
+    """The columns of a ``member_tiers`` row an assessment reads and writes."""
+
+    member_id: str
+    tier_id: str | None
+    earned_tier_id: str | None
+    assessed_period: str | None
+    paid_tier_id: str | None
+    paid_until: datetime | None
+    next_change_at: datetime | None
+    since: datetime
+    updated_at: datetime
+
+    def state(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _STATE)
+
+
+def _lock_plain(session: Session, ctx: Context, member_ids: Sequence[str]) -> dict[str, _Plain]:
+    """:func:`lock_rows` as plain rows."""
+    create_rows(session, ctx, member_ids)
+    statement = (
+        select(*(_TIERS.c[name] for name in _Plain.__slots__))
+        .where(_TIERS.c.merchant_id == ctx.merchant_id, _TIERS.c.member_id.in_(member_ids))
+        .order_by(_TIERS.c.member_id)
+        .with_for_update()
+    )
+    return {values[0]: _Plain(*values) for values in session.execute(statement)}
+
+
+def _write_plain(session: Session, ctx: Context, rows: Sequence[_Plain]) -> None:
+    if not rows:
+        return
+    statement = (
+        update(_TIERS)
+        .where(_TIERS.c.merchant_id == ctx.merchant_id, _TIERS.c.member_id == bindparam("b_member"))
+        .values({name: bindparam(f"b_{name}") for name in (*_STATE, "updated_at")})
+    )
+    params = [
+        {
+            "b_member": row.member_id,
+            "b_updated_at": ctx.now,
+            **{f"b_{name}": getattr(row, name) for name in _STATE},
+        }
+        for row in rows
+    ]
+    session.connection().execute(statement, params)
+
+
+def _expire_loaded(session: Session, merchant_id: str, member_ids: set[str]) -> None:
+    """Expire the ``MemberTier`` objects of these members the session holds (written around it)."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, MemberTier) and obj.merchant_id == merchant_id and obj.member_id in member_ids:
+            session.expire(obj)
+
+
 def _assess_one(
     ctx: Context,
-    row: MemberTier,
+    row: _Plain,
     values: tuple[int, int],
     links: list[TierJointLink],
     mappings: Mapping[tuple[str, str], str],
