@@ -386,3 +386,30 @@ def tenancy_id(db: Database) -> str:
         found = tenancy.first_merchant(session)
     assert found is not None
     return found.id
+
+
+class TestChartFrame:
+    """The legend of an axis chart sits on one line above the plot, never on the x-axis labels."""
+
+    def test_an_axis_chart_gets_its_legend_on_top_and_room_for_axis_names(self) -> None:
+        from siyu.console.charts import laid_out
+
+        options = {
+            "legend": {"data": ["GMV", "ARPU"]},
+            "grid": {"left": 64, "right": 64, "bottom": 32, "top": 40},
+            "xAxis": {"type": "category", "data": ["a", "b"]},
+            "yAxis": [{"type": "value", "name": "GMV ¥"}, {"type": "value"}],
+            "series": [],
+        }
+        framed = laid_out(options)
+        assert framed["legend"] == {"data": ["GMV", "ARPU"], "type": "scroll", "top": 0}
+        assert framed["grid"]["containLabel"] is True
+        assert framed["grid"]["top"] == 64  # the y-axis name sits between the legend and the plot
+        assert laid_out({**options, "yAxis": {"type": "value"}})["grid"]["top"] == 44
+        assert options["grid"]["top"] == 40  # the caller's dict is not changed
+
+    def test_a_pie_keeps_its_own_layout(self) -> None:
+        from siyu.console.charts import laid_out
+
+        pie = {"legend": {"type": "scroll", "bottom": 0}, "series": [{"type": "pie", "data": []}]}
+        assert laid_out(pie) is pie

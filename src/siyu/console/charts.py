@@ -43,6 +43,20 @@ class Kind(StrEnum):
     """A decimal figure (days, orders per buyer)."""
 
 
+def laid_out(options: dict[str, Any]) -> dict[str, Any]:
+    """The common frame of an axis chart: the legend on one line above the plot (it scrolls
+    instead of wrapping, and never sits on the x-axis labels, as it did on narrow screens), room
+    under it for the y-axes' names, and the axis labels counted inside the grid so long ones are
+    never cut. Pies and heatmaps (no ``xAxis`` with a legend) are left as they are."""
+    if "xAxis" not in options or "legend" not in options:
+        return options
+    y_axes = options.get("yAxis")
+    named = any(axis.get("name") for axis in (y_axes if isinstance(y_axes, list) else [y_axes or {}]))
+    grid = {**options.get("grid", {}), "left": 12, "right": 16, "bottom": 8, "containLabel": True}
+    grid["top"] = 64 if named else 44
+    return {**options, "legend": {**options["legend"], "type": "scroll", "top": 0}, "grid": grid}
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
@@ -166,7 +180,7 @@ def chart_card(
                 )
         if not figures.rows:
             ui.label(t("dash.empty")).classes("text-slate-500 text-sm")
-        graph = fmt.testid(ui.echart(options).classes(f"w-full {height}"), f"chart-{name}")
+        graph = fmt.testid(ui.echart(laid_out(options)).classes(f"w-full {height}"), f"chart-{name}")
         table = ui.table(
             columns=[
                 {

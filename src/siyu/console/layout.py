@@ -86,7 +86,8 @@ def frame(title_key: str) -> Iterator[StaffView | None]:
     # Quasar's own texts come from the one language pack NiceGUI loads (zh-CN): tables built on
     # this page say "no data" in the reader's language (pages build one at a time on the loop)
     ui.table.default_props(f'no-data-label="{t("table.no_data")}"')
-    drawer = ui.left_drawer(value=True).classes("bg-slate-50")
+    # open on wide screens, closed (the menu button opens it) on phones: Quasar's breakpoint
+    drawer = ui.left_drawer().classes("bg-slate-50")
     with ui.header().classes("items-center justify-between bg-slate-800"):
         with ui.row().classes("items-center gap-2"):
             ui.button(icon="menu", on_click=drawer.toggle).props("flat color=white dense")
