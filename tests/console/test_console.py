@@ -77,9 +77,11 @@ async def sign_in(user: User, login: str, password: str) -> None:
 
 
 async def signed_in(user: User, login: str, password: str) -> None:
-    """Sign in and wait until the console frame is shown."""
+    """Sign in and wait until the console frame is shown (up to 10 s: ``should_see``'s default
+    0.3 s was too short for the redirect on a loaded machine, and failed once in a PostgreSQL run
+    at load 13 with the frame drawn a moment later)."""
     await sign_in(user, login, password)
-    await user.should_see(ZH["header.logout"])
+    await user.should_see(ZH["header.logout"], retries=100)
 
 
 async def table_rows(user: User, expected: int) -> list[dict[str, object]]:
