@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from siyu.campaigns.models import (
@@ -155,46 +155,66 @@ class Cost:
         return self.coupons == 0 and self.points == 0 and self.fen == 0
 
 
+_CAMPAIGNS = cast(Table, Campaign.__table__)
+
+
+def _spent_update(*conditions: Any) -> Any:
+    c = _CAMPAIGNS.c
+    return (
+        update(_CAMPAIGNS)
+        .where(c.merchant_id == bindparam("b_merchant_id"), c.id == bindparam("b_campaign_id"), *conditions)
+        .values(
+            spent_coupons=c.spent_coupons + bindparam("coupons"),
+            spent_points=c.spent_points + bindparam("points"),
+            spent_fen=c.spent_fen + bindparam("fen"),
+        )
+        .execution_options(config_neutral=True)  # spent_* only: the configuration cache stands
+    )
+
+
+_RESERVE = _spent_update(
+    or_(
+        _CAMPAIGNS.c.budget_coupons.is_(None),
+        _CAMPAIGNS.c.spent_coupons + bindparam("coupons") <= _CAMPAIGNS.c.budget_coupons,
+    ),
+    or_(
+        _CAMPAIGNS.c.budget_points.is_(None),
+        _CAMPAIGNS.c.spent_points + bindparam("points") <= _CAMPAIGNS.c.budget_points,
+    ),
+    or_(
+        _CAMPAIGNS.c.budget_fen.is_(None),
+        _CAMPAIGNS.c.spent_fen + bindparam("fen") <= _CAMPAIGNS.c.budget_fen,
+    ),
+)
+_RELEASE = _spent_update()
+"""Built once (the decision's hot path): constructing the ``UPDATE`` per call cost more Python
+time than running it. Core statements on the table, so no ORM session synchronisation."""
+
+
+def _cost_params(merchant_id: str, campaign_id: str, cost: Cost, sign: int) -> dict[str, Any]:
+    return {
+        "b_merchant_id": merchant_id,
+        "b_campaign_id": campaign_id,
+        "coupons": sign * cost.coupons,
+        "points": sign * cost.points,
+        "fen": sign * cost.fen,
+    }
+
+
 def reserve(session: Session, merchant_id: str, campaign_id: str, cost: Cost) -> bool:
     """Add ``cost`` to what the campaign spent, in one conditional ``UPDATE`` that only matches
     while every capped dimension stays within its budget; False (nothing changed) otherwise."""
     if cost.zero:
         return True
-    c = Campaign
-    statement = (
-        update(c)
-        .where(
-            c.merchant_id == merchant_id,
-            c.id == campaign_id,
-            or_(c.budget_coupons.is_(None), c.spent_coupons + cost.coupons <= c.budget_coupons),
-            or_(c.budget_points.is_(None), c.spent_points + cost.points <= c.budget_points),
-            or_(c.budget_fen.is_(None), c.spent_fen + cost.fen <= c.budget_fen),
-        )
-        .values(
-            spent_coupons=c.spent_coupons + cost.coupons,
-            spent_points=c.spent_points + cost.points,
-            spent_fen=c.spent_fen + cost.fen,
-        )
-        .execution_options(synchronize_session=False, config_neutral=True)  # spent_* only
-    )
-    return int(getattr(session.execute(statement), "rowcount", 0)) == 1
+    result = session.execute(_RESERVE, _cost_params(merchant_id, campaign_id, cost, 1))
+    return int(getattr(result, "rowcount", 0)) == 1
 
 
 def release(session: Session, merchant_id: str, campaign_id: str, cost: Cost) -> None:
     """Give back a reservation whose treatment was refused (one ``UPDATE``)."""
     if cost.zero:
         return
-    c = Campaign
-    session.execute(
-        update(c)
-        .where(c.merchant_id == merchant_id, c.id == campaign_id)
-        .values(
-            spent_coupons=c.spent_coupons - cost.coupons,
-            spent_points=c.spent_points - cost.points,
-            spent_fen=c.spent_fen - cost.fen,
-        )
-        .execution_options(synchronize_session=False, config_neutral=True)  # spent_* only
-    )
+    session.execute(_RELEASE, _cost_params(merchant_id, campaign_id, cost, -1))
 
 
 def reserve_each(session: Session, merchant_id: str, campaign_id: str, costs: Sequence[Cost]) -> list[bool]:
