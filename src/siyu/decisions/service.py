@@ -22,7 +22,7 @@ retry returns the same coupon; a refusal (out of stock…) gives the budget back
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,8 +78,41 @@ class DecisionView:
     """The offered template as read while deciding (``None``: read it by ``template_id``)."""
 
 
+@dataclass(slots=True)
+class Draft:
+    """The decision being made: the columns of its ``decisions`` row, filled in by the campaigns
+    tried, then inserted as plain values (no ORM object to build, track and flush)."""
+
+    merchant_id: str
+    id: str
+    member_id: str
+    amount_fen: int
+    store_id: str | None
+    order_id: str | None
+    channel: str | None
+    local_day: str
+    created_at: datetime
+    reserved_fen: int = 0
+    status: str = DecisionStatus.NONE.value
+    reason: str | None = None
+    campaign_id: str | None = None
+    variant: str | None = None
+    group: str | None = None
+    template_id: str | None = None
+    accepted_at: datetime | None = None
+    closed_at: datetime | None = None
+    coupon_id: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The row to insert: every column of ``decisions``."""
+        return {name: getattr(self, name) for name in DRAFT_COLUMNS}
+
+
+DRAFT_COLUMNS = tuple(field.name for field in fields(Draft))
+
+
 def view(
-    row: Decision, *, replayed: bool = False, template: coupons.TemplateView | None = None
+    row: Decision | Draft, *, replayed: bool = False, template: coupons.TemplateView | None = None
 ) -> DecisionView:
     return DecisionView(
         id=row.id,
@@ -268,7 +301,7 @@ def decide(
     decision_id = new_id(IdKind.DECISION)
     member_id, created = _resolve_member(session, vault, merchant_id, payment, decision_id, now)
     local_day = now.astimezone(tenancy.merchant_zone(session, merchant_id)).date().isoformat()
-    row = Decision(
+    row = Draft(
         merchant_id=merchant_id,
         id=decision_id,
         member_id=member_id,
@@ -278,7 +311,6 @@ def decide(
         channel=payment.channel,
         local_day=local_day,
         created_at=now,
-        reserved_fen=0,
     )
     reasons: list[str] = []
     offered: list[coupons.TemplateView] = []
@@ -288,9 +320,9 @@ def decide(
             break
         reasons.append(f"{campaign.id}: {reason}")
     else:
-        row.status = DecisionStatus.NONE
+        row.status = DecisionStatus.NONE.value
         row.reason = ("; ".join(reasons) or "no running payment-success campaign")[:200]
-    if not repo.insert(session, row):  # the same order decided concurrently: the first one stands
+    if not repo.insert(session, row.values()):  # the same order decided concurrently: the first one stands
         earlier = repo.by_order(session, merchant_id, payment.order_id or "")
         if earlier is None:
             raise Conflict("a decision for this order is being made by another request; retry")
@@ -306,7 +338,7 @@ def _try(
     merchant_id: str,
     campaign: campaigns.CampaignView,
     payment: Payment,
-    row: Decision,
+    row: Draft,
     now: datetime,
     new_member: bool,
     offered: list[coupons.TemplateView],
@@ -341,7 +373,7 @@ def _try(
     )
     if assignment.group == campaigns.Group.HOLDOUT:
         row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
-        row.status, row.reason = DecisionStatus.HOLDOUT, "in the campaign's holdout"
+        row.status, row.reason = DecisionStatus.HOLDOUT.value, "in the campaign's holdout"
         return None
     if assignment.variant != variant:  # assigned before under other weights: its own variant counts
         checked = _offer_of(session, merchant_id, campaign, assignment.variant, now)
@@ -356,7 +388,7 @@ def _try(
         return capped  # a concurrent payment of the same member took the last one
     row.campaign_id, row.group, row.variant = campaign.id, assignment.group, assignment.variant
     row.template_id, row.reserved_fen = template_id, fen
-    row.status, row.reason = DecisionStatus.OFFERED, None
+    row.status, row.reason = DecisionStatus.OFFERED.value, None
     offered.append(template)
     return None
 
