@@ -45,11 +45,31 @@ def insert_ignore(
         return []
     if not returning and _at_driver_speed(session, table, rows):
         return []
-    statement = dialect_insert(session.get_bind().dialect.name, table).on_conflict_do_nothing()
+    statement = _ignoring(session.get_bind().dialect.name, table, tuple(returning))
     if returning:
-        return [tuple(row) for row in session.execute(statement.returning(*returning), list(rows))]
+        return [tuple(row) for row in session.execute(statement, list(rows))]
     session.execute(statement, list(rows))
     return []
+
+
+_ignoring_built: dict[tuple[str, Table, tuple[str, ...]], Any] = {}
+
+
+def _ignoring(dialect: str, table: Table, returning: tuple[ColumnElement[Any], ...]) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING [RETURNING …]``, built once per dialect, table and
+    returned columns (of ``table``): building it per call cost more Python time than a one-row
+    insert (the payment-success decision's own row)."""
+    if not all(getattr(column, "table", None) is table for column in returning):
+        statement = dialect_insert(dialect, table).on_conflict_do_nothing()
+        return statement.returning(*returning) if returning else statement
+    key = (dialect, table, tuple(str(getattr(column, "key", "")) for column in returning))
+    statement = _ignoring_built.get(key)
+    if statement is None:
+        statement = dialect_insert(dialect, table).on_conflict_do_nothing()
+        if returning:
+            statement = statement.returning(*returning)
+        _ignoring_built[key] = statement
+    return statement
 
 
 _unconvertible: set[tuple[str, tuple[str, ...]]] = set()
