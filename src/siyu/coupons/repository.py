@@ -113,7 +113,7 @@ def lock_template(session: Session, merchant_id: str, template_id: str) -> Coupo
     return session.execute(statement).scalar_one_or_none()
 
 
-def _remaining(merchant_id: str, template_id: Any) -> Any:
+def _remaining(merchant_id: Any, template_id: Any) -> Any:
     return (
         select(func.coalesce(func.sum(BUCKETS.c.remaining), 0))
         .where(BUCKETS.c.merchant_id == merchant_id, BUCKETS.c.template_id == template_id)
@@ -121,16 +121,21 @@ def _remaining(merchant_id: str, template_id: Any) -> Any:
     )
 
 
-def templates_with_remaining(
-    session: Session, merchant_id: str, template_ids: Sequence[str]
-) -> list[tuple[CouponTemplate, int]]:
-    """Templates and their remaining stock, read in one statement (one snapshot)."""
-    statement = (
-        select(CouponTemplate, _remaining(merchant_id, CouponTemplate.id))
-        .where(CouponTemplate.merchant_id == merchant_id, CouponTemplate.id.in_(template_ids))
-        .execution_options(populate_existing=True)
-    )
-    return [(row[0], int(row[1])) for row in session.execute(statement)]
+_TEMPLATE_WITH_REMAINING = select(
+    *(getattr(CouponTemplate, column.key) for column in TEMPLATES.columns),
+    _remaining(bindparam("merchant_id"), CouponTemplate.id),
+).where(CouponTemplate.merchant_id == bindparam("merchant_id"), CouponTemplate.id == bindparam("template_id"))
+"""Built once: a hot-path read (the payment-success decision's offer). Its columns as a plain row,
+not an ORM object to load (the ORM's autoflush still runs first: the columns are mapped)."""
+
+
+def template_with_remaining(session: Session, merchant_id: str, template_id: str) -> tuple[Any, int] | None:
+    """The template's columns (a row with the attribute names of :class:`CouponTemplate`) and its
+    remaining stock, read in one statement (one snapshot)."""
+    row = session.execute(
+        _TEMPLATE_WITH_REMAINING, {"merchant_id": merchant_id, "template_id": template_id}
+    ).first()
+    return None if row is None else (row, int(row[-1]))
 
 
 def list_templates(

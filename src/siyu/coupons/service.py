@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row
 from sqlalchemy.orm import Session
 
 from siyu.coupons import codes as codes_
@@ -180,7 +180,8 @@ def create_template(session: Session, merchant_id: str, spec: TemplateIn, *, now
     return template_view(template, spec.total_stock)
 
 
-def template_view(t: CouponTemplate, remaining: int) -> TemplateView:
+def template_view(t: CouponTemplate | Row[Any], remaining: int) -> TemplateView:
+    """``t``: the ORM row, or a Core row with its columns (:func:`repo.template_with_remaining`)."""
     return TemplateView(
         id=t.id,
         name=t.name,
@@ -216,8 +217,8 @@ def template_view(t: CouponTemplate, remaining: int) -> TemplateView:
 
 
 def get_template(session: Session, merchant_id: str, template_id: str) -> TemplateView | None:
-    found = repo.templates_with_remaining(session, merchant_id, [template_id])
-    return template_view(*found[0]) if found else None
+    found = repo.template_with_remaining(session, merchant_id, template_id)
+    return template_view(*found) if found else None
 
 
 def _existing(session: Session, merchant_id: str, template_id: str) -> TemplateView:
