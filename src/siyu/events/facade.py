@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -121,6 +121,22 @@ class MemberActivity:
     recent: list[tuple[str, datetime, int | None]]
 
 
+_ROLLUP_TOTALS = select(MemberRollup.member_id, MemberRollup.first_seen_at, MemberRollup.order_count).where(
+    MemberRollup.merchant_id == bindparam("merchant_id"),
+    MemberRollup.member_id.in_(bindparam("member_ids", expanding=True)),
+)
+_RECENT_EVENTS = (
+    select(Event.member_id, Event.type, Event.occurred_at, Event.amount_fen)
+    .where(
+        Event.merchant_id == bindparam("merchant_id"),
+        Event.member_id.in_(bindparam("member_ids", expanding=True)),
+        Event.occurred_at >= bindparam("since"),
+    )
+    .order_by(Event.member_id, Event.occurred_at)
+)
+"""Built once (:func:`activity_of` runs for every ingested event's member)."""
+
+
 def activity_of(
     session: Session,
     merchant_id: str,
@@ -139,9 +155,7 @@ def activity_of(
     for start in range(0, len(member_ids), 500):
         chunk = list(member_ids[start : start + 500])
         for member_id, first_seen_at, order_count in session.execute(
-            select(MemberRollup.member_id, MemberRollup.first_seen_at, MemberRollup.order_count).where(
-                MemberRollup.merchant_id == merchant_id, MemberRollup.member_id.in_(chunk)
-            )
+            _ROLLUP_TOTALS, {"merchant_id": merchant_id, "member_ids": chunk}
         ):
             found[member_id] = MemberActivity(first_seen_at, order_count, [])
         if events_of is not None:
@@ -149,13 +163,7 @@ def activity_of(
             if not chunk:
                 continue
         for member_id, type_, occurred_at, amount_fen in session.execute(
-            select(Event.member_id, Event.type, Event.occurred_at, Event.amount_fen)
-            .where(
-                Event.merchant_id == merchant_id,
-                Event.member_id.in_(chunk),
-                Event.occurred_at >= since,
-            )
-            .order_by(Event.member_id, Event.occurred_at)
+            _RECENT_EVENTS, {"merchant_id": merchant_id, "member_ids": chunk, "since": since}
         ):
             activity = found.get(member_id)
             if activity is not None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, case, delete, insert, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, case, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from siyu.kit.bulk import execute_many
@@ -56,17 +56,25 @@ def owners_by_index(
     for kind, blind in keys:
         by_kind.setdefault(kind, []).append(blind)
     found: dict[tuple[str, str], str] = {}
-    table = MemberIdentity.__table__
     for kind, blinds in by_kind.items():
         for start in range(0, len(blinds), LOOKUP_CHUNK):
-            statement = select(table.c.blind_index, table.c.member_id).where(
-                table.c.merchant_id == merchant_id,
-                table.c.kind == kind,
-                table.c.blind_index.in_(blinds[start : start + LOOKUP_CHUNK]),
-            )
-            for blind, member_id in session.execute(statement):
+            params = {
+                "merchant_id": merchant_id,
+                "kind": kind,
+                "blinds": blinds[start : start + LOOKUP_CHUNK],
+            }
+            for blind, member_id in session.execute(_OWNERS, params):
                 found[(kind, blind)] = member_id
     return found
+
+
+_OWNERS = select(MemberIdentity.__table__.c.blind_index, MemberIdentity.__table__.c.member_id).where(
+    MemberIdentity.__table__.c.merchant_id == bindparam("merchant_id"),
+    MemberIdentity.__table__.c.kind == bindparam("kind"),
+    MemberIdentity.__table__.c.blind_index.in_(bindparam("blinds", expanding=True)),
+)
+"""Built once: every ingested event's identities are looked up here (the payment-success
+decision's payer among them)."""
 
 
 _members = cast(Table, Member.__table__)
