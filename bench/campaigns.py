@@ -558,9 +558,11 @@ def decision_cost(args: argparse.Namespace) -> int:
                 cursor = raw.cursor()
                 cursor.execute("CREATE TEMPORARY TABLE bench_anchor (n INTEGER)")
                 raw.commit()
+                mark = "%s" if db.engine.dialect.name == "postgresql" else "?"  # the driver's paramstyle
+                insert_anchor = f"INSERT INTO bench_anchor VALUES ({mark})"
                 anchor_cpu = time.process_time()
                 for n in range(len(measured)):
-                    cursor.execute("INSERT INTO bench_anchor VALUES (?)", (n,))
+                    cursor.execute(insert_anchor, (n,))
                     raw.commit()
                 anchor_ms = (time.process_time() - anchor_cpu) / len(measured) * 1000
             finally:
