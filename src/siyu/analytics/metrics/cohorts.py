@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, func, null, select
-from sqlalchemy.sql import Executable
+from sqlalchemy import Select, and_, case, func, null, select
+from sqlalchemy.sql import Executable, FromClause
 
 from siyu.analytics.metrics.worth import PAID, bucket_starts
 from siyu.analytics.relations import Relations
@@ -70,50 +70,59 @@ def retention(
     The first paid order is the member's first ``order_paid`` ever (all events, not only the
     period's, with the scope's store/channel/tier filters); cohorts are those whose first paid
     order falls in the period.
+
+    One pass over the events: per (member, bucket) the first paid day in that bucket and
+    whether the member was active in it within the period; the member's first paid day is the
+    least of its buckets' (a window per member over those few rows). A cohort's size is its
+    members' rows in their first order's bucket (each has exactly one). Before, the first orders
+    were a separate scan of every paid event, and that scan ran twice (cohort rows and sizes).
     """
     e, m = rel.events.c, rel.members.c
-    filters = event_filter(rel, scope, period=False)
-    first = (
-        select(e.member_id.label("member_id"), func.min(e.local_date).label("first_day"))
-        .where(filters, e.type == PAID)
-        .group_by(e.member_id)
-        .subquery("first_orders")
-    )
+    paid = e.type == PAID
+    in_period = and_(e.local_date >= scope.start, e.local_date <= scope.end)
+    counted = in_period if activity is Activity.ANY else and_(in_period, paid)
+    b = bucket(e.local_date, grain)
+    scan = select(
+        e.member_id.label("member_id"),
+        b.label("b"),
+        func.min(case((paid, e.local_date))).label("first_paid"),
+        func.max(case((counted, 1), else_=0)).label("active"),
+    ).where(event_filter(rel, scope, period=False))
+    if activity is Activity.ORDER:
+        scan = scan.where(paid)
+    # MATERIALIZED: DuckDB rewrites the window into a join of the relation with its own
+    # aggregate, which would scan the events twice
+    per_bucket = scan.group_by(e.member_id, b).cte("member_buckets").prefix_with("MATERIALIZED")
+    first_day = func.min(per_bucket.c.first_paid).over(partition_by=per_bucket.c.member_id)
+    marked = select(
+        per_bucket.c.member_id, per_bucket.c.b, per_bucket.c.active, first_day.label("first_day")
+    ).subquery("marked")
+    source: FromClause = marked
+    if by_channel:
+        source = marked.outerjoin(rel.members, m.member_id == marked.c.member_id)
     channel = m.acquisition_channel if by_channel else null()
     cohort = (
         select(
-            first.c.member_id,
-            bucket(first.c.first_day, grain).label("cohort"),
+            marked.c.b,
+            marked.c.active,
+            bucket(marked.c.first_day, grain).label("cohort"),
             channel.label("channel"),
         )
-        .select_from(first.outerjoin(rel.members, m.member_id == first.c.member_id))
-        .where(first.c.first_day >= scope.start, first.c.first_day <= scope.end)
-        .subquery("cohort")
+        .select_from(source)
+        .where(marked.c.first_day >= scope.start, marked.c.first_day <= scope.end)
+        .cte("cohort_buckets")
+        .prefix_with("MATERIALIZED")
     )
-    active = select(e.member_id.label("member_id"), bucket(e.local_date, grain).label("b")).where(
-        filters, e.local_date >= scope.start, e.local_date <= scope.end
-    )
-    if activity is Activity.ORDER:
-        active = active.where(e.type == PAID)
-    seen = active.distinct().subquery("active")
     kept = (
-        select(
-            cohort.c.channel,
-            cohort.c.cohort,
-            seen.c.b,
-            func.count().label("members"),
-        )
-        .select_from(
-            cohort.join(seen, and_(seen.c.member_id == cohort.c.member_id, seen.c.b >= cohort.c.cohort))
-        )
-        .group_by(cohort.c.channel, cohort.c.cohort, seen.c.b)
+        select(cohort.c.channel, cohort.c.cohort, cohort.c.b, func.count().label("members"))
+        .where(cohort.c.active == 1, cohort.c.b >= cohort.c.cohort)
+        .group_by(cohort.c.channel, cohort.c.cohort, cohort.c.b)
     )
-    sizes = select(
-        cohort.c.channel,
-        cohort.c.cohort,
-        null().label("b"),
-        func.count().label("members"),
-    ).group_by(cohort.c.channel, cohort.c.cohort)
+    sizes = (
+        select(cohort.c.channel, cohort.c.cohort, null().label("b"), func.count().label("members"))
+        .where(cohort.c.b == cohort.c.cohort)
+        .group_by(cohort.c.channel, cohort.c.cohort)
+    )
     return kept.union_all(sizes)  # type: ignore[return-value]
 
 
