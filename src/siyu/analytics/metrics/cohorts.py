@@ -2,8 +2,10 @@
 order, optionally split by acquisition channel, and the share of each cohort active in each
 following bucket — a triangle. Definition (dated): docs/metrics.md.
 
-One Core statement over :class:`~siyu.analytics.relations.Relations`; the bucket offsets are
-counted in Python from the bucket starts the query returns, so no dialect needs month arithmetic.
+One Core statement over :class:`~siyu.analytics.relations.Relations`, one pass over the events
+grouped by member: the period's buckets are computed in Python (:func:`bucket_starts`) and become
+date ranges in the statement, so no dialect needs month arithmetic and the rows name buckets by
+their index.
 """
 
 from __future__ import annotations
