@@ -2,24 +2,25 @@
 order, optionally split by acquisition channel, and the share of each cohort active in each
 following bucket — a triangle. Definition (dated): docs/metrics.md.
 
-One Core statement over :class:`~siyu.analytics.relations.Relations`; the bucket offsets are
-counted in Python from the bucket starts the query returns, so no dialect needs month arithmetic.
+One Core statement over :class:`~siyu.analytics.relations.Relations`, one pass over the events
+grouped by member: the period's buckets are computed in Python (:func:`bucket_starts`) and become
+date ranges in the statement, so no dialect needs month arithmetic and the rows name buckets by
+their index.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, func, null, select
-from sqlalchemy.sql import Executable
+from sqlalchemy import Select, and_, case, func, literal, null, select
+from sqlalchemy.sql import Executable, FromClause
 
 from siyu.analytics.metrics.worth import PAID, bucket_starts
 from siyu.analytics.relations import Relations
-from siyu.analytics.scope import Grain, Scope, as_date, bucket, event_filter, rate_bp
+from siyu.analytics.scope import Grain, Scope, buckets, event_filter, rate_bp
 
 
 class CohortGrain(StrEnum):
@@ -63,58 +64,61 @@ class Retention:
 def retention(
     rel: Relations, scope: Scope, grain: Grain, activity: Activity, *, by_channel: bool
 ) -> Select[Any]:
-    """Rows ``(channel, cohort_start, bucket_start, members)``: members of a cohort active in a
-    bucket, for buckets from the cohort's up to the period's end; plus one row per cohort with
-    ``bucket_start`` null and its size.
+    """Rows ``(channel, cohort, size, active_0, …, active_n-1)``: one per cohort with members —
+    ``cohort`` the index of its bucket among the period's buckets (:func:`bucket_starts`),
+    ``size`` its members, ``active_k`` those of them active in bucket ``k`` (only the period's
+    days of it count).
 
     The first paid order is the member's first ``order_paid`` ever (all events, not only the
     period's, with the scope's store/channel/tier filters); cohorts are those whose first paid
     order falls in the period.
+
+    One pass over the events, grouped by member only: its first paid day and, per bucket of the
+    period (known in advance: the period's buckets), whether it was active there — one
+    conditional aggregate per bucket. The cohort is then a range test on the first day. No window
+    and no join back: the earlier shapes scanned the paid events three times (first orders for the
+    cohorts, again for their sizes, the period's activity), then once with a window per member,
+    which cost as much as the scan at 1 M members.
     """
     e, m = rel.events.c, rel.members.c
-    filters = event_filter(rel, scope, period=False)
-    first = (
-        select(e.member_id.label("member_id"), func.min(e.local_date).label("first_day"))
-        .where(filters, e.type == PAID)
-        .group_by(e.member_id)
-        .subquery("first_orders")
-    )
-    channel = m.acquisition_channel if by_channel else null()
-    cohort = (
-        select(
-            first.c.member_id,
-            bucket(first.c.first_day, grain).label("cohort"),
-            channel.label("channel"),
-        )
-        .select_from(first.outerjoin(rel.members, m.member_id == first.c.member_id))
-        .where(first.c.first_day >= scope.start, first.c.first_day <= scope.end)
-        .subquery("cohort")
-    )
-    active = select(e.member_id.label("member_id"), bucket(e.local_date, grain).label("b")).where(
-        filters, e.local_date >= scope.start, e.local_date <= scope.end
-    )
+    paid = e.type == PAID
+    ranges = [(max(first, scope.start), last) for first, last in buckets(scope, grain)]
+    active = [
+        func.max(case((and_(e.local_date >= lo, e.local_date <= hi), 1), else_=0)).label(f"a{k}")
+        for k, (lo, hi) in enumerate(ranges)
+    ]
+    scan = select(
+        e.member_id.label("member_id"),
+        func.min(case((paid, e.local_date))).label("first_day"),
+        *active,
+    ).where(event_filter(rel, scope, period=False))
     if activity is Activity.ORDER:
-        active = active.where(e.type == PAID)
-    seen = active.distinct().subquery("active")
-    kept = (
-        select(
-            cohort.c.channel,
-            cohort.c.cohort,
-            seen.c.b,
-            func.count().label("members"),
-        )
-        .select_from(
-            cohort.join(seen, and_(seen.c.member_id == cohort.c.member_id, seen.c.b >= cohort.c.cohort))
-        )
-        .group_by(cohort.c.channel, cohort.c.cohort, seen.c.b)
+        scan = scan.where(paid)
+    per_member = scan.group_by(e.member_id).subquery("per_member")
+    first = per_member.c.first_day
+    cohort_index = case(
+        *((and_(first >= lo, first <= hi), literal(k)) for k, (lo, hi) in enumerate(ranges)), else_=null()
     )
-    sizes = select(
-        cohort.c.channel,
-        cohort.c.cohort,
-        null().label("b"),
-        func.count().label("members"),
-    ).group_by(cohort.c.channel, cohort.c.cohort)
-    return kept.union_all(sizes)  # type: ignore[return-value]
+    source: FromClause = per_member
+    if by_channel:
+        source = per_member.outerjoin(rel.members, m.member_id == per_member.c.member_id)
+    channel = m.acquisition_channel if by_channel else null()
+    members = (
+        select(
+            channel.label("channel"),
+            cohort_index.label("cohort"),
+            *(per_member.c[f"a{k}"] for k in range(len(ranges))),
+        )
+        .select_from(source)
+        .where(first >= scope.start, first <= scope.end)
+        .subquery("cohort_members")
+    )
+    return select(
+        members.c.channel,
+        members.c.cohort,
+        func.count().label("size"),
+        *(func.sum(members.c[f"a{k}"]) for k in range(len(ranges))),
+    ).group_by(members.c.channel, members.c.cohort)
 
 
 def triangle(
@@ -123,23 +127,15 @@ def triangle(
     """Every bucket of the period is a cohort (empty ones with size 0); a cohort's row stops at
     the period's last bucket."""
     starts = bucket_starts(scope, grain)
-    index = {start: i for i, start in enumerate(starts)}
-    sizes: dict[tuple[str | None, Any], int] = {}
-    kept: dict[tuple[str | None, Any], dict[int, int]] = defaultdict(dict)
-    for channel, cohort_start, b, members in rows:
-        key = (channel, as_date(cohort_start))
-        if b is None:
-            sizes[key] = int(members)
-        else:
-            kept[key][index[as_date(b)] - index[key[1]]] = int(members)
-    channels = sorted({k[0] for k in sizes}, key=lambda c: (c is None, c or "")) if by_channel else [None]
+    found: dict[tuple[str | None, int], tuple[int, tuple[int, ...]]] = {}
+    for channel, cohort, size, *by_bucket in rows:
+        found[(channel, int(cohort))] = (int(size), tuple(int(n or 0) for n in by_bucket))
+    channels = sorted({k[0] for k in found}, key=lambda c: (c is None, c or "")) if by_channel else [None]
     cohorts = []
     for channel in channels:
-        for start in starts:
-            size = sizes.get((channel, start), 0)
-            horizon = len(starts) - index[start]
-            counts = kept.get((channel, start), {})
-            retained = tuple(counts.get(k, 0) for k in range(horizon))
+        for i, start in enumerate(starts):
+            size, active = found.get((channel, i), (0, (0,) * len(starts)))
+            retained = active[i:]
             cohorts.append(
                 CohortRow(
                     start=start,
