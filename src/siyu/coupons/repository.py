@@ -46,7 +46,7 @@ from siyu.coupons.models import (
     RedemptionStatus,
 )
 from siyu.db import AsyncStatements
-from siyu.kit.merge import REASSIGN_CHUNK, MergeGroup, reassign, survivors_of
+from siyu.kit.merge import REASSIGN_CHUNK, MergeGroup, reassign, survivor_case, survivors_of
 from siyu.kit.pagination import PageRequest, paginate
 from siyu.kit.sql import chunked, dialect_insert, insert_ignore
 
@@ -54,6 +54,8 @@ TEMPLATES = cast(Table, CouponTemplate.__table__)
 BUCKETS = cast(Table, CouponStockBucket.__table__)
 COUPONS = cast(Table, Coupon.__table__)
 COUNTS = cast(Table, CouponClaimCount.__table__)
+COUNT_KEY = [COUNTS.c.merchant_id, COUNTS.c.template_id, COUNTS.c.member_id, COUNTS.c.period_key]
+"""The claim counter's primary key: the conflict target of its upserts."""
 CODES = cast(Table, CouponCode.__table__)
 REDEMPTIONS = cast(Table, CouponRedemption.__table__)
 FAILURES = cast(Table, CouponRedemptionFailure.__table__)
@@ -588,12 +590,7 @@ def bump_counts_many(
         ]
         statement = dialect_insert(session.get_bind().dialect.name, COUNTS).values(rows)
         statement = statement.on_conflict_do_update(
-            index_elements=[
-                COUNTS.c.merchant_id,
-                COUNTS.c.template_id,
-                COUNTS.c.member_id,
-                COUNTS.c.period_key,
-            ],
+            index_elements=COUNT_KEY,
             set_={"claimed": COUNTS.c.claimed + 1, "cap": statement.excluded.cap},
             where=COUNTS.c.claimed < statement.excluded.cap,
         ).returning(COUNTS.c.member_id, COUNTS.c.period_key)
@@ -976,7 +973,7 @@ def move_member_rows(session: Session, merchant_id: str, groups: Sequence[MergeG
         reassign(session, table, merchant_id, groups)
     survivor_of = survivors_of(groups)
     for chunk in chunked(sorted(survivor_of), REASSIGN_CHUNK):
-        survivor = case({m: survivor_of[m] for m in chunk}, value=COUNTS.c.member_id)
+        survivor = survivor_case(COUNTS.c.member_id, survivor_of, chunk)
         combined = (
             select(
                 COUNTS.c.merchant_id,
@@ -993,12 +990,7 @@ def move_member_rows(session: Session, merchant_id: str, groups: Sequence[MergeG
             ["merchant_id", "template_id", "member_id", "period_key", "claimed", "cap"], combined
         )
         statement = statement.on_conflict_do_update(
-            index_elements=[
-                COUNTS.c.merchant_id,
-                COUNTS.c.template_id,
-                COUNTS.c.member_id,
-                COUNTS.c.period_key,
-            ],
+            index_elements=COUNT_KEY,
             set_={"claimed": COUNTS.c.claimed + statement.excluded.claimed},
         )
         session.execute(statement)

@@ -30,6 +30,16 @@ def survivors_of(groups: Sequence[MergeGroup]) -> dict[str, str]:
     return {m: g.survivor for g in groups for m in g.merged}
 
 
+def people_of(groups: Sequence[MergeGroup]) -> dict[str, str]:
+    """Every id of ``groups`` (merged or survivor) → the survivor it ends as."""
+    return survivors_of(groups) | {g.survivor: g.survivor for g in groups}
+
+
+def survivor_case(column: Any, survivor_of: dict[str, str], ids: Sequence[str]) -> Any:
+    """``CASE column WHEN merged THEN survivor … END`` for these merged ``ids``."""
+    return case({m: survivor_of[m] for m in ids}, value=column)
+
+
 REASSIGN_CHUNK = 400
 
 
@@ -40,22 +50,24 @@ def reassign(
     groups: Sequence[MergeGroup],
     column: str = "member_id",
     *,
+    by: str | None = None,
     values: dict[str, Any] | None = None,
     synchronize: bool = True,
 ) -> None:
-    """``UPDATE table SET column = CASE column WHEN merged THEN survivor … END`` for every merged
-    id of ``groups``, in statements of :data:`REASSIGN_CHUNK` ids; ``values`` are set on the same
-    rows. ``table`` is a Core table or a mapped class; for a mapped class the objects already in
-    the session are updated too unless ``synchronize`` is false (as ``update(Model)`` does)."""
+    """``UPDATE table SET column = CASE by WHEN merged THEN survivor … END WHERE by IN (merged)``
+    for every merged id of ``groups`` (``by`` defaults to ``column``), in statements of
+    :data:`REASSIGN_CHUNK` ids; ``values`` are set on the same rows. ``table`` is a Core table or
+    a mapped class; for a mapped class the objects already in the session are updated too unless
+    ``synchronize`` is false (as ``update(Model)`` does)."""
     mapped = hasattr(table, "__table__")
     target: Table = getattr(table, "__table__", table)
-    col = target.c[column]
+    match = target.c[by or column]
     survivor_of = survivors_of(groups)
     for chunk in chunked(sorted(survivor_of), REASSIGN_CHUNK):
         statement = (
             update(table if mapped else target)
-            .where(target.c.merchant_id == merchant_id, col.in_(list(chunk)))
-            .values({column: case({m: survivor_of[m] for m in chunk}, value=col), **(values or {})})
+            .where(target.c.merchant_id == merchant_id, match.in_(list(chunk)))
+            .values({column: survivor_case(match, survivor_of, chunk), **(values or {})})
         )
         if mapped:
             statement = statement.execution_options(synchronize_session="fetch" if synchronize else False)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, case, delete, insert, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from siyu.kit.bulk import execute_many
@@ -109,18 +109,8 @@ def redirect_merged(session: Session, merchant_id: str, groups: Sequence[MergeGr
 
 def mark_merged(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """The merged members: status ``merged``, ``merged_into_id`` their survivor."""
-    survivor_of = survivors_of(groups)
-    for chunk in chunked(sorted(survivor_of), LOOKUP_CHUNK):
-        session.execute(
-            update(Member)
-            .where(Member.merchant_id == merchant_id, Member.id.in_(chunk))
-            .values(
-                status=MemberStatus.MERGED,
-                merged_into_id=case({m: survivor_of[m] for m in chunk}, value=Member.id),
-                updated_at=now,
-            )
-            .execution_options(synchronize_session="fetch")
-        )
+    values = {"status": MemberStatus.MERGED, "updated_at": now}
+    reassign(session, Member, merchant_id, groups, "merged_into_id", by="id", values=values)
 
 
 def active_member_ids(session: Session, merchant_id: str) -> list[str]:

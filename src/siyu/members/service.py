@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from siyu.kit.ids import IdKind, new_id
-from siyu.kit.merge import MergeGroup, reassign, survivors_of
+from siyu.kit.merge import MergeGroup, people_of, reassign, survivors_of
 from siyu.kit.pii import (
     IdentifierVault,
     IdentityKind,
@@ -39,7 +39,7 @@ from siyu.kit.pii import (
 from siyu.members import repository as repo
 from siyu.members.models import MemberMerge, MemberStatus, MemberTag
 
-__all__ = ["MergeGroup", "on_merge", "on_merges", "reassign", "survivors_of"]
+__all__ = ["MergeGroup", "on_merge", "on_merges", "people_of", "reassign", "survivors_of"]
 
 MergeListener = Callable[[Session, str, str, list[str], datetime], None]
 """``listener(session, merchant_id, survivor_id, merged_ids, now)``, called inside the merge."""

@@ -39,7 +39,7 @@ from siyu.kit.pii import IdentityKind
 from siyu.kit.problems import invalid_field
 from siyu.kit.sql import chunked
 from siyu.members import facade as members
-from siyu.members.service import MergeGroup, on_merges, survivors_of
+from siyu.members.service import MergeGroup, on_merges, people_of, survivors_of
 from siyu.reachability import repository as repo
 from siyu.reachability.models import (
     ConsentAction,
@@ -487,7 +487,7 @@ def _stamp(now: datetime, source: str) -> Callable[[str], tuple[datetime, str]]:
 def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """Combine the merged members' reachability into the survivor; move consents and changes."""
     now = utcnow()  # merge listeners get no clock; this is the instant of the merge
-    person_of = survivors_of(groups) | {g.survivor: g.survivor for g in groups}
+    person_of = people_of(groups)
     rows = repo.lock_member_states(session, merchant_id, person_of)
     by_target: dict[tuple[str, str, str], list[StateRow]] = defaultdict(list)
     for row in rows.values():

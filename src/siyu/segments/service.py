@@ -18,7 +18,7 @@ from siyu.kit.pagination import PageRequest
 from siyu.kit.problems import NotFound, invalid_field
 from siyu.kit.sql import chunked
 from siyu.members.rights import on_erase, on_export
-from siyu.members.service import MergeGroup, on_merges, survivors_of
+from siyu.members.service import MergeGroup, on_merges, people_of, survivors_of
 from siyu.segments import repository as repo
 from siyu.segments.compiler import compile_rule
 from siyu.segments.models import Segment, SegmentSnapshot, SegmentStatus
@@ -229,7 +229,7 @@ def _keep_locations(
 def _merge_facts(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
     """The survivor keeps the newest location and, per model, the most recent score."""
     merged = survivors_of(groups)
-    person_of = merged | {g.survivor: g.survivor for g in groups}
+    person_of = people_of(groups)
     people = sorted(person_of)
     locations = [
         {

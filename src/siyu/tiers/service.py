@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from siyu.kit.ids import IdKind, new_id
 from siyu.kit.orders import OrderFact
 from siyu.kit.sql import chunked, insert_ignore
-from siyu.members.service import MergeGroup, on_merges, reassign, survivors_of
+from siyu.members.service import MergeGroup, on_merges, people_of, reassign, survivors_of
 from siyu.tenancy import facade as tenancy
 from siyu.tiers.ladder import (
     Ladder,
@@ -538,7 +538,7 @@ def _on_merge(session: Session, merchant_id: str, groups: Sequence[MergeGroup], 
 
 
 def _move_links(session: Session, merchant_id: str, groups: Sequence[MergeGroup], now: datetime) -> None:
-    survivor_of = survivors_of(groups) | {g.survivor: g.survivor for g in groups}
+    survivor_of = people_of(groups)
     links: list[TierJointLink] = []
     for chunk in chunked(sorted(survivor_of), CHUNK):
         statement = select(TierJointLink).where(
