@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from siyu.campaigns import facade as campaigns
 from siyu.cli.main import app
 from siyu.db import Database
+from siyu.kit.clock import utcnow
+from siyu.reachability import facade as reachability
 from siyu.tenancy import facade as tenancy
 from tests.conftest import DatabaseUnderTest
 
@@ -51,7 +53,9 @@ class TestDemo:
             assert merchant.name == "拾光咖啡"
             assert len(tenancy.list_stores(session, merchant.id)) == 12
             found = campaigns.list_campaigns(session, merchant.id)
+            operable = reachability.summary(session, merchant.id, now=utcnow())
         assert [c.status for c in found] == ["completed", "completed"]
+        assert operable.operable_members > 0  # subscriptions, favourites and follows reached reachability
         truth = json.loads((data_dir / "sim" / "truth.json").read_text())
         assert truth["members"] == 600
         assert len(truth["campaigns"]) == 2

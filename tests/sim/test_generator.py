@@ -14,7 +14,7 @@ import pytest
 
 from siyu.models.bgnbd import fit_bgnbd
 from siyu.models.gammagamma import fit_gamma_gamma
-from siyu.sim.events import TREATED, Exposure, stream, write_events, write_truth
+from siyu.sim.events import OPTOUT_TEMPLATE, TREATED, Exposure, stream, write_events, write_truth
 from siyu.sim.population import draw_chunk, history
 from siyu.sim.world import World
 
@@ -65,6 +65,37 @@ class TestDeterminism:
         links = [e for e in events if e["event_id"].endswith("-l")]
         assert links
         assert all(len(set(e["identities"]) - {"member_no"}) == 2 for e in links)
+
+    def test_reachability_follows_joining_and_the_payment_page(self) -> None:
+        # given
+        world = World(start=START, members=4_000, days=90, seed=6, chunk_size=4_000)
+        # when
+        events = next(stream(world))[1]
+        by_tag: dict[str, list[dict[str, object]]] = {}
+        for event in events:
+            person, tag = str(event["event_id"]).rsplit("-", 1)
+            by_tag.setdefault(tag, []).append(event)
+        person_of = {
+            tag: {str(e["event_id"]).rsplit("-", 1)[0] for e in found} for tag, found in by_tag.items()
+        }
+        joined_at = {str(e["event_id"]).rsplit("-", 1)[0]: e["occurred_at"] for e in by_tag["j"]}
+        # then: subscriptions and favourites only from members, just after joining, with their ids
+        for tag, share in (("s", world.subscribe_share), ("f", world.favorite_share)):
+            assert person_of[tag] <= set(joined_at)
+            assert abs(len(person_of[tag]) / len(joined_at) - share) < 0.05
+            for event in by_tag[tag]:
+                person = str(event["event_id"]).rsplit("-", 1)[0]
+                assert str(event["occurred_at"]) >= str(joined_at[person])
+                assert "member_no" in event["identities"]  # type: ignore[operator]
+        assert {e["type"] for e in by_tag["s"]} == {"subscribe"}
+        assert all(
+            e["properties"] == {"channel": "mini_program", "template_id": OPTOUT_TEMPLATE, "one_time": False}
+            for e in by_tag["s"]
+        )
+        # and follows only from people who arrived by the payment-success page
+        page = {str(e["event_id"]).rsplit("-", 1)[0] for e in by_tag["a"] if e["type"] == "payment_page_view"}
+        assert person_of["fl"] <= page
+        assert abs(len(person_of["fl"]) / len(page) - world.follow_share) < 0.06
 
 
 class TestRecovery:

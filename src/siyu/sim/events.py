@@ -2,12 +2,14 @@
 
 Event ids are ``sim{seed}-{person}-{tag}`` (tags: ``a`` arrival, ``j`` joined, ``o{k}`` / ``v{k}``
 the k-th order and its visit, ``p2`` / ``l`` the second platform and the link that merges it,
-``c{c}`` / ``u{c}`` the extra order and the opt-out answering campaign c), so the same person's
-events keep their ids whatever else changes, and a re-run is idempotent.
+``s`` / ``f`` / ``fl`` the subscription, favourite and life-account follow that make a person
+reachable, ``c{c}`` / ``u{c}`` the extra order and the opt-out answering campaign c), so the same
+person's events keep their ids whatever else changes, and a re-run is idempotent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +26,16 @@ from siyu.sim.world import CHANNELS, PLATFORMS, TYPES, World
 HOLDOUT, TREATED = 1, 2
 """Values of :attr:`Exposure.group` (0: not in the campaign)."""
 OPTOUT_TEMPLATE = "tpl_marketing"
-"""The subscription template id of the opt-out (unsubscribe) events."""
+"""The subscription template id of the long-term marketing subscription (``subscribe``) and of
+the opt-outs (``unsubscribe``) that end it."""
+
+
+def chance(seed: int, person: int, what: str) -> float:
+    """A uniform draw in [0, 1) fixed by (seed, person, what), from no generator's stream: the
+    reachability choices were added after the population's draws, and taking them from a hash
+    leaves every earlier draw — and so every earlier byte of history — as it was."""
+    digest = hashlib.blake2b(f"{seed}-{person}-{what}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +184,8 @@ def chunk_events(
             add(arrival, person, "a", "search_direct", first, channel=channel)
         elif channel == "payment_page":
             add(arrival + 0.003, person, "a", "payment_page_view", first, channel=channel, store_id=store)
+            if chance(world.seed, person, "follow") < world.follow_share:
+                add(arrival + 0.004, person, "fl", "follow", first, channel="life_account")
         elif channel in ("store_qr", "guide"):
             code = f"{'qr' if channel == 'store_qr' else 'guide'}-{store}"
             add(
@@ -201,6 +214,12 @@ def chunk_events(
                 joined,
                 properties={"source": channel},
             )
+            joined_at = float(chunk.join_at[local])
+            if chance(world.seed, person, "subscribe") < world.subscribe_share:
+                props = {"channel": "mini_program", "template_id": OPTOUT_TEMPLATE, "one_time": False}
+                add(joined_at + 0.0005, person, "s", "subscribe", joined, properties=props)
+            if chance(world.seed, person, "favorite") < world.favorite_share:
+                add(joined_at + 0.0006, person, "f", "favorite", joined, channel="mini_program")
         second = int(chunk.second_platform[local])
         if second >= 0:
             kind, value = ids.platform(second, person)

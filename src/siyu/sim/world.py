@@ -118,6 +118,12 @@ class World:
     """People who later show up on a second platform and link it (a merge)."""
     visit_share: float = 0.3
     """Orders preceded by a separate visit event."""
+    subscribe_share: float = 0.45
+    """Members who, on joining, subscribe long-term to the marketing template (``subscribe``)."""
+    favorite_share: float = 0.3
+    """Members who, on joining, add the mini-program to their favourites (``favorite``)."""
+    follow_share: float = 0.35
+    """People arriving by the payment-success page who follow the life account there (``follow``)."""
     non_members: BuyingParameters = NON_MEMBERS
     responses: Responses = field(default_factory=Responses)
 
@@ -146,6 +152,9 @@ class World:
             "buyer_share": self.buyer_share,
             "member_share": self.member_share,
             "multi_platform_share": self.multi_platform_share,
+            "subscribe_share": self.subscribe_share,
+            "favorite_share": self.favorite_share,
+            "follow_share": self.follow_share,
             "channels": dict(zip(CHANNELS, CHANNEL_SHARES, strict=True)),
             "platforms": dict(zip(PLATFORMS, PLATFORM_SHARES, strict=True)),
             "non_members": asdict(self.non_members),
