@@ -4,15 +4,18 @@ SIYU_TEST_DATABASE_URL)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from siyu.campaigns import facade as campaigns
 from siyu.cli.main import app
 from siyu.db import Database
 from siyu.kit.clock import utcnow
+from siyu.members.models import Member
 from siyu.reachability import facade as reachability
 from siyu.tenancy import facade as tenancy
 from tests.conftest import DatabaseUnderTest
@@ -54,7 +57,13 @@ class TestDemo:
             assert len(tenancy.list_stores(session, merchant.id)) == 12
             found = campaigns.list_campaigns(session, merchant.id)
             operable = reachability.summary(session, merchant.id, now=utcnow())
+            first, last = session.execute(
+                select(func.min(Member.created_at), func.max(Member.created_at)).where(
+                    Member.merchant_id == merchant.id
+                )
+            ).one()
         assert [c.status for c in found] == ["completed", "completed"]
+        assert last - first > timedelta(days=30)  # created on the simulated days, not all today
         assert operable.operable_members > 0  # subscriptions, favourites and follows reached reachability
         truth = json.loads((data_dir / "sim" / "truth.json").read_text())
         assert truth["members"] == 600

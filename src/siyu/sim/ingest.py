@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from siyu.db import Database
@@ -14,6 +14,8 @@ from siyu.events import service as events
 from siyu.kit.pii import IdentifierVault
 
 BATCH = 2_000
+SPAN = timedelta(days=7)
+"""A batch holds at most a week of simulated time (each chunk's events come sorted by time)."""
 
 
 @dataclass
@@ -33,6 +35,21 @@ def person_of(event_id: str) -> int:
     return int(event_id.split("-", 2)[1])
 
 
+def _spans(events_: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    part: list[dict[str, Any]] = []
+    first: datetime | None = None
+    for event in events_:
+        at = datetime.fromisoformat(str(event["occurred_at"]))
+        if part and (len(part) >= BATCH or first is None or at - first >= SPAN or at < first):
+            yield part
+            part = []
+        if not part:
+            first = at
+        part.append(event)
+    if part:
+        yield part
+
+
 def ingest_events(
     database: Database,
     vault: IdentifierVault,
@@ -43,12 +60,20 @@ def ingest_events(
     tally: IngestTally,
     advance: Callable[[int], None] | None = None,
 ) -> IngestTally:
-    """Ingest each list of events in batches of :data:`BATCH`, each batch committed on its own."""
+    """Ingest each list of events in batches of at most :data:`BATCH` events and :data:`SPAN` of
+    simulated time, each batch committed on its own.
+
+    A batch arrives when its latest event happened (a minute later), never after ``now``: the
+    simulated merchant sent its events as they happened, so members are created, and events
+    received, within a week of the simulated days — Scale's new members by month then show the
+    simulated arrivals, not every member created on the day the demo was built.
+    """
     for events_ in batches:
-        for start in range(0, len(events_), BATCH):
-            part = events_[start : start + BATCH]
+        for part in _spans(events_):
+            latest = max(datetime.fromisoformat(str(e["occurred_at"])) for e in part)
+            arrived = min(now, latest + timedelta(minutes=1))
             with database.unit_of_work() as session:
-                verdicts = events.ingest(session, vault, merchant_id, part, now=now)
+                verdicts = events.ingest(session, vault, merchant_id, part, now=arrived)
             for verdict in verdicts:
                 if verdict.status == "accepted" and verdict.member_id is not None and verdict.event_id:
                     tally.accepted += 1
