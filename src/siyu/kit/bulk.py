@@ -13,6 +13,9 @@ format (``%b``): its text format escapes every element in Python, which made dum
 column cost 6 ms (strings) to 16 ms (``timestamptz``) against 0.9 ms in binary, more than the
 statement itself (measured 2026-11-29; a campaign fan-out on PostgreSQL spent a quarter of its
 time there). Both formats give the same values; ``tests/kit/test_bulk.py`` runs on both engines.
+A single row goes as the plain ``VALUES`` statement: building one one-element array per column
+cost more Python than the row (the payment-success decision on PostgreSQL made 28–38 % fewer
+Python calls without it, measured 2026-11-29).
 
 Only the column types the hot tables use are converted here (strings, integers, booleans, dates,
 :class:`siyu.db.UTCDateTime`, :class:`siyu.db.JSONDocument`); anything else raises, so a new
@@ -118,6 +121,8 @@ def execute_many(
     if dialect.name != "postgresql":  # SQLite re-runs one prepared statement: already fast
         params = list(zip(*columns, strict=True))
         return int(connection.exec_driver_sql(sql, params).rowcount)
+    if len(rows) == 1:  # one row: plain VALUES, no one-element array to build per column
+        return int(connection.exec_driver_sql(sql, tuple(column[0] for column in columns)).rowcount)
     return int(connection.exec_driver_sql(_unnest(sql, order, table), tuple(columns)).rowcount)
 
 
