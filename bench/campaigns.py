@@ -26,8 +26,9 @@ is written to the outbox. Anchor: the same number of outbox items written direct
 ``outbox.enqueue_many`` in slices of the same size (no campaign, no caps), in the same run.
 
 **decision** — the payment-success-page decision over HTTP: a real server (uvicorn,
-``--workers`` processes, one by default; the app as ``siyu serve`` builds it) on a fresh SQLite file (the embedded default) or PostgreSQL
-schema; one running payment-success campaign (10 % holdout) offering a cash coupon. An open-loop
+``--workers`` processes, one by default; the app as ``siyu serve`` builds it) on a fresh SQLite
+file (the embedded default) or PostgreSQL schema; one running payment-success campaign (10 %
+holdout) offering a cash coupon. An open-loop
 load generator sends ``--rate`` requests/s for ``--warmup`` + ``--seconds`` on a pool of
 keep-alive connections (only the last ``--seconds`` are counted; see :func:`open_loop`),
 each request at its scheduled time (latency is measured from the scheduled send, so a slow
