@@ -217,6 +217,11 @@ def scale_section(
 
 
 def daily_active(ctx: AnalyticsContext, scope: Scope) -> list[active.DayActive]:
+    """DuckDB: the active-day bitmask shape (one grouped pass); the state stores, and periods
+    too long for a mask: the portable ``LEAD`` shape. Both give the same figures."""
+    masks = active.rolling_active_masks(ctx.rel, scope) if ctx.rel.engine == "duckdb" else None
+    if masks is not None:
+        return active.daily_active_of_masks(scope, ctx.one(masks))
     return active.daily_active(scope, ctx.rows(active.rolling_active(ctx.rel, scope)))
 
 
