@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
-from siyu.analytics.metrics.customer import ledger_until
+from siyu.analytics.metrics.customer import stages_at
 from siyu.analytics.relations import Relations, days_between
 from siyu.analytics.scope import Grain, Query, Scope, bucket, event_filter, rate_bp
 from siyu.lifecycle.rules import Stage
@@ -114,7 +114,7 @@ def rolling_active_masks(rel: Relations, scope: Scope, windows: tuple[int, ...] 
         return None
     e = rel.events.c
     first = scope.start - timedelta(days=lookback)
-    one = literal_column("CAST(1 AS BIGINT)" if span <= 63 else "CAST(1 AS HUGEINT)")
+    one = literal_column("CAST(1 AS BIGINT)" if span <= 63 else "CAST(1 AS HUGEINT)", Integer)
     bit = one.op("<<")(days_between(literal(first, Date), e.local_date))
     masks = (
         select(func.bit_or(bit).label("mask"))
@@ -125,10 +125,10 @@ def rolling_active_masks(rel: Relations, scope: Scope, windows: tuple[int, ...] 
     mask = masks.c.mask
     counts = []
     for window in windows:
-        width = literal_column(str((1 << window) - 1))
+        width = literal_column(str((1 << window) - 1), Integer)
         for i in range(scope.days):
             # day i of the period is bit i + lookback; its window is bits i + lookback - window + 1 ..
-            shift = literal_column(str(i + lookback - window + 1))
+            shift = literal_column(str(i + lookback - window + 1), Integer)
             counts.append(func.sum(cast(mask.op(">>")(shift).op("&")(width) != 0, Integer)))
     return select(*counts).select_from(masks)
 
@@ -215,17 +215,13 @@ def recall(rel: Relations, scope: Scope, stage: Stage = Stage.DORMANT) -> Query:
     day before the period is ``stage`` (current tier filter applies, erased excluded), and those
     of them with at least one event in the scope (store/channel filters apply to that event)."""
     m, e = rel.members, rel.events
-    ledger = ledger_until(rel, scope.start - timedelta(days=1))
-    conditions: list[ColumnElement[bool]] = [
-        ledger.c.until.is_(None),
-        ledger.c.to_stage == stage.value,
-        m.c.status != "erased",
-    ]
+    stages = stages_at(rel, {"stage": scope.start - timedelta(days=1)})
+    conditions: list[ColumnElement[bool]] = [stages.c.stage == stage.value, m.c.status != "erased"]
     if scope.tier is not None:
         conditions.append(m.c.tier == scope.tier)
     cohort = (
-        select(ledger.c.member_id)
-        .select_from(ledger.join(m, m.c.member_id == ledger.c.member_id))
+        select(stages.c.member_id)
+        .select_from(stages.join(m, m.c.member_id == stages.c.member_id))
         .where(*conditions)
         .subquery("cohort")
     )
