@@ -217,6 +217,11 @@ def scale_section(
 
 
 def daily_active(ctx: AnalyticsContext, scope: Scope) -> list[active.DayActive]:
+    """DuckDB: the active-day bitmask shape (one grouped pass); the state stores, and periods
+    too long for a mask: the portable ``LEAD`` shape. Both give the same figures."""
+    masks = active.rolling_active_masks(ctx.rel, scope) if ctx.rel.engine == "duckdb" else None
+    if masks is not None:
+        return active.daily_active_of_masks(scope, ctx.one(masks))
     return active.daily_active(scope, ctx.rows(active.rolling_active(ctx.rel, scope)))
 
 
@@ -230,13 +235,17 @@ def message_reach(ctx: AnalyticsContext, scope: Scope) -> active.MessageReach:
 def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.ActiveSection:
     rel = ctx.rel
     visits = active.visit_frequency_result(ctx.one(active.visit_frequency(rel, scope)))
+    daily = daily_active(ctx, scope)
+    if grain is Grain.DAY:
+        # a day's active members are its DAU (the same definition): no second pass over the events
+        by_bucket = [active.ActivePoint(d.on, d.dau) for d in daily if d.dau]
+    else:
+        rows = sorted(ctx.rows(active.active_by_bucket(rel, scope, grain)))
+        by_bucket = [active.ActivePoint(as_date(b), int(n)) for b, n in rows]
     return active.ActiveSection(
         active_members=visits.active_members,
-        daily=daily_active(ctx, scope),
-        by_bucket=[
-            active.ActivePoint(as_date(b), int(n))
-            for b, n in sorted(ctx.rows(active.active_by_bucket(rel, scope, grain)))
-        ],
+        daily=daily,
+        by_bucket=by_bucket,
         visit_frequency=visits,
         recall=active.recall_result(Stage.DORMANT, ctx.one(active.recall(rel, scope))),
         messages=message_reach(ctx, scope),

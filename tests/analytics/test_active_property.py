@@ -1,0 +1,141 @@
+"""Rolling DAU/WAU/MAU: DuckDB's active-day bitmask statement (``rolling_active_masks``) gives the
+same figures as the portable ``LEAD`` statement (``rolling_active``, run on the state store's
+engine and on DuckDB) and as a plain Python reading of the definition (docs/metrics.md), on random
+events, with and without store and tier filters, for periods whose span needs a ``BIGINT`` mask,
+a ``HUGEINT`` one, or is too long for a mask."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from siyu.analytics.metrics import active
+from siyu.analytics.scope import Scope
+from siyu.db import Database
+from tests.analytics.duckcopy import duck_engine
+from tests.analytics.test_cohorts_property import _relations, _tables
+
+DAY0 = date(2025, 9, 1)
+MEMBERS = [f"m{i}" for i in range(6)]
+TIERS = ["gold", None]
+
+event = st.tuples(
+    st.sampled_from(MEMBERS),
+    st.integers(min_value=0, max_value=200),  # day after DAY0
+    st.sampled_from(["s1", "s2"]),
+)
+
+
+@pytest.fixture
+def connections(
+    db: Database,
+) -> Iterator[tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]]]:
+    metadata, tables = _tables("active_prop")
+    duck = duck_engine()
+    with db.engine.connect() as state, duck.connect() as dc:
+        metadata.create_all(state)
+        metadata.create_all(dc)
+        state.commit()
+        try:
+            yield (state, db.engine.dialect.name), dc, tables
+        finally:
+            state.rollback()
+            metadata.drop_all(state)
+            state.commit()
+    duck.dispose()
+
+
+def _expected(
+    events: list[tuple[str, int, str]], tier_of: dict[str, str | None], scope: Scope
+) -> list[active.DayActive]:
+    """Members with a counted event (scope's store and tier filters) in the 1, 7 and 30 days
+    ending on each day of the period."""
+    days: dict[str, set[date]] = {}
+    for m, d, s in events:
+        if (scope.store_id is None or s == scope.store_id) and (
+            scope.tier is None or tier_of[m] == scope.tier
+        ):
+            days.setdefault(m, set()).add(DAY0 + timedelta(days=d))
+
+    def members(on: date, window: int) -> int:
+        first = on - timedelta(days=window - 1)
+        return sum(1 for active_days in days.values() if any(first <= x <= on for x in active_days))
+
+    answer = []
+    for i in range(scope.days):
+        on = scope.start + timedelta(days=i)
+        answer.append(active.DayActive(on, members(on, 1), members(on, 7), members(on, 30)))
+    return answer
+
+
+class TestRollingActiveShapesAgree:
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        events=st.lists(event, max_size=60),
+        tiers=st.lists(st.sampled_from(TIERS), min_size=len(MEMBERS), max_size=len(MEMBERS)),
+        first_day=st.integers(min_value=0, max_value=120),
+        days=st.sampled_from([1, 2, 7, 30, 31, 34, 35, 60, 98, 99]),
+        store=st.sampled_from([None, "s1"]),
+        tier=st.sampled_from([None, "gold"]),
+    )
+    def test_masks_equal_lead_and_definition(
+        self,
+        connections: tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]],
+        events: list[tuple[str, int, str]],
+        tiers: list[str | None],
+        first_day: int,
+        days: int,
+        store: str | None,
+        tier: str | None,
+    ) -> None:
+        # given
+        (state, dialect), dc, tables = connections
+        start = DAY0 + timedelta(days=first_day)
+        scope = Scope(start, start + timedelta(days=days - 1), store_id=store, tier=tier)
+        tier_of = dict(zip(MEMBERS, tiers, strict=True))
+        event_rows = [
+            {
+                "event_id": f"e{i}",
+                "member_id": m,
+                "type": "visit",
+                "occurred_at": None,
+                "local_date": DAY0 + timedelta(days=d),
+                "channel": None,
+                "store_id": s,
+                "amount_fen": 0,
+            }
+            for i, (m, d, s) in enumerate(events)
+        ]
+        member_rows = [{"member_id": m, "status": "active", "tier": t} for m, t in tier_of.items()]
+        for connection in (state, dc):
+            connection.execute(tables["events"].delete())
+            connection.execute(tables["members"].delete())
+            if event_rows:
+                connection.execute(tables["events"].insert(), event_rows)
+            connection.execute(tables["members"].insert(), member_rows)
+        expected = _expected(events, tier_of, scope)
+        # when
+        lead = {
+            engine: active.daily_active(
+                scope, connection.execute(active.rolling_active(_relations(tables, engine), scope)).all()
+            )
+            for connection, engine in ((state, dialect), (dc, "duckdb"))
+        }
+        masks = active.rolling_active_masks(_relations(tables, "duckdb"), scope)
+        # then
+        assert lead[dialect] == expected
+        assert lead["duckdb"] == expected
+        if days + 29 > active.MASK_BITS:
+            assert masks is None
+        else:
+            assert masks is not None
+            assert active.daily_active_of_masks(scope, dc.execute(masks).one()) == expected
