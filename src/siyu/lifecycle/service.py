@@ -433,9 +433,9 @@ def _history(
     rules: StageRules, zone: ZoneInfo, found: events.MemberActivity | None, recent: Recent
 ) -> History:
     """``recent`` holds the member's events; ``found`` its totals (first seen, orders ever)."""
-    return History.build(
+    return History.of_counts(
         rules,
-        recent.happenings(zone),
+        recent.counts(zone),
         first_seen=local_day(found.first_seen_at, zone) if found and found.first_seen_at else None,
         orders_total=found.order_count if found else 0,
     )
