@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Table, insert, select
 
 from siyu.db import Database
 from siyu.events.models import Event
-from siyu.kit.bulk import execute_many
+from siyu.kit.bulk import _json, _sqlite_time, execute_many
 from siyu.members.models import Member
 from siyu.tenancy import facade
 
@@ -91,3 +94,34 @@ class TestExecuteMany:
                 lambda _: insert(EVENTS),
                 [row(merchant_id, "x", datetime(2026, 1, 1), {})],  # noqa: DTZ001
             )
+
+
+class TestConverters:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        picks=st.lists(
+            st.tuples(
+                st.integers(0, 3),  # which of a few time objects: repeats are the same object
+                st.sampled_from([0, 8 * 60, -5 * 60 - 30]),  # its offset in minutes
+            ),
+            max_size=20,
+        )
+    )
+    def test_time_text_does_not_depend_on_the_previous_conversion(self, picks: list[tuple[int, int]]) -> None:
+        # given: times as a batch carries them, the same object often several times in a row
+        made: dict[tuple[int, int], datetime] = {}
+        values = []
+        for n, offset in picks:
+            zone = UTC if offset == 0 else timezone(timedelta(minutes=offset))
+            values.append(made.setdefault((n, offset), (T0 + timedelta(seconds=n)).astimezone(zone)))
+        # when: converted one after another (the converter remembers the last one)
+        texts = [_sqlite_time(v) for v in values]
+        # then: each is the UTC text of its own time
+        expected = [v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") for v in values]
+        assert texts == expected
+        assert _sqlite_time(None) is None
+
+    def test_json_text_as_json_dumps_writes_it(self) -> None:
+        for value in ({}, {"城市": "上海", "n": [1, 2.5, None]}, [], {"a": {}}, "x", 0):
+            assert _json(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        assert _json(None) is None
