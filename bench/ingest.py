@@ -113,8 +113,10 @@ def drop_schema(base: str | None, schema: str | None) -> None:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float]:
-    """Events/s through the batch API: overall, and over the last tenth of the run."""
+def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float, float]:
+    """Events/s through the batch API: overall, and over the last tenth of the run; and this
+    process's CPU time per event during the requests (the server runs in-process; less
+    dependent on the machine's other load than the wall clock, which it shares)."""
     db = Database(url)
     upgrade(db.engine)
     with db.unit_of_work() as session:
@@ -136,7 +138,7 @@ def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float
     )
     headers = {"Authorization": f"Bearer {key.secret}"}
     tail_from = (args.events - args.events // 10) // args.batch * args.batch
-    spent = tail_spent = 0.0
+    spent = tail_spent = cpu = 0.0
     # The app's lifespan runs as under `siyu serve`: GC tuning, the upkeep loops (on PostgreSQL
     # the planner-statistics refresh, which a long run depends on when autovacuum is off).
     with (
@@ -146,9 +148,10 @@ def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float
         task = progress.add_task("batch API", total=args.events)
         for start in range(0, args.events, args.batch):
             chunk = make_batch(start, min(args.batch, args.events - start), args.members, args.seed)
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             response = client.post("/api/v1/events/batch", json={"events": chunk}, headers=headers)
             took = time.perf_counter() - began
+            cpu += time.process_time() - began_cpu
             spent += took
             if start >= tail_from:
                 tail_spent += took
@@ -156,10 +159,10 @@ def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float
             assert response.json()["accepted"] == len(chunk), response.text[:300]
             progress.advance(task, len(chunk))
     db.dispose()
-    return args.events / spent, (args.events - tail_from) / tail_spent
+    return args.events / spent, (args.events - tail_from) / tail_spent, cpu / args.events
 
 
-def run_anchor(url: str, args: argparse.Namespace) -> float:
+def run_anchor(url: str, args: argparse.Namespace) -> tuple[float, float]:
     """The ceiling: the same event rows (members pre-created) written with one driver-level
     ``executemany`` per batch and a commit — no HTTP, validation, resolution or rollups."""
     db = Database(url)
@@ -187,7 +190,7 @@ def run_anchor(url: str, args: argparse.Namespace) -> float:
                     for i in range(start, min(start + 50_000, args.members))
                 ],
             )
-    spent = 0.0
+    spent = cpu = 0.0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("bulk insert", total=args.events)
         for start in range(0, args.events, args.batch):
@@ -207,13 +210,14 @@ def run_anchor(url: str, args: argparse.Namespace) -> float:
                 }
                 for e in chunk
             ]
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             with db.unit_of_work() as session:
                 execute_many(session, events_table, "bench.events", lambda _: insert(events_table), rows)
             spent += time.perf_counter() - began
+            cpu += time.process_time() - began_cpu
             progress.advance(task, len(chunk))
     db.dispose()
-    return float(args.events / spent)
+    return float(args.events / spent), cpu / args.events
 
 
 def main() -> int:
@@ -233,13 +237,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         url, schema = fresh_url(args.database_url, Path(tmp))
         try:
-            api, api_tail = run_api(url, Path(tmp), args)
+            api, api_tail, api_cpu = run_api(url, Path(tmp), args)
         finally:
             drop_schema(args.database_url, schema)
         (Path(tmp) / "anchor").mkdir()
         url, schema = fresh_url(args.database_url, Path(tmp) / "anchor")
         try:
-            anchor = run_anchor(url, args)
+            anchor, anchor_cpu = run_anchor(url, args)
         finally:
             drop_schema(args.database_url, schema)
     console.print(
@@ -249,6 +253,10 @@ def main() -> int:
     console.print(f"batch API      {api:10,.0f} events/s  (last tenth of the run: {api_tail:,.0f}/s)")
     console.print(f"bulk insert    {anchor:10,.0f} events/s  (anchor: the same rows, driver executemany)")
     console.print(f"ratio API/anchor {api / anchor:.3f}")
+    console.print(
+        f"CPU of this process per event: API {api_cpu * 1e6:,.0f} µs, anchor {anchor_cpu * 1e6:,.1f} µs"
+        f" (ratio {anchor_cpu / api_cpu:.3f}; background processes such as the mirror sync not counted)"
+    )
     return 0
 
 

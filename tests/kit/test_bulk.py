@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
@@ -25,7 +26,7 @@ from sqlalchemy import (
 
 from siyu.db import Database, JSONDocument, UTCDateTime
 from siyu.events.models import Event
-from siyu.kit.bulk import execute_many
+from siyu.kit.bulk import _json, _sqlite_time, execute_many
 from siyu.members.models import Member
 from siyu.tenancy import facade
 
@@ -123,7 +124,7 @@ ALL_TYPES = Table(
 _FIRST = datetime(1970, 1, 2)  # noqa: DTZ001 (hypothesis takes naive bounds, then applies the zone)
 _LAST = datetime(2200, 1, 1)  # noqa: DTZ001
 _text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
-_json = st.recursive(
+_json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
     max_leaves=6,
@@ -136,7 +137,7 @@ _row = st.fixed_dictionaries(
         "b": st.none() | st.booleans(),
         "d": st.none() | st.dates(),
         "t": st.none() | st.datetimes(min_value=_FIRST, max_value=_LAST, timezones=st.just(UTC)),
-        "j": st.none() | _json,
+        "j": st.none() | _json_values,
     }
 )
 
@@ -175,3 +176,34 @@ class TestEveryColumnType:
         for n in range(len(rows)):
             expected, got = back[n], back[1000 + n]
             assert {**got, "k": n} == expected
+
+
+class TestConverters:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        picks=st.lists(
+            st.tuples(
+                st.integers(0, 3),  # which of a few time objects: repeats are the same object
+                st.sampled_from([0, 8 * 60, -5 * 60 - 30]),  # its offset in minutes
+            ),
+            max_size=20,
+        )
+    )
+    def test_time_text_does_not_depend_on_the_previous_conversion(self, picks: list[tuple[int, int]]) -> None:
+        # given: times as a batch carries them, the same object often several times in a row
+        made: dict[tuple[int, int], datetime] = {}
+        values = []
+        for n, offset in picks:
+            zone = UTC if offset == 0 else timezone(timedelta(minutes=offset))
+            values.append(made.setdefault((n, offset), (T0 + timedelta(seconds=n)).astimezone(zone)))
+        # when: converted one after another (the converter remembers the last one)
+        texts = [_sqlite_time(v) for v in values]
+        # then: each is the UTC text of its own time
+        expected = [v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") for v in values]
+        assert texts == expected
+        assert _sqlite_time(None) is None
+
+    def test_json_text_as_json_dumps_writes_it(self) -> None:
+        for value in ({}, {"城市": "上海", "n": [1, 2.5, None]}, [], {"a": {}}, "x", 0):
+            assert _json(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        assert _json(None) is None

@@ -56,7 +56,7 @@ class Verdict:
     """The member was created by this batch (it has nothing else yet: no stage, no assignment)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Valid:
     index: int
     event: EventIn
@@ -100,6 +100,9 @@ def on_ingest(listener: IngestListener) -> IngestListener:
     return listener
 
 
+_MAX_FUTURE = timedelta(seconds=MAX_FUTURE_SECONDS)
+
+
 def _reject(index: int, raw: Any, reason: str, pointer: str) -> Verdict:
     event_id = raw.get("event_id") if isinstance(raw, dict) and isinstance(raw.get("event_id"), str) else None
     return Verdict(index, event_id, "rejected", reason=reason, pointer=f"/events/{index}{pointer}")
@@ -131,7 +134,7 @@ def validate(index: int, raw: Any, now: datetime) -> _Valid | Verdict:
         properties = parsed.model_dump(mode="json")
         if isinstance(parsed, OrderPaidProps | OrderRefundedProps):
             amount = parsed.amount_fen
-    if event.occurred_at > now + timedelta(seconds=MAX_FUTURE_SECONDS):
+    if event.occurred_at > now + _MAX_FUTURE:
         return _reject(index, raw, "occurred_at is more than a day in the future", "/occurred_at")
     try:
         identities = normalise_all(event.identities)

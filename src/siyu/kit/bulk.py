@@ -51,14 +51,28 @@ def _same(value: Any) -> Any:
     return value
 
 
+_last_time: tuple[datetime | None, str | None] = (None, None)
+"""The last time :func:`_sqlite_time` converted, and its text: a batch's rows mostly carry the
+same ``now`` (``received_at``, ``recorded_at``, ``updated_at`` …), converted once rather than once
+per row. One tuple, replaced whole, so threads never see a time paired with another's text; it
+holds a reference to the time, so the identity test cannot match a recycled object."""
+
+
 def _sqlite_time(value: datetime | None) -> str | None:
+    global _last_time
+    last = _last_time
+    if value is last[0]:
+        return last[1]
     if value is None:
         return None
     if value.tzinfo is UTC:  # the usual case: "YYYY-MM-DD HH:MM:SS.ffffff+00:00" minus the offset
-        return value.isoformat(" ", "microseconds")[:26]
-    if value.tzinfo is None:
+        text = value.isoformat(" ", "microseconds")[:26]
+    elif value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    else:
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_time = (value, text)
+    return text
 
 
 def _pg_time(value: datetime | None) -> datetime | None:
@@ -67,8 +81,17 @@ def _pg_time(value: datetime | None) -> datetime | None:
     return value
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Made once: ``json.dumps`` with options builds an encoder per call (a row's JSON column, every
+event of a batch)."""
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if value is None:
+        return None
+    if type(value) is dict and not value:  # most events carry no properties
+        return "{}"
+    return _ENCODER.encode(value)
 
 
 def _iso_date(value: date | None) -> str | None:

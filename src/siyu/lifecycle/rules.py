@@ -24,6 +24,7 @@ it lowers the net spend).
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -100,6 +101,14 @@ class StageRules(BaseModel):
         return max(self.high_potential_window_days, self.super_window_days, self.lost_after_days)
 
 
+@functools.lru_cache(maxsize=64)
+def _type_sets(
+    engagement: tuple[str, ...], inactive: tuple[str, ...]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The rules' type lists as sets, made once per distinct rules rather than once per member."""
+    return frozenset(engagement), frozenset(inactive)
+
+
 @dataclass(frozen=True, slots=True)
 class Happening:
     """``count`` events of one type on one local day, as the rules see them; ``amount_fen`` is
@@ -134,21 +143,46 @@ class History:
     def build(
         cls, rules: StageRules, happenings: Iterable[Happening], *, first_seen: date | None, orders_total: int
     ) -> History:
-        engagement, inactive = set(rules.engagement_types), set(rules.inactive_types)
+        return cls.of_counts(
+            rules,
+            ((h.day, h.type, h.amount_fen, h.count) for h in happenings),
+            first_seen=first_seen,
+            orders_total=orders_total,
+        )
+
+    @classmethod
+    def of_counts(
+        cls,
+        rules: StageRules,
+        counts: Iterable[tuple[date, str, int | None, int]],
+        *,
+        first_seen: date | None,
+        orders_total: int,
+    ) -> History:
+        """:meth:`build` from ``(day, type, amount_fen, count)`` tuples, the fields of a
+        :class:`Happening`: what the lifecycle listener classifies every touched member from (a
+        ``Happening`` per brief entry cost more than the classification itself)."""
+        engagement, inactive = _type_sets(rules.engagement_types, rules.inactive_types)
         active: list[date] = []
         engaged: list[date] = []
         orders: list[date] = []
         money: list[tuple[date, int]] = []
-        for h in happenings:
-            if h.type not in inactive:
-                active.extend([h.day] * h.count)
-            if h.type in engagement:
-                engaged.extend([h.day] * h.count)
-            if h.type == "order_paid":
-                orders.extend([h.day] * h.count)
-                money.append((h.day, h.amount_fen or 0))
-            elif h.type == "order_refunded":
-                money.append((h.day, -(h.amount_fen or 0)))
+        for day, type_, amount_fen, count in counts:
+            if type_ not in inactive:
+                if count == 1:
+                    active.append(day)
+                else:
+                    active.extend([day] * count)
+            if type_ in engagement:
+                if count == 1:
+                    engaged.append(day)
+                else:
+                    engaged.extend([day] * count)
+            if type_ == "order_paid":
+                orders.extend([day] * count)
+                money.append((day, amount_fen or 0))
+            elif type_ == "order_refunded":
+                money.append((day, -(amount_fen or 0)))
         money.sort()
         return cls(
             rules,

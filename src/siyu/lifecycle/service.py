@@ -117,13 +117,25 @@ def evaluate(
     return Evaluated(len(unique), written)
 
 
-def _needed_since(state: repo.StageRow | None, today: date, rules: StageRules, zone: ZoneInfo) -> datetime:
+def _needed_since(
+    state: repo.StageRow | None,
+    today: date,
+    rules: StageRules,
+    zone: ZoneInfo,
+    starts: dict[date, datetime] | None = None,
+) -> datetime:
     """The earliest event time classifying this member can look at: the look-back window
-    before the first day it is classified for (a pending ``due_on``, or today)."""
+    before the first day it is classified for (a pending ``due_on``, or today). ``starts``
+    caches the answer per first day."""
     first = today
     if state is not None and state.stage is not None and state.due_on is not None:
         first = min(state.due_on, today)
-    return day_start(first - timedelta(days=rules.lookback_days - 1), zone)
+    if starts is not None and (known := starts.get(first)) is not None:
+        return known
+    start = day_start(first - timedelta(days=rules.lookback_days - 1), zone)
+    if starts is not None:
+        starts[first] = start
+    return start
 
 
 def _brief_start(today: date, rules: StageRules, zone: ZoneInfo) -> datetime:
@@ -146,7 +158,8 @@ def _evaluate_chunk(
 ) -> int:
     known = [m for m in member_ids if m not in created]
     states = repo.lock_states(session, merchant_id, known) if known else {}
-    needed = {m: _needed_since(states.get(m), today, rules, zone) for m in member_ids}
+    starts: dict[date, datetime] = {}  # most members share the first day they are classified for
+    needed = {m: _needed_since(states.get(m), today, rules, zone, starts) for m in member_ids}
     unread = {
         m
         for m in member_ids
@@ -433,9 +446,9 @@ def _history(
     rules: StageRules, zone: ZoneInfo, found: events.MemberActivity | None, recent: Recent
 ) -> History:
     """``recent`` holds the member's events; ``found`` its totals (first seen, orders ever)."""
-    return History.build(
+    return History.of_counts(
         rules,
-        recent.happenings(zone),
+        recent.counts(zone),
         first_seen=local_day(found.first_seen_at, zone) if found and found.first_seen_at else None,
         orders_total=found.order_count if found else 0,
     )

@@ -84,17 +84,19 @@ class IdentityError(ValueError):
         self.detail = detail
 
 
+_KINDS: dict[object, IdentityKind] = {kind.value: kind for kind in IdentityKind}
+
+
 def normalise_all(identities: Mapping[str, str]) -> dict[IdentityKind, str]:
     """Validate and normalise every identity; the first bad one raises :class:`IdentityError`."""
     if not identities:
         raise IdentityError("/identities", "at least one identity is required")
     result: dict[IdentityKind, str] = {}
     for name, raw in identities.items():
-        try:
-            kind = IdentityKind(name)
-        except ValueError:
+        kind = _KINDS.get(name)  # a dict look-up: the enum's own costs more, once per identity
+        if kind is None:
             known = ", ".join(k.value for k in IdentityKind)
-            raise IdentityError(f"/identities/{name}", f"unknown identity {name!r}; known: {known}") from None
+            raise IdentityError(f"/identities/{name}", f"unknown identity {name!r}; known: {known}")
         if not isinstance(raw, str):
             raise IdentityError(f"/identities/{name}", "an identity is a string")
         try:

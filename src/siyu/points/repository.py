@@ -69,16 +69,35 @@ def lock_accounts(
 
 
 def add_to_balances(session: Session, merchant_id: str, deltas: Mapping[str, int], now: datetime) -> None:
-    """``balance = balance + delta`` per member, one statement for all."""
-    rows = [{"m": member_id, "d": delta} for member_id, delta in sorted(deltas.items()) if delta]
-    if not rows:
+    """``balance = balance + delta`` per member, one statement for all.
+
+    On PostgreSQL one ``UPDATE … FROM unnest(members, deltas)``: an ``executemany`` of one
+    ``UPDATE`` per member was 19 µs per ingested event of ``bench/ingest.py`` (a paid order in
+    40 % of them), the largest statement of the points listener. The accounts are already locked
+    (:func:`lock_accounts`), so the order rows are updated in does not matter."""
+    changed = sorted((member_id, delta) for member_id, delta in deltas.items() if delta)
+    if not changed:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            _ADD_TO_BALANCES_PG,
+            (now, [m for m, _ in changed], [d for _, d in changed], merchant_id),
+        )
         return
     statement = (
         update(ACCOUNTS)
         .where(ACCOUNTS.c.merchant_id == merchant_id, ACCOUNTS.c.member_id == bindparam("m"))
         .values(balance=ACCOUNTS.c.balance + bindparam("d"), updated_at=now)
     )
-    session.connection().execute(statement, rows)
+    connection.execute(statement, [{"m": m, "d": d} for m, d in changed])
+
+
+_ADD_TO_BALANCES_PG = (
+    f"UPDATE {ACCOUNTS.name} AS a SET balance = a.balance + d.delta, updated_at = %s"
+    " FROM unnest(%s::text[], %s::int8[]) AS d(member_id, delta)"
+    " WHERE a.merchant_id = %s AND a.member_id = d.member_id"
+)
 
 
 def take_from_balance(
