@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from siyu.analytics.metrics import active
 from siyu.analytics.scope import Scope
 from siyu.db import Database
-from tests.analytics.duckcopy import duck_engine
-from tests.analytics.test_cohorts_property import _relations, _tables
+from tests.analytics.test_cohorts_property import _relations, state_and_duck
 
 DAY0 = date(2025, 9, 1)
 MEMBERS = [f"m{i}" for i in range(6)]
@@ -35,19 +34,8 @@ event = st.tuples(
 def connections(
     db: Database,
 ) -> Iterator[tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]]]:
-    metadata, tables = _tables("active_prop")
-    duck = duck_engine()
-    with db.engine.connect() as state, duck.connect() as dc:
-        metadata.create_all(state)
-        metadata.create_all(dc)
-        state.commit()
-        try:
-            yield (state, db.engine.dialect.name), dc, tables
-        finally:
-            state.rollback()
-            metadata.drop_all(state)
-            state.commit()
-    duck.dispose()
+    with state_and_duck(db, "active_prop") as (state, dc, tables):
+        yield (state, db.engine.dialect.name), dc, tables
 
 
 def _expected(

@@ -6,6 +6,7 @@ and without store and tier filters."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -64,14 +65,24 @@ def _relations(tables: dict[str, sa.Table], engine: str) -> Relations:
 
 @pytest.fixture
 def connections(db: Database) -> Iterator[list[tuple[sa.Connection, dict[str, sa.Table], str]]]:
-    metadata, tables = _tables("cohort_prop")
+    with state_and_duck(db, "cohort_prop") as (state, dc, tables):
+        yield [(state, tables, db.engine.dialect.name), (dc, tables, "duckdb")]
+
+
+@contextmanager
+def state_and_duck(
+    db: Database, prefix: str
+) -> Iterator[tuple[sa.Connection, sa.Connection, dict[str, sa.Table]]]:
+    """The raw tables of :func:`_tables` created on the engine under test and on an in-memory
+    DuckDB, with a connection to each; the state store's tables are dropped afterwards."""
+    metadata, tables = _tables(prefix)
     duck = duck_engine()
     with db.engine.connect() as state, duck.connect() as dc:
         metadata.create_all(state)
         metadata.create_all(dc)
         state.commit()
         try:
-            yield [(state, tables, db.engine.dialect.name), (dc, tables, "duckdb")]
+            yield state, dc, tables
         finally:
             state.rollback()
             metadata.drop_all(state)
