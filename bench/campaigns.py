@@ -23,7 +23,9 @@ so each send is counted and suppressed (members who were in the first campaign's
 still under the cap and get theirs). Figures: messages decided per second with caps checked —
 (queued + deferred + suppressed) ÷ wall time of the run; in the first run every decided message
 is written to the outbox. Anchor: the same number of outbox items written directly with
-``outbox.enqueue_many`` in slices of the same size (no campaign, no caps), in the same run.
+``outbox.enqueue_many`` in slices of the same size (no campaign, no caps), in the same run. On
+PostgreSQL planner statistics are refreshed during the run as ``siyu serve``'s upkeep does
+(:func:`keeping_statistics`).
 
 **decision** — the payment-success-page decision over HTTP: a real server (uvicorn,
 ``--workers`` processes, one by default; the app as ``siyu serve`` builds it) on a fresh SQLite
@@ -59,9 +61,11 @@ import os
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,7 +88,8 @@ from siyu.campaigns.models import GoalDimension
 from siyu.campaigns.schemas import CampaignIn, VariantIn
 from siyu.coupons import facade as coupons
 from siyu.coupons.schemas import TemplateIn
-from siyu.db import Database, UTCDateTime
+from siyu.db import Database, UTCDateTime, refresh_statistics
+from siyu.housekeeping import STATISTICS_INTERVAL_SECONDS
 from siyu.messaging import facade as messaging_facade
 from siyu.messaging import service as messaging
 from siyu.migrate import upgrade
@@ -196,6 +201,30 @@ def preview(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+@contextmanager
+def keeping_statistics(db: Database) -> Iterator[None]:
+    """What ``siyu serve``'s upkeep does beside a campaign round: on PostgreSQL, refresh planner
+    statistics every :data:`~siyu.housekeeping.STATISTICS_INTERVAL_SECONDS` (``ANALYZE`` of the
+    tables that changed enough; this machine runs PostgreSQL with ``autovacuum = off``, so without
+    it the tables a fan-out fills are planned as empty for the whole run). SQLite: nothing."""
+    if db.engine.dialect.name != "postgresql":
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(STATISTICS_INTERVAL_SECONDS):
+            refresh_statistics(db.engine)
+
+    thread = threading.Thread(target=loop, name="statistics", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def broadcast(db: Database, merchant_id: str, template_id: str, name: str, now: datetime) -> str:
     """A started broadcast: every active member, one message treatment."""
     spec = CampaignIn(
@@ -251,7 +280,8 @@ def fanout(args: argparse.Namespace) -> int:
             ):
                 campaign_id = broadcast(db, merchant_id, template_id, label, at)
                 started = time.perf_counter()
-                report = tasks.run_merchant(db, merchant_id, now=at, campaign_id=campaign_id)
+                with keeping_statistics(db):
+                    report = tasks.run_merchant(db, merchant_id, now=at, campaign_id=campaign_id)
                 took = time.perf_counter() - started
                 with db.reading() as session:
                     counts = messaging_facade.campaign_message_counts(session, merchant_id, campaign_id)
