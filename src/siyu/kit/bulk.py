@@ -81,9 +81,9 @@ def _pg_time(value: datetime | None) -> datetime | None:
     return value
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-"""Made once: ``json.dumps`` with options builds an encoder per call (a row's JSON column, every
-event of a batch)."""
+COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Compact JSON text (no spaces, UTF-8 as is), the encoder made once: ``json.dumps`` with options
+builds one per call (a row's JSON column, every event of a batch; the lifecycle brief)."""
 
 
 def _json(value: Any) -> str | None:
@@ -91,7 +91,7 @@ def _json(value: Any) -> str | None:
         return None
     if type(value) is dict and not value:  # most events carry no properties
         return "{}"
-    return _ENCODER.encode(value)
+    return COMPACT_JSON.encode(value)
 
 
 def _iso_date(value: date | None) -> str | None:
