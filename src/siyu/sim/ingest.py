@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from siyu.db import Database
@@ -35,19 +35,22 @@ def person_of(event_id: str) -> int:
     return int(event_id.split("-", 2)[1])
 
 
-def _spans(events_: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+def _spans(events_: list[dict[str, Any]]) -> Iterable[tuple[list[dict[str, Any]], datetime]]:
+    """``events_`` (sorted by time) in batches of at most :data:`BATCH` events and :data:`SPAN`,
+    each with its latest event's time."""
     part: list[dict[str, Any]] = []
-    first: datetime | None = None
+    first = latest = datetime.min.replace(tzinfo=UTC)  # set by the first event
     for event in events_:
         at = datetime.fromisoformat(str(event["occurred_at"]))
-        if part and (len(part) >= BATCH or first is None or at - first >= SPAN or at < first):
-            yield part
+        if part and (len(part) >= BATCH or at - first >= SPAN or at < first):
+            yield part, latest
             part = []
         if not part:
-            first = at
+            first = latest = at
         part.append(event)
+        latest = max(latest, at)
     if part:
-        yield part
+        yield part, latest
 
 
 def ingest_events(
@@ -69,8 +72,7 @@ def ingest_events(
     simulated arrivals, not every member created on the day the demo was built.
     """
     for events_ in batches:
-        for part in _spans(events_):
-            latest = max(datetime.fromisoformat(str(e["occurred_at"])) for e in part)
+        for part, latest in _spans(events_):
             arrived = min(now, latest + timedelta(minutes=1))
             with database.unit_of_work() as session:
                 verdicts = events.ingest(session, vault, merchant_id, part, now=arrived)
