@@ -95,7 +95,7 @@ def add_to_balances(session: Session, merchant_id: str, deltas: Mapping[str, int
 
 _ADD_TO_BALANCES_PG = (
     f"UPDATE {ACCOUNTS.name} AS a SET balance = a.balance + d.delta, updated_at = %s"
-    " FROM unnest(%s::text[], %s::int8[]) AS d(member_id, delta)"
+    " FROM unnest(%b::text[], %b::int8[]) AS d(member_id, delta)"  # binary arrays: see kit.bulk
     " WHERE a.merchant_id = %s AND a.member_id = d.member_id"
 )
 
