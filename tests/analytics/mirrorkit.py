@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from siyu.analytics.duck import mirror_engine, mirror_relations
+from siyu.analytics.mirror_keys import member_ids
 from siyu.analytics.relations import Relations, state_relations
 from siyu.db import Database
 from siyu.events import service as events
@@ -106,9 +107,14 @@ class Shop:
             return [dict(r._mapping) for r in session.execute(sa.select(source))]
 
     def mirror(self, name: str) -> list[dict[str, Any]]:
+        """The mirror relation's rows, its integer member keys shown as the member ids."""
         source = getattr(self.mirror_rel(), name)
+        ids = member_ids(self.root, self.merchant_id)
         with self.engine.connect() as connection:
-            return [dict(r._mapping) for r in connection.execute(sa.select(source))]
+            rows = [dict(r._mapping) for r in connection.execute(sa.select(source))]
+        for row in rows:
+            row["member_id"] = ids[row["member_id"]]
+        return rows
 
 
 def normalise(value: Any) -> Any:

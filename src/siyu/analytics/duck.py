@@ -5,6 +5,11 @@ moment :func:`mirror_relations` is called (never a directory glob: a file being 
 retired is not in that list, and a retired file stays on disk long enough for queries planned
 before; see :mod:`siyu.analytics.mirror_store`). Events resolve their member through the merge
 map; members are the latest snapshot.
+
+``member_id`` in these relations is the mirror's integer member key
+(:mod:`siyu.analytics.mirror_keys`), not the id string: every statement only groups, counts and
+joins members within the mirror, and integers hash several times faster. A statement that
+must answer member ids would map keys back through ``member_keys`` (none does today).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ _TYPES: dict[str, tuple[sa.types.TypeEngine[Any], str]] = {
     "refund_fen": (sa.BigInteger(), "BIGINT"),
     "points_balance": (sa.BigInteger(), "BIGINT"),
     "seq": (sa.Integer(), "INTEGER"),
+    # the mirror's integer member key (siyu.analytics.mirror_keys), under the relations' name
+    "member_id": (sa.Integer(), "INTEGER"),
     "operable": (sa.Boolean(), "BOOLEAN"),
 }
 _STRING: tuple[sa.types.TypeEngine[Any], str] = (sa.String(), "VARCHAR")
@@ -75,6 +82,11 @@ def _empty(names: tuple[str, ...]) -> str:
     return f"SELECT {picks} WHERE false"
 
 
+def _picks(names: tuple[str, ...], prefix: str = "") -> str:
+    """The relation's columns from a mirror file: ``member_id`` is the file's ``member_key``."""
+    return ", ".join(f"{prefix}member_key AS member_id" if n == "member_id" else prefix + n for n in names)
+
+
 def _relation(sql: str, names: tuple[str, ...], alias: str) -> FromClause:
     return text(sql).columns(*_columns(names)).subquery(alias)
 
@@ -82,17 +94,16 @@ def _relation(sql: str, names: tuple[str, ...], alias: str) -> FromClause:
 def _events_sql(root: Path, ms: store.MerchantState | None) -> str:
     if ms is None or not ms.files["events"]:
         return _empty(EVENT_COLUMNS)
-    picks = ", ".join(
-        "coalesce(m.survivor_id, e.member_id) AS member_id" if n == "member_id" else f"e.{n}"
-        for n in EVENT_COLUMNS
-    )
     merges = ms.files["merge_map"]
     if not merges:
-        picks = ", ".join(f"e.{n}" for n in EVENT_COLUMNS)
-        return f"SELECT {picks} FROM {_source(root, list(ms.files['events']))} AS e"
+        return f"SELECT {_picks(EVENT_COLUMNS, 'e.')} FROM {_source(root, list(ms.files['events']))} AS e"
+    picks = ", ".join(
+        "coalesce(m.survivor_key, e.member_key) AS member_id" if n == "member_id" else f"e.{n}"
+        for n in EVENT_COLUMNS
+    )
     return (
         f"SELECT {picks} FROM {_source(root, list(ms.files['events']))} AS e"
-        f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_id = e.member_id"
+        f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_key = e.member_key"
     )
 
 
@@ -102,7 +113,7 @@ def _members_sql(root: Path, ms: store.MerchantState | None, names: tuple[str, .
         paths = paths[-1:]
     if not paths:
         return _empty(names)
-    return f"SELECT {', '.join(names)} FROM {_source(root, paths)}"
+    return f"SELECT {_picks(names)} FROM {_source(root, paths)}"
 
 
 def _snapshot_day(path: str) -> tuple[str, str]:
@@ -112,15 +123,15 @@ def _snapshot_day(path: str) -> tuple[str, str]:
 def _transitions_sql(root: Path, ms: store.MerchantState | None) -> str:
     if ms is None or not ms.files["stage_transitions"]:
         return _empty(TRANSITION_COLUMNS)
-    return f"SELECT {', '.join(TRANSITION_COLUMNS)} FROM {_source(root, list(ms.files['stage_transitions']))}"
+    return f"SELECT {_picks(TRANSITION_COLUMNS)} FROM {_source(root, list(ms.files['stage_transitions']))}"
 
 
 def mirror_relations(root: Path, merchant_id: str, zone: ZoneInfo) -> Relations:
     """The merchant's relations over the mirror, as of now (engine ``duckdb``).
 
-    Same columns and compatible types as :func:`siyu.analytics.relations.state_relations`;
-    ``events.member_id`` is resolved through the merge map; ``members`` is the latest daily
-    snapshot. A root or merchant not mirrored yet gives empty relations.
+    Same columns and compatible types as :func:`siyu.analytics.relations.state_relations`,
+    except that ``member_id`` is the integer member key; ``events.member_id`` is resolved
+    through the merge map; ``members`` is the latest daily snapshot. A root or merchant not mirrored yet gives empty relations.
     """
     root = Path(root)
     ms = store.load_state(root).merchants.get(merchant_id)

@@ -45,6 +45,7 @@ from siyu.analytics.mirror_events import OVERLAP as OVERLAP
 from siyu.analytics.mirror_events import Progress as Progress
 from siyu.analytics.mirror_events import Writer, sync_events
 from siyu.analytics.mirror_events import event_rows as event_rows
+from siyu.analytics.mirror_keys import with_key
 from siyu.analytics.relations import member_snapshot
 from siyu.db import Database
 from siyu.lifecycle.models import StageTransition
@@ -112,7 +113,10 @@ def sync(
     with store.locked(root, wait=wait) as acquired:
         if not acquired:
             return SyncReport((), 0, skipped=True)
-        state = store.load_state(root)
+        try:
+            state = store.load_state(root)
+        except store.LayoutOutdated:
+            return _rebuild(database, root, now, progress)
         ids = list(merchant_ids) if merchant_ids is not None else _merchant_ids(database)
         done = []
         for merchant_id in ids:
@@ -128,17 +132,22 @@ def rebuild(database: Database, root: Path, *, now: datetime, progress: Progress
     replacement of the state file (readers see the old mirror or the new one, never a mix); the
     old files are retired and deleted after their grace."""
     with store.locked(root):
-        old = store.load_state(root)
-        fresh = store.MirrorState(next_part=old.next_part, retired=dict(old.retired))
-        done = [
-            _sync_merchant(database, root, fresh, merchant_id, now, progress, 0.0)
-            for merchant_id in _merchant_ids(database)
-        ]
-        store.retire(fresh, sorted(old.live_files() - fresh.live_files()), now)
-        store.save_state(root, fresh)
-        deleted = store.collect_garbage(root, fresh, now)
-        store.save_state(root, fresh)
-        return SyncReport(tuple(done), deleted)
+        return _rebuild(database, root, now, progress)
+
+
+def _rebuild(database: Database, root: Path, now: datetime, progress: Progress | None) -> SyncReport:
+    """:func:`rebuild` with the lock held (also what a sync does to a mirror of an older layout)."""
+    old = store.load_state(root, any_layout=True)
+    fresh = store.MirrorState(next_part=old.next_part, retired=dict(old.retired))
+    done = [
+        _sync_merchant(database, root, fresh, merchant_id, now, progress, 0.0)
+        for merchant_id in _merchant_ids(database)
+    ]
+    store.retire(fresh, sorted(old.live_files() - fresh.live_files()), now)
+    store.save_state(root, fresh)
+    deleted = store.collect_garbage(root, fresh, now)
+    store.save_state(root, fresh)
+    return SyncReport(tuple(done), deleted)
 
 
 def _merchant_ids(database: Database) -> list[str]:
@@ -166,17 +175,20 @@ def _sync_merchant(
         ms = state.merchants.setdefault(merchant_id, store.MerchantState(zone=zone.key))
         ms.zone = zone.key
         w = Writer(root, state, ms, merchant_id, now)
-        merge_map, merged = _sync_merge_map(session, w)
-        events = sync_events(session, w, zone, dialect, progress)
-        known_erased, has_snapshot = _snapshot_erased(root, ms)
-        erased_now = set(session.scalars(_erased_ids(merchant_id)))
-        newly_erased = erased_now - known_erased if has_snapshot else set()
-        if newly_erased:
-            _erase(w, newly_erased, merge_map)
-        members = 0
-        if _snapshot_due(ms, now, snapshot_every, changed=bool(newly_erased or merged >= 0)):
-            members = _write_snapshot(session, w, zone, dialect)
-        transitions = _sync_transitions(session, w)
+        try:
+            merge_map, merged = _sync_merge_map(session, w)
+            events = sync_events(session, w, zone, dialect, progress)
+            known_erased, has_snapshot = _snapshot_erased(root, ms)
+            erased_now = set(session.scalars(_erased_ids(merchant_id)))
+            newly_erased = erased_now - known_erased if has_snapshot else set()
+            if newly_erased:
+                _erase(w, newly_erased, merge_map)
+            members = 0
+            if _snapshot_due(ms, now, snapshot_every, changed=bool(newly_erased or merged >= 0)):
+                members = _write_snapshot(session, w, zone, dialect)
+            transitions = _sync_transitions(session, w)
+        finally:
+            w.keys.close()
     _compact(w)
     ms.synced_at = now.isoformat()
     return MerchantSync(
@@ -218,7 +230,10 @@ def _sync_merge_map(session: Session, w: Writer) -> tuple[dict[str, str], int]:
         return resolved, -1
     old = list(w.merchant.files["merge_map"])
     if pairs:
-        w.write("merge_map", w.directory("merge_map"), store.to_table(pairs, store.MERGE_MAP_SCHEMA))
+        table = store.to_table(pairs, store.MERGE_MAP_SCHEMA)
+        table = with_key(table, w.keys, "merged_id", "merged_key")
+        table = with_key(table, w.keys, "survivor_id", "survivor_key")
+        w.write("merge_map", w.directory("merge_map"), table)
     w.retire("merge_map", old)
     w.merchant.merge_fingerprint = fingerprint
     return resolved, len(pairs)
@@ -250,7 +265,7 @@ def _erase(w: Writer, erased: set[str], merge_map: dict[str, str]) -> None:
     ids = erased | {merged for merged, survivor in merge_map.items() if survivor in erased}
     targets = pa.array(sorted(ids), type=pa.string())
     for path in sorted(w.merchant.files["events"]):
-        table = pq.read_table(w.root / path, schema=store.EVENTS_SCHEMA)
+        table = pq.read_table(w.root / path, schema=store.EVENTS_FILE_SCHEMA)
         hit = pc.is_in(table.column("member_id"), value_set=targets)
         if not pc.any(hit).as_py():
             continue
@@ -280,6 +295,7 @@ def _write_snapshot(session: Session, w: Writer, zone: ZoneInfo, dialect: str) -
     table = table.append_column(
         store.MEMBERS_SCHEMA.field("snapshot_date"), pa.array([day] * table.num_rows, type=pa.date32())
     )
+    table = with_key(table, w.keys)
     directory = w.directory("members", f"snapshot_date={day.isoformat()}")
     same_day = [p for p in w.merchant.files["members"] if p.startswith(directory + "/")]
     w.write("members", directory, table)
@@ -344,7 +360,10 @@ def _sync_transitions(session: Session, w: Writer) -> int:
     if fresh.num_rows:
         latest = pc.max(fresh.column("effective_on")).as_py()
         w.write(
-            "stage_transitions", w.directory("stage_transitions"), fresh, max_effective_on=latest.isoformat()
+            "stage_transitions",
+            w.directory("stage_transitions"),
+            with_key(fresh, w.keys),
+            max_effective_on=latest.isoformat(),
         )
     days = [meta["max_effective_on"] for meta in files.values()]
     w.merchant.transitions_watermark = max(days) if days else None
@@ -367,13 +386,19 @@ def _compact(w: Writer) -> None:
         parts = sorted(p for p in events if p.rsplit("/", 1)[0] == directory)
         if len(parts) > MAX_PARTS:
             newest = max(datetime.fromisoformat(events[p]["max_received_at"]) for p in parts)
-            table = store.read_parquet(w.root, parts, store.EVENTS_SCHEMA)
+            table = store.read_parquet(w.root, parts, store.EVENTS_FILE_SCHEMA)
             w.retire("events", parts)
             w.write("events", directory, table, max_received_at=newest.isoformat())
     ledger = w.merchant.files["stage_transitions"]
     if len(ledger) > MAX_PARTS:
         parts = sorted(ledger)
         latest = max(ledger[p]["max_effective_on"] for p in parts)
-        table = store.read_parquet(w.root, parts, store.TRANSITIONS_SCHEMA)
+        table = store.read_parquet(w.root, parts, store.TRANSITIONS_FILE_SCHEMA)
         w.retire("stage_transitions", parts)
         w.write("stage_transitions", w.directory("stage_transitions"), table, max_effective_on=latest)
+    keys = w.merchant.files["member_keys"]
+    if len(keys) > MAX_PARTS:
+        parts = sorted(keys)
+        table = store.read_parquet(w.root, parts, store.KEYS_SCHEMA)
+        w.retire("member_keys", parts)
+        w.write("member_keys", w.directory("member_keys"), table)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from siyu.analytics import mirror_bulk as bulk
 from siyu.analytics import mirror_store as store
+from siyu.analytics.mirror_keys import MemberKeys, with_key
 from siyu.analytics.relations import local_date
 from siyu.events.models import Event
 
@@ -62,6 +63,11 @@ class Writer:
     retired: int = 0
     touched: set[str] = field(default_factory=set)
     """Event partition directories that got a new file in this sync."""
+    keys: MemberKeys = field(init=False)
+    """The merchant's member keys (new ids get theirs as the sync meets them)."""
+
+    def __post_init__(self) -> None:
+        self.keys = MemberKeys(self)
 
     def write(self, table_name: str, directory: str, table: pa.Table, **extra: Any) -> str:
         relpath = f"{directory}/{self.state.part_name()}"
@@ -122,7 +128,7 @@ class EventSink:
 
     def __init__(self, w: Writer) -> None:
         self.w = w
-        self.pending: dict[date, list[pa.Table]] = {}
+        self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
         self.files: OrderedDict[date, _DayFile] = OrderedDict()
         self.newest: datetime | None = None
@@ -130,30 +136,36 @@ class EventSink:
     def add(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        days = batch.column("local_date")
-        order = pc.sort_indices(days)  # stable: a day keeps the rows in the order read
-        ordered = pa.Table.from_batches([batch]).take(order)
-        counts = pc.value_counts(ordered.column("local_date"))
-        offset = 0
-        values, sizes = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
-        for day, n in zip(values, sizes, strict=True):
-            self.pending.setdefault(day, []).append(ordered.slice(offset, n))
-            offset += n
+        self.pending.append(batch)
         self.pending_rows += batch.num_rows
         if self.pending_rows >= FLUSH_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        for day in sorted(self.pending):
-            table = pa.concat_tables(self.pending[day])
-            part = self._file(day)
-            part.writer.write_table(table)
-            part.rows += table.num_rows
-            newest = pc.max(table.column("received_at")).as_py().astimezone(UTC)
-            part.newest = newest if part.newest is None else max(part.newest, newest)
-            self.newest = part.newest if self.newest is None else max(self.newest, part.newest)
+        """Key the buffered rows (one dictionary look-up per flush) and append each day's rows
+        to its open file."""
+        if not self.pending:
+            return
+        table = pa.Table.from_batches(self.pending, schema=store.EVENTS_SCHEMA)
+        table = with_key(table, self.w.keys)
         self.pending.clear()
         self.pending_rows = 0
+        order = pc.sort_indices(table.column("local_date"))  # stable: a day keeps the read order
+        ordered = table.take(order)
+        counts = pc.value_counts(ordered.column("local_date"))
+        offset = 0
+        values, sizes = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+        for day, n in sorted(zip(values, sizes, strict=True)):
+            self._append(day, ordered.slice(offset, n))
+            offset += n
+
+    def _append(self, day: date, table: pa.Table) -> None:
+        part = self._file(day)
+        part.writer.write_table(table)
+        part.rows += table.num_rows
+        newest = pc.max(table.column("received_at")).as_py().astimezone(UTC)
+        part.newest = newest if part.newest is None else max(part.newest, newest)
+        self.newest = part.newest if self.newest is None else max(self.newest, part.newest)
 
     def close(self) -> None:
         self.flush()
@@ -167,7 +179,7 @@ class EventSink:
         if len(self.files) >= MAX_OPEN_FILES:
             self._finish(next(iter(self.files)))
         tmp = store.temp_path(self.w.root, ".arrow")
-        writer = pa.ipc.new_file(tmp, store.EVENTS_SCHEMA, options=SPILL_OPTIONS)
+        writer = pa.ipc.new_file(tmp, store.EVENTS_FILE_SCHEMA, options=SPILL_OPTIONS)
         self.files[day] = _DayFile(tmp, writer)
         return self.files[day]
 
@@ -177,7 +189,7 @@ class EventSink:
         assert part.newest is not None
         directory = self.w.directory("events", f"local_date={day.isoformat()}")
         relpath = f"{directory}/{self.w.state.part_name()}"
-        tmp, writer = store.open_parquet(self.w.root, store.EVENTS_SCHEMA)
+        tmp, writer = store.open_parquet(self.w.root, store.EVENTS_FILE_SCHEMA)
         group: list[pa.RecordBatch] = []
         grouped = 0
         with pa.OSFile(str(part.tmp)) as source, writer:
@@ -188,14 +200,14 @@ class EventSink:
                 group.append(batch)
                 grouped += batch.num_rows
                 while grouped >= store.ROW_GROUP_ROWS:
-                    table = pa.Table.from_batches(group, schema=store.EVENTS_SCHEMA)
+                    table = pa.Table.from_batches(group, schema=store.EVENTS_FILE_SCHEMA)
                     writer.write_table(
                         table.slice(0, store.ROW_GROUP_ROWS), row_group_size=store.ROW_GROUP_ROWS
                     )
                     group = table.slice(store.ROW_GROUP_ROWS).to_batches()
                     grouped -= store.ROW_GROUP_ROWS
             if grouped:
-                writer.write_table(pa.Table.from_batches(group, schema=store.EVENTS_SCHEMA))
+                writer.write_table(pa.Table.from_batches(group, schema=store.EVENTS_FILE_SCHEMA))
         part.tmp.unlink()
         size = store.place(self.w.root, tmp, relpath)
         self.w.record("events", relpath, part.rows, size, max_received_at=part.newest.isoformat())

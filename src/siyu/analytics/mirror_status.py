@@ -36,7 +36,10 @@ def mirror_status(session: Session, root: Path, merchant_id: str) -> MirrorStatu
     """One merchant's status (a merchant not mirrored yet: zeros and ``None``)."""
     from siyu.analytics import mirror_store as store  # pyarrow: imported when first asked
 
-    ms = store.load_state(root).merchants.get(merchant_id)
+    try:
+        ms = store.load_state(root).merchants.get(merchant_id)
+    except store.LayoutOutdated:  # an older layout: not usable until the next sync rebuilds it
+        ms = None
     watermark = datetime.fromisoformat(ms.events_watermark) if ms and ms.events_watermark else None
     newer = select(func.count(), func.max(Event.received_at)).where(Event.merchant_id == merchant_id)
     if watermark is not None:

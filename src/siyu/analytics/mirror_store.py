@@ -25,13 +25,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+"""2: every row naming a member carries its integer ``member_key`` (:mod:`siyu.analytics.mirror_keys`).
+A state file of another version is rebuilt by the next sync (:class:`LayoutOutdated`)."""
 STATE_FILE = "_state.json"
 LOCK_FILE = ".lock"
 TMP_DIR = ".tmp"
 RETIRE_GRACE_SECONDS = 120.0
 """How long a retired file stays on disk for queries planned before it was retired."""
-TABLES = ("events", "merge_map", "members", "stage_transitions")
+TABLES = ("events", "merge_map", "members", "stage_transitions", "member_keys")
 
 _UTC_TS = pa.timestamp("us", tz="UTC")
 EVENTS_SCHEMA = pa.schema(
@@ -49,6 +51,9 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 MERGE_MAP_SCHEMA = pa.schema([("merged_id", pa.string()), ("survivor_id", pa.string())])
+"""``EVENTS_SCHEMA``, ``MERGE_MAP_SCHEMA``, ``MEMBERS_SCHEMA`` and ``TRANSITIONS_SCHEMA`` are the
+columns read from the state store; the files hold them plus the member keys
+(``*_FILE_SCHEMA``)."""
 MEMBERS_SCHEMA = pa.schema(
     [
         ("member_id", pa.string()),
@@ -83,6 +88,15 @@ TRANSITIONS_SCHEMA = pa.schema(
     ]
 )
 
+KEYS_SCHEMA = pa.schema([("member_id", pa.string()), ("member_key", pa.int32())])
+_KEY = pa.int32()
+EVENTS_FILE_SCHEMA = EVENTS_SCHEMA.append(pa.field("member_key", _KEY))
+MERGE_MAP_FILE_SCHEMA = MERGE_MAP_SCHEMA.append(pa.field("merged_key", _KEY)).append(
+    pa.field("survivor_key", _KEY)
+)
+MEMBERS_FILE_SCHEMA = MEMBERS_SCHEMA.append(pa.field("member_key", _KEY))
+TRANSITIONS_FILE_SCHEMA = TRANSITIONS_SCHEMA.append(pa.field("member_key", _KEY))
+
 
 def to_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     """Rows (tuples in schema order) as an Arrow table of exactly ``schema``."""
@@ -103,6 +117,8 @@ class MerchantState:
     synced_at: str | None = None
     merge_fingerprint: str | None = None
     transitions_probe: list[Any] | None = None
+    next_member_key: int = 0
+    """The key the next new member id gets (:mod:`siyu.analytics.mirror_keys`)."""
     files: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {t: {} for t in TABLES})
     """``files[table][relative path] = {"rows", "bytes", and per table: "max_received_at"…}``."""
 
@@ -115,6 +131,7 @@ class MerchantState:
             "synced_at": self.synced_at,
             "merge_fingerprint": self.merge_fingerprint,
             "transitions_probe": self.transitions_probe,
+            "next_member_key": self.next_member_key,
             "files": self.files,
         }
 
@@ -129,6 +146,7 @@ class MerchantState:
             synced_at=data.get("synced_at"),
             merge_fingerprint=data.get("merge_fingerprint"),
             transitions_probe=data.get("transitions_probe"),
+            next_member_key=int(data.get("next_member_key", 0)),
             files=files,
         )
 
@@ -166,15 +184,26 @@ class MirrorState:
         return {p for s in self.merchants.values() for t in TABLES for p in s.files[t]}
 
 
-def load_state(root: Path) -> MirrorState:
-    """The state file of ``root`` (an empty state when there is none yet)."""
+class LayoutOutdated(ValueError):
+    """The state file was written by another layout version: the mirror must be rebuilt (the
+    next ``siyu analytics sync`` does it; readers fall back to the state store until then)."""
+
+
+def load_state(root: Path, *, any_layout: bool = False) -> MirrorState:
+    """The state file of ``root`` (an empty state when there is none yet).
+
+    Raises :class:`LayoutOutdated` for a state file of another layout version, unless
+    ``any_layout`` (a rebuild reads it only to retire its files)."""
     path = root / STATE_FILE
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return MirrorState()
-    if data.get("layout_version") != LAYOUT_VERSION:
-        raise ValueError(f"{path}: layout version {data.get('layout_version')}, expected {LAYOUT_VERSION}")
+    if data.get("layout_version") != LAYOUT_VERSION and not any_layout:
+        raise LayoutOutdated(
+            f"{path}: layout version {data.get('layout_version')}, expected {LAYOUT_VERSION};"
+            " run `siyu analytics sync` (it rebuilds the mirror)"
+        )
     return MirrorState(
         merchants={m: MerchantState.from_json(s) for m, s in data.get("merchants", {}).items()},
         next_part=int(data.get("next_part", 1)),

@@ -97,7 +97,10 @@ def mirror_status(root: Path, merchant_id: str) -> MirrorStatus:
     mirror's state file, :mod:`siyu.analytics.mirror_store`)."""
     if not root.exists():
         return MirrorStatus(False, None)
-    merchant = store.load_state(root).merchants.get(merchant_id)
+    try:
+        merchant = store.load_state(root).merchants.get(merchant_id)
+    except store.LayoutOutdated:  # the next sync rebuilds it; the state store answers meanwhile
+        return MirrorStatus(False, None)
     if merchant is None:
         return MirrorStatus(False, None)
     mark = merchant.events_watermark
