@@ -67,6 +67,7 @@ def best_of(repeat: int, work: Callable[[], Any]) -> tuple[float, Any]:
 
 def dashboard(ctx: AnalyticsContext, scope: Scope, timings: dict[str, float]) -> dict[str, Any]:
     answer: dict[str, Any] = {}
+    ctx.memo.clear()  # what sections share within one dashboard call is computed again each repeat
     for name, fn in service.sections().items():
         started = time.perf_counter()
         answer[name] = fn(ctx, scope, Grain.DAY)

@@ -131,7 +131,8 @@ def mirror_relations(root: Path, merchant_id: str, zone: ZoneInfo) -> Relations:
 
     Same columns and compatible types as :func:`siyu.analytics.relations.state_relations`,
     except that ``member_id`` is the integer member key; ``events.member_id`` is resolved
-    through the merge map; ``members`` is the latest daily snapshot. A root or merchant not mirrored yet gives empty relations.
+    through the merge map; ``members`` is the latest daily snapshot. A root or merchant not
+    mirrored yet gives empty relations.
     """
     root = Path(root)
     ms = store.load_state(root).merchants.get(merchant_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -26,7 +26,7 @@ from sqlalchemy.sql import Executable, FromClause
 
 from siyu.analytics import duck
 from siyu.analytics import mirror_store as store
-from siyu.analytics.metrics import active, customer, efficiency, scale, worth
+from siyu.analytics.metrics import active, customer, efficiency, period, scale, worth
 from siyu.analytics.relations import Relations, state_relations
 from siyu.analytics.scope import Grain, Scope, as_date
 from siyu.lifecycle.rules import Stage
@@ -61,6 +61,8 @@ class AnalyticsContext:
     """The mirror's watermark (``None`` on the state store)."""
     member_days: FromClause | None = None
     """Daily member snapshots (mirror only): the member columns plus ``snapshot_date``."""
+    memo: dict[Any, Any] = field(default_factory=dict)
+    """Figures several sections share, computed once per context (:func:`period_figures`)."""
 
     def rows(self, statement: Executable) -> list[Any]:
         return [tuple(row) for row in self.conn.execute(statement)]
@@ -219,6 +221,20 @@ def scale_section(
     )
 
 
+def period_figures(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> period.PeriodFigures | None:
+    """DuckDB: the period's member figures in one grouped pass, computed once per context (the
+    Active and woRth sections share them); ``None`` on the state stores and for periods too long
+    for it (each figure's own statement answers then)."""
+    if ctx.rel.engine != "duckdb":
+        return None
+    key = ("period", scope, grain)
+    if key not in ctx.memo:
+        statement = period.period_figures(ctx.rel, scope, grain)
+        ctx.memo[key] = None if statement is None else period.figures_of(scope, grain, ctx.one(statement))
+    figures: period.PeriodFigures | None = ctx.memo[key]
+    return figures
+
+
 def daily_active(ctx: AnalyticsContext, scope: Scope) -> list[active.DayActive]:
     """DuckDB: the active-day bitmask shape (one grouped pass); the state stores, and periods
     too long for a mask: the portable ``LEAD`` shape. Both give the same figures."""
@@ -237,14 +253,19 @@ def message_reach(ctx: AnalyticsContext, scope: Scope) -> active.MessageReach:
 
 def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.ActiveSection:
     rel = ctx.rel
-    visits = active.visit_frequency_result(ctx.one(active.visit_frequency(rel, scope)))
-    daily = daily_active(ctx, scope)
-    if grain is Grain.DAY:
-        # a day's active members are its DAU (the same definition): no second pass over the events
-        by_bucket = [active.ActivePoint(d.on, d.dau) for d in daily if d.dau]
+    figures = period_figures(ctx, scope, grain)
+    if figures is not None:  # the mirror: one grouped pass for all of these
+        visits, daily = figures.visits, figures.daily
+        by_bucket = [active.ActivePoint(b, n) for b, n in figures.active_by_bucket.items() if n]
     else:
-        rows = sorted(ctx.rows(active.active_by_bucket(rel, scope, grain)))
-        by_bucket = [active.ActivePoint(as_date(b), int(n)) for b, n in rows]
+        visits = active.visit_frequency_result(ctx.one(active.visit_frequency(rel, scope)))
+        daily = daily_active(ctx, scope)
+        if grain is Grain.DAY:
+            # a day's active members are its DAU (the same definition): no second pass over the events
+            by_bucket = [active.ActivePoint(d.on, d.dau) for d in daily if d.dau]
+        else:
+            rows = sorted(ctx.rows(active.active_by_bucket(rel, scope, grain)))
+            by_bucket = [active.ActivePoint(as_date(b), int(n)) for b, n in rows]
     return active.ActiveSection(
         active_members=visits.active_members,
         daily=daily,
@@ -263,7 +284,16 @@ register_section("active", active_section)
 def worth_section(
     a: AnalyticsContext, scope: Scope, grain: Grain, *, basis: worth.MemberBasis = worth.MemberBasis.OPERABLE
 ) -> worth.Worth:
-    return worth.worth_section(a.rows, a.rel, scope, grain=grain, basis=basis, session=a.session, now=a.now)
+    return worth.worth_section(
+        a.rows,
+        a.rel,
+        scope,
+        grain=grain,
+        basis=basis,
+        session=a.session,
+        now=a.now,
+        figures=period_figures(a, scope, grain),
+    )
 
 
 def efficiency_section(a: AnalyticsContext, scope: Scope, grain: Grain) -> efficiency.Efficiency:

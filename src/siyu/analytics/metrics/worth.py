@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, Select, case, cast, func, select
 from sqlalchemy.orm import Session
@@ -23,6 +23,9 @@ from siyu.analytics.relations import Relations
 from siyu.analytics.scope import Grain, Scope, as_date, bucket, buckets, event_filter, rate_bp
 from siyu.kit.money import BASIS_POINTS, round_half_up_div
 from siyu.points import facade as points
+
+if TYPE_CHECKING:
+    from siyu.analytics.metrics.period import PeriodFigures
 
 PAID = "order_paid"
 REFUNDED = "order_refunded"
@@ -68,32 +71,28 @@ class GmvSeries:
     """The whole period as one bucket (its own active members, not a sum of the buckets')."""
 
 
-def gmv_by_bucket(rel: Relations, scope: Scope, grain: Grain) -> Select[Any]:
-    """Per bucket: paid fen, refunded fen, paid orders, active members (≥ 1 event of any type)."""
+def _gmv_columns(rel: Relations, with_active: bool) -> list[Any]:
     e = rel.events.c
-    b = bucket(e.local_date, grain).label("bucket")
-    return (
-        select(
-            b,
-            _sum_if(e.type == PAID, e.amount_fen).label("paid_fen"),
-            _sum_if(e.type == REFUNDED, e.amount_fen).label("refund_fen"),
-            _sum_if(e.type == PAID, 1).label("orders"),
-            func.count(func.distinct(e.member_id)).label("active_members"),
-        )
-        .where(event_filter(rel, scope))
-        .group_by(b)
-    )
-
-
-def gmv_total(rel: Relations, scope: Scope) -> Select[Any]:
-    """The same figures over the whole period (one row)."""
-    e = rel.events.c
-    return select(
+    columns = [
         _sum_if(e.type == PAID, e.amount_fen).label("paid_fen"),
         _sum_if(e.type == REFUNDED, e.amount_fen).label("refund_fen"),
         _sum_if(e.type == PAID, 1).label("orders"),
-        func.count(func.distinct(e.member_id)).label("active_members"),
-    ).where(event_filter(rel, scope))
+    ]
+    if with_active:
+        columns.append(func.count(func.distinct(e.member_id)).label("active_members"))
+    return columns
+
+
+def gmv_by_bucket(rel: Relations, scope: Scope, grain: Grain, *, with_active: bool = True) -> Select[Any]:
+    """Per bucket: paid fen, refunded fen, paid orders, active members (≥ 1 event of any type;
+    left out with ``with_active=False``, when :mod:`siyu.analytics.metrics.period` has them)."""
+    b = bucket(rel.events.c.local_date, grain).label("bucket")
+    return select(b, *_gmv_columns(rel, with_active)).where(event_filter(rel, scope)).group_by(b)
+
+
+def gmv_total(rel: Relations, scope: Scope, *, with_active: bool = True) -> Select[Any]:
+    """The same figures over the whole period (one row)."""
+    return select(*_gmv_columns(rel, with_active)).where(event_filter(rel, scope))
 
 
 def _worth_bucket(start: date, paid: Any, refund: Any, orders: Any, active: Any) -> WorthBucket:
@@ -336,11 +335,25 @@ def worth_section(
     basis: MemberBasis,
     session: Session,
     now: datetime,
+    figures: PeriodFigures | None = None,
 ) -> Worth:
-    """The woRth section: every metric above for one period (``session``: points liability)."""
+    """The woRth section: every metric above for one period (``session``: points liability).
+
+    With ``figures`` (the mirror's one grouped pass, :mod:`siyu.analytics.metrics.period`) the
+    active members and the buyers come from there instead of statements of their own."""
+    if figures is None:
+        bucket_rows = run(gmv_by_bucket(rel, scope, grain))
+        total_row = run(gmv_total(rel, scope))[0]
+        repurchase_row: Sequence[Any] = run(repurchase(rel, scope))[0]
+    else:
+        active = figures.active_by_bucket
+        sums = run(gmv_by_bucket(rel, scope, grain, with_active=False))
+        bucket_rows = [(*r, active[as_date(r[0])]) for r in sums]
+        total_row = (*run(gmv_total(rel, scope, with_active=False))[0], figures.visits.active_members)
+        repurchase_row = (figures.buyers, figures.repeat_buyers)
     return Worth(
-        gmv=gmv_series(scope, grain, run(gmv_by_bucket(rel, scope, grain)), run(gmv_total(rel, scope))[0]),
-        repurchase=repurchase_view(run(repurchase(rel, scope))[0]),
+        gmv=gmv_series(scope, grain, bucket_rows, total_row),
+        repurchase=repurchase_view(repurchase_row),
         buyers=buyer_comparison(run(buyers_by_group(rel, scope)), basis),
         points=points_liability(session, rel.merchant_id, now=now),
     )

@@ -1,0 +1,115 @@
+"""The period's member figures in one grouped pass (``metrics.period``, DuckDB) equal what each
+figure's own portable statement answers on the state store's engine — DAU/WAU/MAU, active
+members per bucket and over the period, visit frequency, buyers and repeat buyers — on random
+events of every counted type, with store and tier filters, every grain, and period lengths either
+side of the mask's size limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from siyu.analytics.metrics import active, period, worth
+from siyu.analytics.scope import Grain, Scope, as_date, buckets
+from siyu.db import Database
+from tests.analytics.test_cohorts_property import _relations, state_and_duck
+
+DAY0 = date(2025, 9, 1)
+MEMBERS = [f"m{i}" for i in range(6)]
+
+event = st.tuples(
+    st.sampled_from(MEMBERS),
+    st.integers(min_value=0, max_value=200),  # day after DAY0
+    st.sampled_from(["visit", "visit", "order_paid", "order_paid", "order_refunded", "scan"]),
+    st.sampled_from(["s1", "s2"]),
+)
+
+
+@pytest.fixture
+def connections(
+    db: Database,
+) -> Iterator[tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]]]:
+    with state_and_duck(db, "period_prop") as (state, dc, tables):
+        yield (state, db.engine.dialect.name), dc, tables
+
+
+class TestPeriodFiguresEqualTheirOwnStatements:
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        events=st.lists(event, max_size=60),
+        tiers=st.lists(st.sampled_from(["gold", None]), min_size=len(MEMBERS), max_size=len(MEMBERS)),
+        first_day=st.integers(min_value=0, max_value=120),
+        days=st.sampled_from([1, 2, 7, 30, 34, 35, 60, 98, 99]),
+        grain=st.sampled_from(list(Grain)),
+        store=st.sampled_from([None, "s1"]),
+        tier=st.sampled_from([None, "gold"]),
+    )
+    def test_one_pass_equals_the_portable_statements(
+        self,
+        connections: tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]],
+        events: list[tuple[str, int, str, str]],
+        tiers: list[str | None],
+        first_day: int,
+        days: int,
+        grain: Grain,
+        store: str | None,
+        tier: str | None,
+    ) -> None:
+        # given the same events and members on the state store's engine and on DuckDB
+        (state, dialect), dc, tables = connections
+        start = DAY0 + timedelta(days=first_day)
+        scope = Scope(start, start + timedelta(days=days - 1), store_id=store, tier=tier)
+        event_rows = [
+            {
+                "event_id": f"e{i}",
+                "member_id": m,
+                "type": t,
+                "occurred_at": None,
+                "local_date": DAY0 + timedelta(days=d),
+                "channel": None,
+                "store_id": s,
+                "amount_fen": 100 + i,
+            }
+            for i, (m, d, t, s) in enumerate(events)
+        ]
+        member_rows = [
+            {"member_id": m, "status": "active", "tier": t} for m, t in zip(MEMBERS, tiers, strict=True)
+        ]
+        for connection in (state, dc):
+            connection.execute(tables["events"].delete())
+            connection.execute(tables["members"].delete())
+            if event_rows:
+                connection.execute(tables["events"].insert(), event_rows)
+            connection.execute(tables["members"].insert(), member_rows)
+        rel = _relations(tables, dialect)
+        # when
+        statement = period.period_figures(_relations(tables, "duckdb"), scope, grain)
+        # then
+        if days + 29 > active.MASK_BITS:
+            assert statement is None
+            return
+        assert statement is not None
+        figures = period.figures_of(scope, grain, dc.execute(statement).one())
+        daily = active.daily_active(scope, state.execute(active.rolling_active(rel, scope)).all())
+        by_bucket = {first: 0 for first, _ in buckets(scope, grain)}
+        for b, n in state.execute(active.active_by_bucket(rel, scope, grain)).all():
+            by_bucket[as_date(b)] = int(n)
+        visits = active.visit_frequency_result(state.execute(active.visit_frequency(rel, scope)).one())
+        buyers, repeat = state.execute(worth.repurchase(rel, scope)).one()
+        assert figures.daily == daily
+        assert figures.active_by_bucket == by_bucket
+        assert figures.visits == visits
+        assert (figures.buyers, figures.repeat_buyers) == (int(buyers or 0), int(repeat or 0))
+        # and woRth's own active members (per bucket, over the period) are the same figures
+        for row in state.execute(worth.gmv_by_bucket(rel, scope, grain)).all():
+            assert by_bucket[as_date(row[0])] == int(row[-1])
+        assert int(state.execute(worth.gmv_total(rel, scope)).one()[-1] or 0) == visits.active_members
