@@ -21,6 +21,7 @@ from sqlalchemy import (
     case,
     cast,
     distinct,
+    exists,
     func,
     literal,
     literal_column,
@@ -251,10 +252,11 @@ def recall(rel: Relations, scope: Scope, stage: Stage = Stage.DORMANT) -> Query:
         .where(*conditions)
         .subquery("cohort")
     )
-    returned = select(e.c.member_id).where(event_filter(rel, scope)).distinct().subquery("returned")
-    return select(func.count(), func.count(returned.c.member_id)).select_from(
-        cohort.outerjoin(returned, returned.c.member_id == cohort.c.member_id)
-    )
+    # a correlated EXISTS per cohort member, not the period's distinct members joined to the
+    # cohort: that grouped every event of the period by member (1 M members / 30 M events,
+    # DuckDB: ~0.2 s of the statement's 0.3 s; the cohort is usually a small part of the base)
+    returned = exists().where(e.c.member_id == cohort.c.member_id, event_filter(rel, scope))
+    return select(func.count(), func.coalesce(func.sum(case((returned, 1), else_=0)), 0)).select_from(cohort)
 
 
 @dataclass(frozen=True, slots=True)
