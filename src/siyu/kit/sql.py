@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from siyu.kit.bulk import UnsupportedColumn, execute_many
+from siyu.kit.bulk import UnsupportedColumn, execute_many, fetch_many
 
 
 def dialect_insert(dialect: str, table: Any) -> Any:
@@ -43,7 +43,11 @@ def insert_ignore(
     """
     if not rows:
         return []
-    if not returning and _at_driver_speed(session, table, rows):
+    if returning:
+        fetched = _fetched_at_driver_speed(session, table, rows, tuple(returning))
+        if fetched is not None:
+            return fetched
+    elif _at_driver_speed(session, table, rows):
         return []
     statement = _ignoring(session.get_bind().dialect.name, table, tuple(returning))
     if returning:
@@ -98,3 +102,36 @@ def _at_driver_speed(session: Session, table: Table, rows: Sequence[dict[str, An
         _unconvertible.add(key)
         return False
     return True
+
+
+def _fetched_at_driver_speed(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    returning: tuple[ColumnElement[Any], ...],
+) -> list[tuple[Any, ...]] | None:
+    """:func:`insert_ignore` with ``returning`` through :func:`siyu.kit.bulk.fetch_many` (one
+    ``unnest`` statement on PostgreSQL, multi-row ``VALUES`` on SQLite); ``None`` when the caller
+    must insert through SQLAlchemy (rows of different columns, a column type it does not convert,
+    a returned column not of ``table`` or not a string or integer).
+
+    SQLAlchemy's ``executemany`` with ``RETURNING`` processed every bound value in Python: tier
+    progress rows, one per paid order, cost ~39 µs per ingested event on PostgreSQL that way."""
+    if not all(getattr(column, "table", None) is table for column in returning):
+        return None
+    names = tuple(str(getattr(column, "key", "")) for column in returning)
+    first = rows[0].keys()
+    key = (table.name, (*first, "->", *names))
+    if key in _unconvertible or any(row.keys() != first for row in rows):
+        return None
+    try:
+        return fetch_many(
+            session,
+            table,
+            f"insert_ignore:{table.name}:returning:{','.join(names)}",
+            lambda dialect: _ignoring(dialect, table, returning),
+            rows,
+        )
+    except UnsupportedColumn:
+        _unconvertible.add(key)
+        return None
