@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Boolean, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from siyu.kit.bulk import UnsupportedColumn, execute_many, fetch_many
 
@@ -26,6 +29,47 @@ def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     """``values`` in slices of at most ``size`` (bound-parameter limits of ``IN (…)`` lists)."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+class InList(ColumnElement[bool]):
+    """``column IN`` the list given as the parameter ``name`` at execution (see :func:`in_list`)."""
+
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy reads it: the cache key)
+        ("column", InternalTraversal.dp_clauseelement),
+        ("name", InternalTraversal.dp_string),
+    ]
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no "= 1" appended in a WHERE on SQLite
+
+    def __init__(self, column: Any, name: str) -> None:
+        self.column = column.__clause_element__() if hasattr(column, "__clause_element__") else column
+        self.name = name
+
+
+def in_list(column: Any, name: str) -> ColumnElement[bool]:
+    """``column IN (…)``, the values a list given as the parameter ``name`` when the statement
+    runs (``session.execute(statement, {name: [...]})``), for statements built once.
+
+    SQLite: an expanding ``IN (?, ?, …)``, as ``bindparam(name, expanding=True)``. PostgreSQL:
+    ``column = ANY(%(name)s::type[])``, one array parameter. An expanding ``IN`` there made
+    SQLAlchemy render one placeholder per value on every execution and psycopg parse the
+    resulting long statement again (its statement cache skips long ones): for the ingestion
+    path's member, event-id and identity look-ups (500 values per statement) that was ~3 s of a
+    20 s profile of 50,000 events (2026-11-29). Same rows either way.
+    """
+    return InList(column, name)
+
+
+@compiles(InList)
+def _in_list_expanding(element: InList, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
+
+
+@compiles(InList, "postgresql")
+def _in_list_any(element: InList, compiler: SQLCompiler, **kw: Any) -> str:
+    array = bindparam(element.name, type_=postgresql.ARRAY(element.column.type))
+    return compiler.process(element.column == any_(array), **kw)
 
 
 def insert_ignore(
