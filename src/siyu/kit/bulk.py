@@ -15,7 +15,10 @@ statement itself (measured 2026-11-29; a campaign fan-out on PostgreSQL spent a 
 time there). Both formats give the same values; ``tests/kit/test_bulk.py`` runs on both engines.
 A single row goes as the plain ``VALUES`` statement: building one one-element array per column
 cost more Python than the row (the payment-success decision on PostgreSQL made 28–38 % fewer
-Python calls without it, measured 2026-11-29).
+Python calls without it, measured 2026-11-29). :func:`fetch_many` is the same for a statement
+with ``RETURNING`` (``kit.sql.insert_ignore(…, returning=…)``): a driver ``executemany`` discards
+what each row returns, so the rows go as one ``unnest`` statement on PostgreSQL and as multi-row
+``VALUES`` chunks on SQLite.
 
 Only the column types the hot tables use are converted here (strings, integers, booleans, dates,
 :class:`siyu.db.UTCDateTime`, :class:`siyu.db.JSONDocument`); anything else raises, so a new
