@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,9 +27,13 @@ from sqlalchemy import (
 
 from siyu.db import Database, JSONDocument, UTCDateTime
 from siyu.events.models import Event
+from siyu.kit import bulk
+from siyu.kit import sql as kit_sql
 from siyu.kit.bulk import _json, _sqlite_time, execute_many
+from siyu.kit.sql import insert_ignore
 from siyu.members.models import Member
 from siyu.tenancy import facade
+from tests.threads import run_threads
 
 EVENTS = cast(Table, Event.__table__)
 T0 = datetime(2026, 11, 1, 2, 0, 0, 123456, tzinfo=UTC)
@@ -176,6 +181,137 @@ class TestEveryColumnType:
         for n in range(len(rows)):
             expected, got = back[n], back[1000 + n]
             assert {**got, "k": n} == expected
+
+
+class TestInsertIgnoreReturning:
+    """``insert_ignore(…, returning=…)`` at driver speed (``kit.bulk.fetch_many``): one ``unnest``
+    statement on PostgreSQL, multi-row ``VALUES`` chunks on SQLite."""
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        existing=st.sets(st.integers(0, 15), max_size=8),
+        keyed=st.lists(st.tuples(st.integers(0, 15), _row), min_size=1, max_size=25),
+        per_statement=st.integers(1, 7),
+    )
+    def test_answers_exactly_the_rows_inserted_and_stores_what_sqlalchemy_stores(
+        self,
+        db: Database,
+        all_types_table: Table,
+        existing: set[int],
+        keyed: list[tuple[int, dict[str, object]]],
+        per_statement: int,
+    ) -> None:
+        """Keys already there and keys repeated within the rows are skipped; each new key is
+        answered once, with the values of its first row, stored as SQLAlchemy stores them."""
+        # given: some keys present, and the rows also written through SQLAlchemy under 1000 + n
+        with db.unit_of_work() as session:
+            session.execute(delete(all_types_table))
+            for k in existing:
+                session.execute(insert(all_types_table), [{"k": k, "s": "before"}])
+            session.execute(insert(all_types_table), [{"k": 1000 + n, **r} for n, (_, r) in enumerate(keyed)])
+        rows = [{"k": k, **r} for k, r in keyed]
+        # when: SQLite statements of at most per_statement rows, so chunk edges are crossed
+        with db.unit_of_work() as session, mock.patch.object(bulk, "SQLITE_ROWS", per_statement):
+            answered = insert_ignore(
+                session, all_types_table, rows, returning=(all_types_table.c.k, all_types_table.c.s)
+            )
+        # then: through fetch_many, not SQLAlchemy's fallback
+        assert (all_types_table.name, (*rows[0], "->", "k", "s")) not in kit_sql._unconvertible
+        first: dict[int, int] = {}
+        for n, (k, _) in enumerate(keyed):
+            if k not in existing:
+                first.setdefault(k, n)
+        assert sorted(answered, key=lambda r: r[0]) == [
+            (k, keyed[n][1]["s"]) for k, n in sorted(first.items())
+        ]
+        with db.reading() as session:
+            back = {r.k: r._asdict() for r in session.execute(select(all_types_table))}
+        for k in existing:
+            assert back[k]["s"] == "before"
+        for k, n in first.items():
+            assert {**back[1000 + n], "k": k} == back[k]
+
+    def test_more_rows_than_one_sqlite_statement_takes(self, db: Database, all_types_table: Table) -> None:
+        # given: more rows than SQLITE_ROWS, a few of them present already
+        count = bulk.SQLITE_ROWS * 2 + 7
+        with db.unit_of_work() as session:
+            session.execute(insert(all_types_table), [{"k": k, "s": "before"} for k in (0, 600, count - 1)])
+        rows = [{"k": k, "s": f"s{k}", "t": T0 + timedelta(seconds=k), "j": {"k": k}} for k in range(count)]
+        # when
+        with db.unit_of_work() as session:
+            answered = insert_ignore(session, all_types_table, rows, returning=(all_types_table.c.k,))
+        # then
+        assert sorted(k for (k,) in answered) == [k for k in range(count) if k not in (0, 600, count - 1)]
+        with db.reading() as session:
+            assert session.execute(
+                select(all_types_table.c.t).where(all_types_table.c.k == 601)
+            ).scalar() == (T0 + timedelta(seconds=601))
+
+    def test_returned_columns_the_driver_would_give_raw_go_through_sqlalchemy(
+        self, db: Database, all_types_table: Table
+    ) -> None:
+        # given: a time and a flag returned (SQLite gives text and 0/1 raw)
+        rows = [{"k": 1, "t": T0, "b": True}, {"k": 2, "t": T0 + timedelta(seconds=1), "b": False}]
+        # when
+        with db.unit_of_work() as session:
+            answered = insert_ignore(
+                session, all_types_table, rows, returning=(all_types_table.c.t, all_types_table.c.b)
+            )
+        # then: the values SQLAlchemy gives
+        assert sorted(answered) == [(T0, True), (T0 + timedelta(seconds=1), False)]
+
+    def test_a_row_leaving_a_column_to_its_default_gets_the_default(self, db: Database) -> None:
+        # given: the tier-less table with a Python-side default: reach_states.active, remaining
+        from siyu.reachability.models import ReachState
+
+        states = cast(Table, ReachState.__table__)
+        with db.unit_of_work() as session:
+            merchant_id = facade.create_merchant(session, name="批量").id
+            session.add(
+                Member(merchant_id=merchant_id, id="mbr_1", status="active", created_at=T0, updated_at=T0)
+            )
+        row = {
+            "merchant_id": merchant_id,
+            "member_id": "mbr_1",
+            "channel": "sms",
+            "target": "",
+            "updated_at": T0,
+        }
+        # when: inserted twice
+        with db.unit_of_work() as session:
+            first = insert_ignore(session, states, [row], returning=(states.c.member_id, states.c.channel))
+            again = insert_ignore(session, states, [row], returning=(states.c.member_id, states.c.channel))
+        # then
+        assert first == [("mbr_1", "sms")]
+        assert again == []
+        with db.reading() as session:
+            assert session.execute(select(states.c.active, states.c.remaining)).one() == (False, 0)
+
+    @pytest.mark.postgres_only
+    def test_concurrent_writers_of_the_same_keys_skip_rather_than_fail(
+        self, db: Database, all_types_table: Table
+    ) -> None:
+        # given: four writers of overlapping key ranges, started together
+        answered: dict[int, list[int]] = {}
+
+        def write(index: int) -> None:
+            rows = [{"k": k, "s": f"w{index}"} for k in range(index * 50, index * 50 + 200)]
+            with db.unit_of_work() as session:
+                answered[index] = [
+                    k
+                    for (k,) in insert_ignore(
+                        session, all_types_table, rows, returning=(all_types_table.c.k,)
+                    )
+                ]
+
+        # when
+        run_threads(4, write)
+        # then: no unique violation; every key was answered to exactly one writer, its writer's row
+        everything = sorted(k for keys in answered.values() for k in keys)
+        assert everything == list(range(350))
+        with db.reading() as session:
+            stored = {r.k: r.s for r in session.execute(select(all_types_table.c.k, all_types_table.c.s))}
+        assert {k: f"w{i}" for i, keys in answered.items() for k in keys} == stored
 
 
 class TestConverters:

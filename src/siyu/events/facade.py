@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from siyu.events.models import Event, MemberRollup
+from siyu.kit.sql import in_list
 from siyu.members.rights import on_erase, on_export
 
 
@@ -123,13 +124,13 @@ class MemberActivity:
 
 _ROLLUP_TOTALS = select(MemberRollup.member_id, MemberRollup.first_seen_at, MemberRollup.order_count).where(
     MemberRollup.merchant_id == bindparam("merchant_id"),
-    MemberRollup.member_id.in_(bindparam("member_ids", expanding=True)),
+    in_list(MemberRollup.member_id, "member_ids"),
 )
 _RECENT_EVENTS = (
     select(Event.member_id, Event.type, Event.occurred_at, Event.amount_fen)
     .where(
         Event.merchant_id == bindparam("merchant_id"),
-        Event.member_id.in_(bindparam("member_ids", expanding=True)),
+        in_list(Event.member_id, "member_ids"),
         Event.occurred_at >= bindparam("since"),
     )
     .order_by(Event.member_id, Event.occurred_at)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from siyu.events import repository as repo
@@ -32,7 +32,7 @@ from siyu.events.schemas import (
 )
 from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.kit.problems import json_pointer
-from siyu.kit.sql import chunked
+from siyu.kit.sql import chunked, in_list
 from siyu.members.service import (
     IdentityError,
     MergeGroup,
@@ -238,12 +238,17 @@ def fold(events: Sequence[AcceptedEvent]) -> list[RollupDelta]:
     return list(deltas.values())
 
 
+_KNOWN_IDS = select(Event.event_id).where(
+    Event.merchant_id == bindparam("merchant_id"), in_list(Event.event_id, "event_ids")
+)
+
+
 def _existing_event_ids(session: Session, merchant_id: str, event_ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        statement = select(Event.event_id).where(Event.merchant_id == merchant_id, Event.event_id.in_(chunk))
-        found.update(session.execute(statement).scalars().all())
+        chunk = list(event_ids[start : start + 500])
+        params = {"merchant_id": merchant_id, "event_ids": chunk}
+        found.update(session.execute(_KNOWN_IDS, params).scalars().all())
     return found
 
 

@@ -15,7 +15,10 @@ statement itself (measured 2026-11-29; a campaign fan-out on PostgreSQL spent a 
 time there). Both formats give the same values; ``tests/kit/test_bulk.py`` runs on both engines.
 A single row goes as the plain ``VALUES`` statement: building one one-element array per column
 cost more Python than the row (the payment-success decision on PostgreSQL made 28–38 % fewer
-Python calls without it, measured 2026-11-29).
+Python calls without it, measured 2026-11-29). :func:`fetch_many` is the same for a statement
+with ``RETURNING`` (``kit.sql.insert_ignore(…, returning=…)``): a driver ``executemany`` discards
+what each row returns, so the rows go as one ``unnest`` statement on PostgreSQL and as multi-row
+``VALUES`` chunks on SQLite.
 
 Only the column types the hot tables use are converted here (strings, integers, booleans, dates,
 :class:`siyu.db.UTCDateTime`, :class:`siyu.db.JSONDocument`); anything else raises, so a new
@@ -130,23 +133,101 @@ def execute_many(
     if not rows:
         return 0
     connection = session.connection()
-    dialect = connection.dialect
-    keys = tuple(rows[0])
-    cache_key = (name, dialect.name, keys)
-    entry = _compiled.get(cache_key)
-    if entry is None:
-        entry = _compiled[cache_key] = _compile(build(dialect.name), table, dialect, keys)
-    sql, order, converters = entry
-    columns = [
-        [row[key] for row in rows] if convert is _same else [convert(row[key]) for row in rows]
-        for key, convert in zip(order, converters, strict=True)
-    ]
-    if dialect.name != "postgresql":  # SQLite re-runs one prepared statement: already fast
+    sql, order, columns = _prepared(connection, table, name, build, rows)
+    if connection.dialect.name != "postgresql":  # SQLite re-runs one prepared statement: already fast
         params = list(zip(*columns, strict=True))
         return int(connection.exec_driver_sql(sql, params).rowcount)
     if len(rows) == 1:  # one row: plain VALUES, no one-element array to build per column
         return int(connection.exec_driver_sql(sql, tuple(column[0] for column in columns)).rowcount)
     return int(connection.exec_driver_sql(_unnest(sql, order, table), tuple(columns)).rowcount)
+
+
+SQLITE_PARAMETERS = 32_766
+"""SQLite's default limit of bound parameters per statement (3.32 and later)."""
+
+SQLITE_ROWS = 500
+"""At most this many rows in one SQLite multi-row ``VALUES`` (the SQL text grows with them)."""
+
+
+def fetch_many(
+    session: Session,
+    table: Table,
+    name: str,
+    build: Callable[[str], ClauseElement],
+    rows: Sequence[Mapping[str, Any]],
+) -> list[tuple[Any, ...]]:
+    """Like :func:`execute_many` for a statement with ``RETURNING``: the rows it returned.
+
+    A driver's ``executemany`` discards what each row returns, so the rows go in one statement
+    per chunk instead: on PostgreSQL ``INSERT … SELECT * FROM unnest(…) … RETURNING …`` (all the
+    rows at once), on SQLite (3.35 or later) a multi-row ``VALUES`` list of at most
+    :data:`SQLITE_ROWS` rows and :data:`SQLITE_PARAMETERS` parameters. The returned columns come
+    back as the driver gives them, so they must be strings or integers (the same values
+    SQLAlchemy would give); any other type raises :class:`UnsupportedColumn`. The order of the
+    returned rows is the database's.
+    """
+    if not rows:
+        return []
+    connection = session.connection()
+    sql, order, columns = _prepared(connection, table, name, build, rows, returning=True)
+    if connection.dialect.name == "postgresql":
+        if len(rows) == 1:
+            params: tuple[Any, ...] = tuple(column[0] for column in columns)
+            return [tuple(r) for r in connection.exec_driver_sql(sql, params)]
+        return [tuple(r) for r in connection.exec_driver_sql(_unnest(sql, order, table), tuple(columns))]
+    per_statement = max(1, min(SQLITE_ROWS, SQLITE_PARAMETERS // max(len(order), 1)))
+    flat = [value for row in zip(*columns, strict=True) for value in row]
+    width = len(order)
+    returned: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), per_statement):
+        count = min(per_statement, len(rows) - start)
+        params = tuple(flat[start * width : (start + count) * width])
+        returned.extend(tuple(r) for r in connection.exec_driver_sql(_values_rows(sql, count), params))
+    return returned
+
+
+def _prepared(
+    connection: Any,
+    table: Table,
+    name: str,
+    build: Callable[[str], ClauseElement],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    returning: bool = False,
+) -> tuple[str, tuple[str, ...], list[list[Any]]]:
+    """The statement's positional SQL (compiled once per dialect and column set), its parameter
+    order, and the rows' values converted, one list per parameter."""
+    dialect = connection.dialect
+    keys = tuple(rows[0])
+    cache_key = (name, dialect.name, keys)
+    entry = _compiled.get(cache_key)
+    if entry is None:
+        entry = _compiled[cache_key] = _compile(build(dialect.name), table, dialect, keys, returning)
+    sql, order, converters = entry
+    columns = [
+        [row[key] for row in rows] if convert is _same else [convert(row[key]) for row in rows]
+        for key, convert in zip(order, converters, strict=True)
+    ]
+    return sql, order, columns
+
+
+def _values_group(sql: str) -> tuple[int, int]:
+    """Where ``VALUES (…)`` starts, and its closing parenthesis."""
+    start = sql.index("VALUES (")
+    depth, end = 0, start + len("VALUES ")
+    for end in range(start + len("VALUES "), len(sql)):
+        depth += {"(": 1, ")": -1}.get(sql[end], 0)
+        if depth == 0:
+            break
+    return start, end
+
+
+@functools.lru_cache(maxsize=256)
+def _values_rows(sql: str, count: int) -> str:
+    """``INSERT … VALUES (?, …) …`` → ``INSERT … VALUES (?, …), (?, …), … …`` (``count`` rows)."""
+    start, end = _values_group(sql)
+    group = sql[start + len("VALUES ") : end + 1]
+    return f"{sql[:start]}VALUES {', '.join([group] * count)}{sql[end + 1 :]}"
 
 
 _PG_ARRAY_TYPES: tuple[tuple[type[Any], str], ...] = (
@@ -163,12 +244,7 @@ _PG_ARRAY_TYPES: tuple[tuple[type[Any], str], ...] = (
 @functools.lru_cache(maxsize=256)
 def _unnest_sql(sql: str, types: tuple[str, ...]) -> str:
     """``INSERT … VALUES (%s, …) …`` → ``INSERT … SELECT * FROM unnest(%s::t[], …) …``."""
-    start = sql.index("VALUES (")
-    depth, end = 0, start + len("VALUES ")
-    for end in range(start + len("VALUES "), len(sql)):  # the VALUES group's closing parenthesis
-        depth += {"(": 1, ")": -1}.get(sql[end], 0)
-        if depth == 0:
-            break
+    start, end = _values_group(sql)
     arrays = ", ".join(f"%b::{t}[]" for t in types)  # %b: binary arrays (see the module doc)
     return f"{sql[:start]}SELECT * FROM unnest({arrays}){sql[end + 1 :]}"
 
@@ -183,10 +259,16 @@ def _unnest(sql: str, order: tuple[str, ...], table: Table) -> str:
 
 
 def _compile(
-    statement: ClauseElement, table: Table, dialect: Dialect, keys: tuple[str, ...]
+    statement: ClauseElement, table: Table, dialect: Dialect, keys: tuple[str, ...], returning: bool
 ) -> tuple[str, tuple[str, ...], list[Converter]]:
     """SQL with positional parameters, their column order, and a converter per column."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    returned = list(getattr(compiled, "effective_returning", None) or ())
+    if returning and not returned:
+        raise ValueError("fetch_many takes a statement with RETURNING")
+    for column in returned:  # the driver's values are answered as they are: no result processing
+        if not isinstance(column.type, String | Integer | BigInteger):
+            raise UnsupportedColumn(f"fetch_many cannot return {column.type!r} as SQLAlchemy would")
     sql = compiled.string
     positions = getattr(compiled, "positiontup", None)  # positional paramstyles (SQLite's ?)
     if positions is not None:
@@ -194,4 +276,7 @@ def _compile(
     else:  # psycopg's %(name)s: the same parameters by position, so rows can be tuples
         order = tuple(_NAMED.findall(sql))
         sql = _NAMED.sub("%s", sql)
+    missing = [key for key in order if key not in keys]
+    if missing:  # a column the rows leave to its Python-side default: SQLAlchemy's path fills it
+        raise UnsupportedColumn(f"rows of {table.name} leave {missing} to their defaults")
     return sql, order, [_converter(table.c[key].type, dialect) for key in order]

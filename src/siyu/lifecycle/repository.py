@@ -11,7 +11,7 @@ from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, or_, 
 from sqlalchemy.orm import Session, aliased
 
 from siyu.kit.bulk import execute_many
-from siyu.kit.sql import dialect_insert
+from siyu.kit.sql import dialect_insert, in_list
 from siyu.lifecycle.models import LifecycleRules, MemberStage, StageTransition
 
 _stages = cast(Table, MemberStage.__table__)
@@ -45,7 +45,7 @@ _LOCK_STATES = (
     )
     .where(
         MemberStage.merchant_id == bindparam("merchant_id"),
-        MemberStage.member_id.in_(bindparam("member_ids", expanding=True)),
+        in_list(MemberStage.member_id, "member_ids"),
     )
     .order_by(MemberStage.member_id)
     .with_for_update()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from siyu.kit.bulk import execute_many
 from siyu.kit.merge import MergeGroup, reassign, survivors_of
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import chunked
+from siyu.kit.sql import chunked, in_list
 from siyu.members.models import Member, MemberIdentity, MemberStatus, MemberTag
 
 
@@ -71,7 +71,7 @@ def owners_by_index(
 _OWNERS = select(MemberIdentity.__table__.c.blind_index, MemberIdentity.__table__.c.member_id).where(
     MemberIdentity.__table__.c.merchant_id == bindparam("merchant_id"),
     MemberIdentity.__table__.c.kind == bindparam("kind"),
-    MemberIdentity.__table__.c.blind_index.in_(bindparam("blinds", expanding=True)),
+    in_list(MemberIdentity.__table__.c.blind_index, "blinds"),
 )
 """Built once: every ingested event's identities are looked up here (the payment-success
 decision's payer among them)."""

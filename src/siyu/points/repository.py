@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from siyu.kit.bulk import execute_many
 from siyu.kit.merge import MergeGroup, reassign, survivors_of
 from siyu.kit.pagination import PageRequest, paginate
-from siyu.kit.sql import chunked, dialect_insert, insert_ignore
+from siyu.kit.sql import chunked, dialect_insert, in_list, insert_ignore
 from siyu.points.models import (
     EntryKind,
     GoodsVoucher,
@@ -58,14 +58,19 @@ def lock_accounts(
             ACCOUNTS,
             [{"merchant_id": merchant_id, "member_id": m, "balance": 0, "updated_at": now} for m in chunk],
         )
-        statement = (
-            select(PointsAccount.member_id, PointsAccount.balance)
-            .where(PointsAccount.merchant_id == merchant_id, PointsAccount.member_id.in_(chunk))
-            .order_by(PointsAccount.member_id)
-            .with_for_update()
-        )
-        found.update({m: int(b) for m, b in session.execute(statement).all()})
+        params = {"merchant_id": merchant_id, "member_ids": list(chunk)}
+        found.update({m: int(b) for m, b in session.execute(_LOCK_ACCOUNTS, params).all()})
     return found
+
+
+_LOCK_ACCOUNTS = (
+    select(PointsAccount.member_id, PointsAccount.balance)
+    .where(
+        PointsAccount.merchant_id == bindparam("merchant_id"), in_list(PointsAccount.member_id, "member_ids")
+    )
+    .order_by(PointsAccount.member_id)
+    .with_for_update()
+)
 
 
 def add_to_balances(session: Session, merchant_id: str, deltas: Mapping[str, int], now: datetime) -> None:
@@ -137,11 +142,14 @@ def delete_accounts(session: Session, merchant_id: str, member_ids: Sequence[str
 def entries_by_key(session: Session, merchant_id: str, keys: Iterable[str]) -> dict[str, PointsEntry]:
     found: dict[str, PointsEntry] = {}
     for chunk in chunked(sorted(set(keys)), CHUNK):
-        statement = select(PointsEntry).where(
-            PointsEntry.merchant_id == merchant_id, PointsEntry.key.in_(chunk)
-        )
-        found.update({e.key: e for e in session.execute(statement).scalars()})
+        params = {"merchant_id": merchant_id, "keys": list(chunk)}
+        found.update({e.key: e for e in session.execute(_ENTRIES_BY_KEY, params).scalars()})
     return found
+
+
+_ENTRIES_BY_KEY = select(PointsEntry).where(
+    PointsEntry.merchant_id == bindparam("merchant_id"), in_list(PointsEntry.key, "keys")
+)
 
 
 def order_entries(session: Session, merchant_id: str, order_ids: Iterable[str]) -> list[PointsEntry]:
