@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from siyu.analytics.metrics import active
 from siyu.analytics.scope import Scope
 from siyu.db import Database
-from tests.analytics.test_cohorts_property import _relations, state_and_duck
+from tests.analytics.test_cohorts_property import _relations, event_rows, replace_rows, state_and_duck
 
 DAY0 = date(2025, 9, 1)
 MEMBERS = [f"m{i}" for i in range(6)]
@@ -90,26 +90,10 @@ class TestRollingActiveShapesAgree:
         start = DAY0 + timedelta(days=first_day)
         scope = Scope(start, start + timedelta(days=days - 1), store_id=store, tier=tier)
         tier_of = dict(zip(MEMBERS, tiers, strict=True))
-        event_rows = [
-            {
-                "event_id": f"e{i}",
-                "member_id": m,
-                "type": "visit",
-                "occurred_at": None,
-                "local_date": DAY0 + timedelta(days=d),
-                "channel": None,
-                "store_id": s,
-                "amount_fen": 0,
-            }
-            for i, (m, d, s) in enumerate(events)
-        ]
+        rows = event_rows([(m, "visit", d, s) for m, d, s in events], DAY0)
         member_rows = [{"member_id": m, "status": "active", "tier": t} for m, t in tier_of.items()]
         for connection in (state, dc):
-            connection.execute(tables["events"].delete())
-            connection.execute(tables["members"].delete())
-            if event_rows:
-                connection.execute(tables["events"].insert(), event_rows)
-            connection.execute(tables["members"].insert(), member_rows)
+            replace_rows(connection, tables, rows, member_rows)
         expected = _expected(events, tier_of, scope)
         # when
         lead = {

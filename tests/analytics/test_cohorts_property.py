@@ -5,7 +5,7 @@ and without store and tier filters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
@@ -88,6 +88,37 @@ def state_and_duck(
             metadata.drop_all(state)
             state.commit()
     duck.dispose()
+
+
+def event_rows(events: Iterable[tuple[str, str, int, str]], day0: date) -> list[dict[str, Any]]:
+    """``(member, type, days after day0, store)`` as rows of the events table (amount 100 + i)."""
+    return [
+        {
+            "event_id": f"e{i}",
+            "member_id": m,
+            "type": t,
+            "occurred_at": None,
+            "local_date": day0 + timedelta(days=d),
+            "channel": None,
+            "store_id": s,
+            "amount_fen": 100 + i,
+        }
+        for i, (m, t, d, s) in enumerate(events)
+    ]
+
+
+def replace_rows(
+    connection: sa.Connection,
+    tables: dict[str, sa.Table],
+    events: list[dict[str, Any]],
+    members: list[dict[str, Any]],
+) -> None:
+    """The events and members tables hold exactly these rows."""
+    connection.execute(tables["events"].delete())
+    connection.execute(tables["members"].delete())
+    if events:
+        connection.execute(tables["events"].insert(), events)
+    connection.execute(tables["members"].insert(), members)
 
 
 def _expected(
@@ -181,30 +212,14 @@ class TestRetentionIsItsDefinition:
         # given
         start = DAY0 + timedelta(days=first_day)
         scope = Scope(start, start + timedelta(days=days - 1), store_id=store, tier=tier)
-        event_rows = [
-            {
-                "event_id": f"e{i}",
-                "member_id": m,
-                "type": t,
-                "occurred_at": None,
-                "local_date": DAY0 + timedelta(days=d),
-                "channel": None,
-                "store_id": s,
-                "amount_fen": 100,
-            }
-            for i, (m, t, d, s) in enumerate(events)
-        ]
+        events_in = event_rows(events, DAY0)
         member_rows = [
             {"member_id": m, "status": "active", "acquisition_channel": c, "tier": t}
             for m, (c, t) in zip(MEMBERS, members, strict=True)
         ]
         expected = _expected(events, members, scope, grain, activity, by_channel)
         for connection, tables, engine in connections:
-            connection.execute(tables["events"].delete())
-            connection.execute(tables["members"].delete())
-            if event_rows:
-                connection.execute(tables["events"].insert(), event_rows)
-            connection.execute(tables["members"].insert(), member_rows)
+            replace_rows(connection, tables, events_in, member_rows)
             # when
             rows = [
                 tuple(r)

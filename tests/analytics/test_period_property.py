@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from siyu.analytics.metrics import active, period, worth
 from siyu.analytics.scope import Grain, Scope, as_date, buckets
 from siyu.db import Database
-from tests.analytics.test_cohorts_property import _relations, state_and_duck
+from tests.analytics.test_cohorts_property import _relations, event_rows, replace_rows, state_and_duck
 
 DAY0 = date(2025, 9, 1)
 MEMBERS = [f"m{i}" for i in range(6)]
@@ -68,28 +68,11 @@ class TestPeriodFiguresEqualTheirOwnStatements:
         (state, dialect), dc, tables = connections
         start = DAY0 + timedelta(days=first_day)
         scope = Scope(start, start + timedelta(days=days - 1), store_id=store, tier=tier)
-        event_rows = [
-            {
-                "event_id": f"e{i}",
-                "member_id": m,
-                "type": t,
-                "occurred_at": None,
-                "local_date": DAY0 + timedelta(days=d),
-                "channel": None,
-                "store_id": s,
-                "amount_fen": 100 + i,
-            }
-            for i, (m, d, t, s) in enumerate(events)
-        ]
-        member_rows = [
-            {"member_id": m, "status": "active", "tier": t} for m, t in zip(MEMBERS, tiers, strict=True)
-        ]
+        rows = event_rows([(m, t, d, s) for m, d, t, s in events], DAY0)
+        tier_of = zip(MEMBERS, tiers, strict=True)
+        member_rows = [{"member_id": m, "status": "active", "tier": t} for m, t in tier_of]
         for connection in (state, dc):
-            connection.execute(tables["events"].delete())
-            connection.execute(tables["members"].delete())
-            if event_rows:
-                connection.execute(tables["events"].insert(), event_rows)
-            connection.execute(tables["members"].insert(), member_rows)
+            replace_rows(connection, tables, rows, member_rows)
         rel = _relations(tables, dialect)
         # when
         statement = period.period_figures(_relations(tables, "duckdb"), scope, grain)
