@@ -6,18 +6,15 @@ a ``HUGEINT`` one, or is too long for a mask."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 
-import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siyu.analytics.metrics import active
 from siyu.analytics.scope import Scope
-from siyu.db import Database
-from tests.analytics.test_cohorts_property import _relations, event_rows, replace_rows, state_and_duck
+from tests.analytics.conftest import Engines
+from tests.analytics.test_cohorts_property import _relations, event_rows, replace_rows
 
 DAY0 = date(2025, 9, 1)
 MEMBERS = [f"m{i}" for i in range(6)]
@@ -28,14 +25,6 @@ event = st.tuples(
     st.integers(min_value=0, max_value=200),  # day after DAY0
     st.sampled_from(["s1", "s2"]),
 )
-
-
-@pytest.fixture
-def connections(
-    db: Database,
-) -> Iterator[tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]]]:
-    with state_and_duck(db, "active_prop") as (state, dc, tables):
-        yield (state, db.engine.dialect.name), dc, tables
 
 
 def _expected(
@@ -77,7 +66,7 @@ class TestRollingActiveShapesAgree:
     )
     def test_masks_equal_lead_and_definition(
         self,
-        connections: tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]],
+        state_and_duck_tables: Engines,
         events: list[tuple[str, int, str]],
         tiers: list[str | None],
         first_day: int,
@@ -86,7 +75,7 @@ class TestRollingActiveShapesAgree:
         tier: str | None,
     ) -> None:
         # given
-        (state, dialect), dc, tables = connections
+        (state, dialect), dc, tables = state_and_duck_tables
         start = DAY0 + timedelta(days=first_day)
         scope = Scope(start, start + timedelta(days=days - 1), store_id=store, tier=tier)
         tier_of = dict(zip(MEMBERS, tiers, strict=True))

@@ -6,18 +6,15 @@ side of the mask's size limits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 
-import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siyu.analytics.metrics import active, period, worth
 from siyu.analytics.scope import Grain, Scope, as_date, buckets
-from siyu.db import Database
-from tests.analytics.test_cohorts_property import _relations, event_rows, replace_rows, state_and_duck
+from tests.analytics.conftest import Engines
+from tests.analytics.test_cohorts_property import _relations, event_rows, replace_rows
 
 DAY0 = date(2025, 9, 1)
 MEMBERS = [f"m{i}" for i in range(6)]
@@ -28,14 +25,6 @@ event = st.tuples(
     st.sampled_from(["visit", "visit", "order_paid", "order_paid", "order_refunded", "scan"]),
     st.sampled_from(["s1", "s2"]),
 )
-
-
-@pytest.fixture
-def connections(
-    db: Database,
-) -> Iterator[tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]]]:
-    with state_and_duck(db, "period_prop") as (state, dc, tables):
-        yield (state, db.engine.dialect.name), dc, tables
 
 
 class TestPeriodFiguresEqualTheirOwnStatements:
@@ -55,7 +44,7 @@ class TestPeriodFiguresEqualTheirOwnStatements:
     )
     def test_one_pass_equals_the_portable_statements(
         self,
-        connections: tuple[tuple[sa.Connection, str], sa.Connection, dict[str, sa.Table]],
+        state_and_duck_tables: Engines,
         events: list[tuple[str, int, str, str]],
         tiers: list[str | None],
         first_day: int,
@@ -65,7 +54,7 @@ class TestPeriodFiguresEqualTheirOwnStatements:
         tier: str | None,
     ) -> None:
         # given the same events and members on the state store's engine and on DuckDB
-        (state, dialect), dc, tables = connections
+        (state, dialect), dc, tables = state_and_duck_tables
         start = DAY0 + timedelta(days=first_day)
         scope = Scope(start, start + timedelta(days=days - 1), store_id=store, tier=tier)
         rows = event_rows([(m, t, d, s) for m, d, t, s in events], DAY0)
