@@ -17,7 +17,8 @@ Measured in one run, each the best of ``--repeat``:
   ``GET /api/v1/analytics/dashboard`` computes it, from the mirror (DuckDB over Parquet);
 * **cohorts**: monthly first-order cohorts over the data set's half year, retention by paid order;
 * **rolling DAU/WAU/MAU shapes**: the portable ``LEAD`` statement and DuckDB's bitmask statement
-  (what the dashboard runs on the mirror), alternately on the mirror, and whether they agree;
+  (the mask technique of the dashboard's one-pass period figures on the mirror,
+  ``metrics.period``), alternately on the mirror, and whether they agree;
 * **anchor**: the same queries run directly on the state store (SQLite or PostgreSQL) — the same
   Core statements over the state store's relations. The ratio is state ÷ mirror.
 
@@ -95,7 +96,7 @@ def rolling_shapes(
     database: Database, root: Path, merchant_id: str, period: Scope, repeat: int
 ) -> dict[str, Any]:
     """The portable ``LEAD`` statement of rolling DAU/WAU/MAU against DuckDB's bitmask statement
-    (what the dashboard runs on the mirror), alternately, on the same mirror in the same run."""
+    (the mask technique of ``metrics.period``), alternately, on the same mirror in the same run."""
     best = {"lead": float("inf"), "masks": float("inf")}
     answers: dict[str, Any] = {}
     with (

@@ -235,15 +235,6 @@ def period_figures(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> period.
     return figures
 
 
-def daily_active(ctx: AnalyticsContext, scope: Scope) -> list[active.DayActive]:
-    """DuckDB: the active-day bitmask shape (one grouped pass); the state stores, and periods
-    too long for a mask: the portable ``LEAD`` shape. Both give the same figures."""
-    masks = active.rolling_active_masks(ctx.rel, scope) if ctx.rel.engine == "duckdb" else None
-    if masks is not None:
-        return active.daily_active_of_masks(scope, ctx.one(masks))
-    return active.daily_active(scope, ctx.rows(active.rolling_active(ctx.rel, scope)))
-
-
 def message_reach(ctx: AnalyticsContext, scope: Scope) -> active.MessageReach:
     return active.message_reach(
         ctx.state_one(active.messages_sent(ctx.merchant_id, scope)),
@@ -259,7 +250,8 @@ def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.
         by_bucket = [active.ActivePoint(b, n) for b, n in figures.active_by_bucket.items() if n]
     else:
         visits = active.visit_frequency_result(ctx.one(active.visit_frequency(rel, scope)))
-        daily = daily_active(ctx, scope)
+        # the portable LEAD shape: the state stores, and periods too long for the mirror's masks
+        daily = active.daily_active(scope, ctx.rows(active.rolling_active(rel, scope)))
         if grain is Grain.DAY:
             # a day's active members are its DAU (the same definition): no second pass over the events
             by_bucket = [active.ActivePoint(d.on, d.dau) for d in daily if d.dau]
