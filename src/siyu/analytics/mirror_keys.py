@@ -65,7 +65,6 @@ class MemberKeys:
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._db is None:
             self._db = duckdb.connect()
-            self._db.execute("SET threads = 2")
         return self._db
 
     def _known(self, distinct: pa.Array) -> pa.Array:
