@@ -37,6 +37,14 @@ event = st.tuples(
 member = st.tuples(st.sampled_from(CHANNELS), st.sampled_from(TIERS))
 
 
+ENGINES_AGREE = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+"""Hypothesis settings of the tests that run one statement on the state store and on DuckDB."""
+
+
 def _tables(prefix: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
     metadata = sa.MetaData()
     tables = {
@@ -180,11 +188,7 @@ def _expected(
 
 
 class TestRetentionIsItsDefinition:
-    @settings(
-        max_examples=40,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @ENGINES_AGREE
     @given(
         events=st.lists(event, max_size=40),
         members=st.lists(member, min_size=len(MEMBERS), max_size=len(MEMBERS)),

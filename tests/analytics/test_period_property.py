@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from siyu.analytics.metrics import active, period, worth
 from siyu.analytics.scope import Grain, Scope, as_date, buckets
 from tests.analytics.conftest import Engines
-from tests.analytics.test_cohorts_property import _relations, event_rows, replace_rows
+from tests.analytics.test_cohorts_property import ENGINES_AGREE, _relations, event_rows, replace_rows
 
 DAY0 = date(2025, 9, 1)
 MEMBERS = [f"m{i}" for i in range(6)]
@@ -28,11 +28,7 @@ event = st.tuples(
 
 
 class TestPeriodFiguresEqualTheirOwnStatements:
-    @settings(
-        max_examples=40,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @ENGINES_AGREE
     @given(
         events=st.lists(event, max_size=60),
         tiers=st.lists(st.sampled_from(["gold", None]), min_size=len(MEMBERS), max_size=len(MEMBERS)),
