@@ -67,13 +67,12 @@ def best_of(repeat: int, work: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def dashboard(ctx: AnalyticsContext, scope: Scope, timings: dict[str, float]) -> dict[str, Any]:
-    answer: dict[str, Any] = {}
     ctx.memo.clear()  # what sections share within one dashboard call is computed again each repeat
-    for name, fn in service.sections().items():
-        started = time.perf_counter()
-        answer[name] = fn(ctx, scope, Grain.DAY)
-        timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - started)
-    return answer
+
+    def took(name: str, seconds: float) -> None:
+        timings[name] = min(timings.get(name, float("inf")), seconds)
+
+    return service.dashboard(ctx, scope, Grain.DAY, timed=took)
 
 
 def retention(ctx: AnalyticsContext, scope: Scope) -> Any:

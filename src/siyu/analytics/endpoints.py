@@ -8,7 +8,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -171,9 +171,7 @@ def get_active(request: Request, ctx: Reader, q: Period) -> AnalyticsOut[active.
 def get_dashboard(request: Request, ctx: Reader, q: Period) -> DashboardOut:
     with analytics_context(request, ctx, q.source) as analytics:
         scope = _scope(q, analytics.today)
-        sections: dict[str, Any] = {
-            name: fn(analytics, scope, q.grain) for name, fn in service.sections().items()
-        }
+        sections = service.dashboard(analytics, scope, q.grain)
         return DashboardOut(
             source=analytics.source,
             watermark=analytics.watermark,

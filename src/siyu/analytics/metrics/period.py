@@ -73,7 +73,7 @@ def period_figures(rel: Relations, scope: Scope, grain: Grain) -> Query | None:
     )
     mask, visits, orders = per_member.c.mask, per_member.c.visits, per_member.c.orders
     columns = active.window_counts(mask, scope, lookback, WINDOWS)
-    for first, last in buckets(scope, grain):
+    for first, last in _multi_day_buckets(scope, grain):
         low = (max(first, scope.start) - scope.start).days + lookback
         columns.append(active.members_with_bits(mask, low, (last - scope.start).days + lookback))
     columns += [
@@ -86,14 +86,25 @@ def period_figures(rel: Relations, scope: Scope, grain: Grain) -> Query | None:
     return select(*columns).select_from(per_member)
 
 
+def _multi_day_buckets(scope: Scope, grain: Grain) -> list[tuple[date, date]]:
+    """The buckets that hold more than one day of the period: a one-day bucket's active members
+    are that day's DAU, summed already (at grain day, 30 of a 30-day period's 120 sums)."""
+    return [(first, last) for first, last in buckets(scope, grain) if max(first, scope.start) < last]
+
+
 def figures_of(scope: Scope, grain: Grain, row: Sequence[Any]) -> PeriodFigures:
     """:func:`period_figures`'s row, read."""
     values = [int(x or 0) for x in row]
     rolling = len(WINDOWS) * scope.days
     daily = active.daily_active_of_masks(scope, values[:rolling], WINDOWS)
-    starts = [first for first, _ in buckets(scope, grain)]
-    by_bucket = dict(zip(starts, values[rolling : rolling + len(starts)], strict=True))
-    period_active, visit_count, visitors, buyers, repeat = values[rolling + len(starts) :]
+    dau = {d.on: d.dau for d in daily}
+    summed = [first for first, _ in _multi_day_buckets(scope, grain)]
+    counted = dict(zip(summed, values[rolling : rolling + len(summed)], strict=True))
+    by_bucket = {
+        first: counted[first] if first in counted else dau[max(first, scope.start)]
+        for first, _ in buckets(scope, grain)
+    }
+    period_active, visit_count, visitors, buyers, repeat = values[rolling + len(summed) :]
     return PeriodFigures(
         daily=daily,
         active_by_bucket=by_bucket,

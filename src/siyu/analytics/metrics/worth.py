@@ -333,11 +333,11 @@ def worth_section(
     *,
     grain: Grain,
     basis: MemberBasis,
-    session: Session,
-    now: datetime,
+    points: PointsLiability,
     figures: PeriodFigures | None = None,
 ) -> Worth:
-    """The woRth section: every metric above for one period (``session``: points liability).
+    """The woRth section: every metric above for one period (``points``: :func:`points_liability`,
+    read from the state store by the caller).
 
     With ``figures`` (the mirror's one grouped pass, :mod:`siyu.analytics.metrics.period`) the
     active members and the buyers come from there instead of statements of their own."""
@@ -349,11 +349,12 @@ def worth_section(
         active = figures.active_by_bucket
         sums = run(gmv_by_bucket(rel, scope, grain, with_active=False))
         bucket_rows = [(*r, active[as_date(r[0])]) for r in sums]
-        total_row = (*run(gmv_total(rel, scope, with_active=False))[0], figures.visits.active_members)
+        # the buckets partition the period's days: their sums are the period's (no second scan)
+        total_row = (*(sum(int(r[i] or 0) for r in sums) for i in (1, 2, 3)), figures.visits.active_members)
         repurchase_row = (figures.buyers, figures.repeat_buyers)
     return Worth(
         gmv=gmv_series(scope, grain, bucket_rows, total_row),
         repurchase=repurchase_view(repurchase_row),
         buyers=buyer_comparison(run(buyers_by_group(rel, scope)), basis),
-        points=points_liability(session, rel.merchant_id, now=now),
+        points=points,
     )
