@@ -224,15 +224,14 @@ def scale_section(
 
 
 def period_figures(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> period.PeriodFigures | None:
-    """DuckDB: the period's member figures in one grouped pass, computed once per context (the
-    Active and woRth sections share them); ``None`` on the state stores and for periods too long
-    for it (each figure's own statement answers then)."""
+    """DuckDB: the period's member figures from one grouped pass (:func:`period.compute`),
+    computed once per context (the Active and woRth sections share them); ``None`` on the state
+    stores and for periods too long for it (each figure's own statement answers then)."""
     if ctx.rel.engine != "duckdb":
         return None
     key = ("period", scope, grain)
     if key not in ctx.memo:
-        statement = period.period_figures(ctx.rel, scope, grain)
-        ctx.memo[key] = None if statement is None else period.figures_of(scope, grain, ctx.one(statement))
+        ctx.memo[key] = period.compute(ctx.conn, ctx.rel, scope, grain)
     figures: period.PeriodFigures | None = ctx.memo[key]
     return figures
 
@@ -296,10 +295,13 @@ def state_figures(ctx: AnalyticsContext, scope: Scope) -> StateFigures:
     return figures
 
 
-def message_reach(ctx: AnalyticsContext, scope: Scope) -> active.MessageReach:
-    return active.message_reach(
-        state_figures(ctx, scope).messages_sent, ctx.one(active.message_responses(ctx.rel, scope))
+def message_reach(
+    ctx: AnalyticsContext, scope: Scope, figures: period.PeriodFigures | None = None
+) -> active.MessageReach:
+    responses = (
+        figures.responses() if figures is not None else ctx.one(active.message_responses(ctx.rel, scope))
     )
+    return active.message_reach(state_figures(ctx, scope).messages_sent, responses)
 
 
 def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.ActiveSection:
@@ -324,7 +326,7 @@ def active_section(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> active.
         by_bucket=by_bucket,
         visit_frequency=visits,
         recall=active.recall_result(Stage.DORMANT, ctx.one(active.recall(rel, scope))),
-        messages=message_reach(ctx, scope),
+        messages=message_reach(ctx, scope, figures),
     )
 
 

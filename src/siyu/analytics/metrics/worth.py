@@ -345,16 +345,18 @@ def worth_section(
         bucket_rows = run(gmv_by_bucket(rel, scope, grain))
         total_row = run(gmv_total(rel, scope))[0]
         repurchase_row: Sequence[Any] = run(repurchase(rel, scope))[0]
+        buyer_rows = run(buyers_by_group(rel, scope))
     else:
         active = figures.active_by_bucket
-        sums = run(gmv_by_bucket(rel, scope, grain, with_active=False))
-        bucket_rows = [(*r, active[as_date(r[0])]) for r in sums]
-        # the buckets partition the period's days: their sums are the period's (no second scan)
-        total_row = (*(sum(int(r[i] or 0) for r in sums) for i in (1, 2, 3)), figures.visits.active_members)
+        sums = figures.bucket_sums(grain)
+        bucket_rows = [(start, *sums[start], active[start]) for start in sorted(sums)]
+        # the buckets partition the period's days: their sums are the period's
+        total_row = (*(sum(s[i] for s in sums.values()) for i in range(3)), figures.visits.active_members)
         repurchase_row = (figures.buyers, figures.repeat_buyers)
+        buyer_rows = run(buyers_by_group(rel, scope))
     return Worth(
         gmv=gmv_series(scope, grain, bucket_rows, total_row),
         repurchase=repurchase_view(repurchase_row),
-        buyers=buyer_comparison(run(buyers_by_group(rel, scope)), basis),
+        buyers=buyer_comparison(buyer_rows, basis),
         points=points,
     )
