@@ -60,6 +60,8 @@ class Shop:
             props.update({"order_id": f"o{self.counter}", "amount_fen": amount})
         elif type_ == "scan":
             props["code_id"] = "qr-1"
+        elif type_ in ("message_opened", "message_clicked"):
+            props["message_id"] = f"msg-{self.counter}"
         identities = {"device_id": person}
         if extra_identity:
             identities["member_no"] = extra_identity

@@ -14,6 +14,8 @@ must answer member ids would map keys back through ``member_keys`` (none does to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +25,7 @@ from sqlalchemy import event, text
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import FromClause
 
+from siyu.analytics import mirror_facts as facts_store
 from siyu.analytics import mirror_store as store
 from siyu.analytics.relations import EVENT_COLUMNS, MEMBER_COLUMNS, TRANSITION_COLUMNS, Relations
 
@@ -91,19 +94,29 @@ def _relation(sql: str, names: tuple[str, ...], alias: str) -> FromClause:
     return text(sql).columns(*_columns(names)).subquery(alias)
 
 
-def _events_sql(root: Path, ms: store.MerchantState | None) -> str:
-    if ms is None or not ms.files["events"]:
+def _events_sql(
+    root: Path,
+    ms: store.MerchantState | None,
+    *,
+    paths: list[str] | None = None,
+    received_after: datetime | None = None,
+) -> str:
+    files = list(ms.files["events"]) if ms is not None and paths is None else (paths or [])
+    if ms is None or not files:
         return _empty(EVENT_COLUMNS)
+    where = ""
+    if received_after is not None:
+        where = f" WHERE e.received_at > TIMESTAMPTZ '{received_after.isoformat()}'"
     merges = ms.files["merge_map"]
     if not merges:
-        return f"SELECT {_picks(EVENT_COLUMNS, 'e.')} FROM {_source(root, list(ms.files['events']))} AS e"
+        return f"SELECT {_picks(EVENT_COLUMNS, 'e.')} FROM {_source(root, files)} AS e{where}"
     picks = ", ".join(
         "coalesce(m.survivor_key, e.member_key) AS member_id" if n == "member_id" else f"e.{n}"
         for n in EVENT_COLUMNS
     )
     return (
-        f"SELECT {picks} FROM {_source(root, list(ms.files['events']))} AS e"
-        f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_key = e.member_key"
+        f"SELECT {picks} FROM {_source(root, files)} AS e"
+        f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_key = e.member_key{where}"
     )
 
 
@@ -126,7 +139,9 @@ def _transitions_sql(root: Path, ms: store.MerchantState | None) -> str:
     return f"SELECT {_picks(TRANSITION_COLUMNS)} FROM {_source(root, list(ms.files['stage_transitions']))}"
 
 
-def mirror_relations(root: Path, merchant_id: str, zone: ZoneInfo) -> Relations:
+def mirror_relations(
+    root: Path, merchant_id: str, zone: ZoneInfo, *, ms: store.MerchantState | None = None
+) -> Relations:
     """The merchant's relations over the mirror, as of now (engine ``duckdb``).
 
     Same columns and compatible types as :func:`siyu.analytics.relations.state_relations`,
@@ -135,7 +150,7 @@ def mirror_relations(root: Path, merchant_id: str, zone: ZoneInfo) -> Relations:
     mirrored yet gives empty relations.
     """
     root = Path(root)
-    ms = store.load_state(root).merchants.get(merchant_id)
+    ms = ms or store.load_state(root).merchants.get(merchant_id)
     return Relations(
         merchant_id=merchant_id,
         timezone=zone,
@@ -149,10 +164,62 @@ def mirror_relations(root: Path, merchant_id: str, zone: ZoneInfo) -> Relations:
 MEMBER_DAY_COLUMNS = (*MEMBER_COLUMNS, "snapshot_date")
 
 
-def mirror_member_days(root: Path, merchant_id: str) -> FromClause:
+def mirror_member_days(root: Path, merchant_id: str, *, ms: store.MerchantState | None = None) -> FromClause:
     """Every daily member snapshot of the merchant (``MEMBER_COLUMNS`` + ``snapshot_date``): the
     members as they were at the end of each mirrored day ("operable assets over time")."""
     root = Path(root)
-    ms = store.load_state(root).merchants.get(merchant_id)
+    ms = ms or store.load_state(root).merchants.get(merchant_id)
     sql = _members_sql(root, ms, MEMBER_DAY_COLUMNS, latest=False)
     return _relation(sql, MEMBER_DAY_COLUMNS, "member_days")
+
+
+FACT_COLUMNS = ("member_id", "month", "active", "visit", "opened", "clicked", "order_days", "multi_order")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The merchant's ``member_months`` (:mod:`siyu.analytics.mirror_facts`) and the events they
+    do not cover yet, as of one state of the mirror."""
+
+    months: FromClause
+    """``FACT_COLUMNS``; ``member_id`` is the member key resolved through the merge map."""
+    delta: FromClause
+    """The events (``EVENT_COLUMNS``, resolved like :func:`mirror_relations`' events) received
+    after :attr:`through`."""
+    through: datetime
+
+
+def mirror_facts(root: Path, merchant_id: str, *, ms: store.MerchantState | None = None) -> Facts | None:
+    """The merchant's facts, or ``None`` when the mirror has none for it."""
+    root = Path(root)
+    ms = ms or store.load_state(root).merchants.get(merchant_id)
+    if ms is None or ms.facts_through is None:
+        return None
+    mark = datetime.fromisoformat(ms.facts_through)
+    paths = list(ms.files[facts_store.TABLE])
+    picks = ", ".join(f"f.{n}" for n in FACT_COLUMNS[1:])
+    merges = ms.files["merge_map"]
+    if not paths:  # built, but no event was old enough to be covered yet
+        nulls = ", ".join(f"CAST(NULL AS INTEGER) AS {n}" for n in FACT_COLUMNS[2:])
+        months_sql = (
+            f"SELECT CAST(NULL AS INTEGER) AS member_id, CAST(NULL AS DATE) AS month, {nulls} WHERE false"
+        )
+    elif merges:
+        months_sql = (
+            f"SELECT coalesce(m.survivor_key, f.member_key) AS member_id, {picks}"
+            f" FROM {_source(root, paths)} AS f"
+            f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_key = f.member_key"
+        )
+    else:
+        months_sql = f"SELECT f.member_key AS member_id, {picks} FROM {_source(root, paths)} AS f"
+    months = text(months_sql).columns(
+        sa.column("member_id", sa.Integer()),
+        sa.column("month", sa.Date()),
+        *(sa.column(n, sa.Integer()) for n in FACT_COLUMNS[2:]),
+    )
+    delta_sql = _events_sql(root, ms, paths=facts_store.delta_files(ms), received_after=mark)
+    return Facts(
+        months=months.subquery("member_months"),
+        delta=_relation(delta_sql, EVENT_COLUMNS, "events"),
+        through=mark,
+    )

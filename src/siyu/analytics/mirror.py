@@ -40,6 +40,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from siyu.analytics import mirror_bulk as bulk
+from siyu.analytics import mirror_facts
 from siyu.analytics import mirror_store as store
 from siyu.analytics.mirror_events import OVERLAP as OVERLAP
 from siyu.analytics.mirror_events import Progress as Progress
@@ -74,6 +75,8 @@ class MerchantSync:
     """Rows of the member snapshot written (``0``: not rewritten)."""
     transitions: int
     """Ledger entries newly mirrored (all of them when rewritten whole)."""
+    facts: int
+    """``member_months`` rows (re)built (``0``: the facts were current, or the merchant has none)."""
     files_written: int
     files_retired: int
     watermark: datetime | None
@@ -190,6 +193,7 @@ def _sync_merchant(
         finally:
             w.keys.close()
     _compact(w)
+    facts = mirror_facts.build_due(w)
     ms.synced_at = now.isoformat()
     return MerchantSync(
         merchant_id=merchant_id,
@@ -198,6 +202,7 @@ def _sync_merchant(
         merged=merged,
         members=members,
         transitions=transitions,
+        facts=facts,
         files_written=w.written,
         files_retired=w.retired,
         watermark=datetime.fromisoformat(ms.events_watermark) if ms.events_watermark else None,

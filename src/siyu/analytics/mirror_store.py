@@ -33,7 +33,7 @@ LOCK_FILE = ".lock"
 TMP_DIR = ".tmp"
 RETIRE_GRACE_SECONDS = 120.0
 """How long a retired file stays on disk for queries planned before it was retired."""
-TABLES = ("events", "merge_map", "members", "stage_transitions", "member_keys")
+TABLES = ("events", "merge_map", "members", "stage_transitions", "member_keys", "member_months")
 
 _UTC_TS = pa.timestamp("us", tz="UTC")
 EVENTS_SCHEMA = pa.schema(
@@ -119,6 +119,9 @@ class MerchantState:
     transitions_probe: list[Any] | None = None
     next_member_key: int = 0
     """The key the next new member id gets (:mod:`siyu.analytics.mirror_keys`)."""
+    facts_through: str | None = None
+    """``member_months`` covers the events received up to this instant
+    (:mod:`siyu.analytics.mirror_facts`); ``None``: no facts."""
     files: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {t: {} for t in TABLES})
     """``files[table][relative path] = {"rows", "bytes", and per table: "max_received_at"…}``."""
 
@@ -132,6 +135,7 @@ class MerchantState:
             "merge_fingerprint": self.merge_fingerprint,
             "transitions_probe": self.transitions_probe,
             "next_member_key": self.next_member_key,
+            "facts_through": self.facts_through,
             "files": self.files,
         }
 
@@ -147,6 +151,7 @@ class MerchantState:
             merge_fingerprint=data.get("merge_fingerprint"),
             transitions_probe=data.get("transitions_probe"),
             next_member_key=int(data.get("next_member_key", 0)),
+            facts_through=data.get("facts_through"),
             files=files,
         )
 

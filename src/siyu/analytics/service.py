@@ -63,6 +63,9 @@ class AnalyticsContext:
     """The mirror's watermark (``None`` on the state store)."""
     member_days: FromClause | None = None
     """Daily member snapshots (mirror only): the member columns plus ``snapshot_date``."""
+    facts: duck.Facts | None = None
+    """The mirror's ``member_months`` and the events they do not cover
+    (:mod:`siyu.analytics.mirror_facts`); ``None``: none (the period figures read the events)."""
     memo: dict[Any, Any] = field(default_factory=dict)
     """Figures several sections share, computed once per context (:func:`period_figures`)."""
 
@@ -96,15 +99,21 @@ class MirrorStatus:
     watermark: datetime | None
 
 
+def _mirrored(root: Path, merchant_id: str) -> store.MerchantState | None:
+    """The mirror's state of the merchant, ``None`` when it holds nothing of it (or its layout
+    is outdated: the next sync rebuilds it, the state store answers meanwhile)."""
+    if not root.exists():
+        return None
+    try:
+        return store.load_state(root).merchants.get(merchant_id)
+    except store.LayoutOutdated:
+        return None
+
+
 def mirror_status(root: Path, merchant_id: str) -> MirrorStatus:
     """Whether the mirror under ``root`` holds the merchant, and its events watermark (from the
     mirror's state file, :mod:`siyu.analytics.mirror_store`)."""
-    if not root.exists():
-        return MirrorStatus(False, None)
-    try:
-        merchant = store.load_state(root).merchants.get(merchant_id)
-    except store.LayoutOutdated:  # the next sync rebuilds it; the state store answers meanwhile
-        return MirrorStatus(False, None)
+    merchant = _mirrored(root, merchant_id)
     if merchant is None:
         return MirrorStatus(False, None)
     mark = merchant.events_watermark
@@ -121,19 +130,21 @@ def open_context(
     zone = tenancy.merchant_zone(session, merchant_id)
     today = now.astimezone(zone).date()
     if source is not Source.STATE:
-        status = mirror_status(analytics_dir, merchant_id)
-        if status.has_merchant:
+        ms = _mirrored(analytics_dir, merchant_id)
+        if ms is not None:  # every relation from this one state of the mirror
+            mark = ms.events_watermark
             with _mirror_engine(analytics_dir).connect() as conn:
                 yield AnalyticsContext(
                     merchant_id=merchant_id,
                     source=Source.MIRROR,
-                    rel=duck.mirror_relations(analytics_dir, merchant_id, zone),
+                    rel=duck.mirror_relations(analytics_dir, merchant_id, zone, ms=ms),
                     conn=conn,
                     session=session,
                     today=today,
                     now=now,
-                    watermark=status.watermark,
-                    member_days=duck.mirror_member_days(analytics_dir, merchant_id),
+                    watermark=datetime.fromisoformat(mark) if mark else None,
+                    member_days=duck.mirror_member_days(analytics_dir, merchant_id, ms=ms),
+                    facts=duck.mirror_facts(analytics_dir, merchant_id, ms=ms),
                 )
                 return
         if source is Source.MIRROR:
@@ -231,7 +242,7 @@ def period_figures(ctx: AnalyticsContext, scope: Scope, grain: Grain) -> period.
         return None
     key = ("period", scope, grain)
     if key not in ctx.memo:
-        ctx.memo[key] = period.compute(ctx.conn, ctx.rel, scope, grain)
+        ctx.memo[key] = period.compute(ctx.conn, ctx.rel, scope, grain, ctx.facts)
     figures: period.PeriodFigures | None = ctx.memo[key]
     return figures
 

@@ -33,16 +33,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Date, Integer, and_, case, cast, func, literal, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from siyu.analytics.metrics import active
 from siyu.analytics.metrics.worth import PAID, REFUNDED
 from siyu.analytics.relations import Relations, days_between
 from siyu.analytics.scope import Grain, Query, Scope, bucket_of, buckets, event_filter
+
+if TYPE_CHECKING:
+    from siyu.analytics.duck import Facts
 
 WINDOWS = (1, 7, 30)
 LOOKBACK = max(WINDOWS) - 1
@@ -120,13 +136,95 @@ def _one(bits: int) -> ColumnElement[int]:
     return literal_column("CAST(1 AS BIGINT)" if bits == 63 else "CAST(1 AS HUGEINT)", Integer)
 
 
-def member_activity(rel: Relations, scope: Scope) -> Query | None:
-    """DuckDB only: per member with an event in the scope or its lookback, ``(member_id, mask,
-    orders, paid_fen, refund_fen)`` (see the module's docstring); ``None``: period too long."""
+class _HugeInt(UserDefinedType[int]):
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "HUGEINT"
+
+
+def _low(n: int) -> ColumnElement[int]:
+    """The integer with bits ``0 .. n-1`` set (a ``HUGEINT`` literal beyond 63 bits)."""
+    return literal_column(str((1 << max(n, 0)) - 1), Integer)
+
+
+def _shifted(x: ColumnElement[int], op: str, n: int) -> ColumnElement[int]:
+    return x.op(op)(literal_column(str(n), Integer))
+
+
+def _facts_activity(rel: Relations, scope: Scope, facts: Facts, span: int, bits: int) -> Query:
+    """:func:`member_activity` from ``member_months`` and the events they do not cover: each
+    fact row's month masks placed in the frame (bit 0 = the first lookback day), unioned with
+    the delta's events, grouped by member (see :mod:`siyu.analytics.mirror_facts` for why rows
+    of one member add up exactly). ``orders`` is 0, 1 or 2 here: only "≥ 1" and "≥ 2" are read."""
+    first = scope.start - timedelta(days=LOOKBACK)
+    wide: TypeEngine[int] = BigInteger() if bits == 63 else _HugeInt()
+    period_bits = literal_column(str(((1 << span) - 1) ^ ((1 << LOOKBACK) - 1)), Integer)
+    months = sorted({(first + timedelta(days=i)).replace(day=1) for i in range(span)})
+    f = facts.months.c
+
+    def frame(mask: ColumnElement[int]) -> ColumnElement[int]:
+        x = cast(mask, wide)
+        placed = []
+        for month in months:
+            offset = (month - first).days
+            if offset >= 0:  # drop the month's days past the frame before shifting: no overflow
+                placed.append((f.month == month, _shifted(x.op("&")(_low(span - offset)), "<<", offset)))
+            else:
+                placed.append((f.month == month, _shifted(x, ">>", -offset).op("&")(_low(span))))
+        return case(*placed, else_=literal_column("0", Integer))
+
+    one = _one(bits)
+    flag_of = [f.visit, f.opened, f.clicked]
+    fact_flags = [
+        case((frame(column).op("&")(period_bits) != 0, _shifted(one, "<<", span + i)), else_=literal(0))
+        for i, column in enumerate(flag_of)
+    ]
+    fact_mask = frame(f.active)
+    for flag in fact_flags:
+        fact_mask = fact_mask.op("|")(flag)
+    conditions: list[ColumnElement[bool]] = [f.month >= months[0], f.month <= months[-1]]
+    d = facts.delta.c
+    delta_conditions: list[ColumnElement[bool]] = [d.local_date >= first, d.local_date <= scope.end]
+    if scope.tier is not None:
+        m = rel.members.c
+        tiered = select(m.member_id).where(m.tier == scope.tier).scalar_subquery()
+        conditions.append(f.member_id.in_(tiered))
+        delta_conditions.append(d.member_id.in_(tiered))
+    from_facts = select(
+        f.member_id.label("member_id"),
+        fact_mask.label("mask"),
+        func.bit_count(frame(f.order_days).op("&")(period_bits)).label("order_days"),
+        frame(f.multi_order).op("&")(period_bits).label("multi"),
+    ).where(*conditions)
+    in_period = d.local_date >= scope.start
+    day_bit = one.op("<<")(days_between(literal(first, Date), d.local_date))
+    flags = [(and_(in_period, d.type == kind), _shifted(one, "<<", span + i)) for i, kind in enumerate(FLAGS)]
+    from_delta = select(
+        d.member_id.label("member_id"),
+        day_bit.op("|")(case(*flags, else_=literal_column("0", Integer))).label("mask"),
+        case((and_(in_period, d.type == PAID), literal(1)), else_=literal(0)).label("order_days"),
+        literal_column("0", Integer).label("multi"),
+    ).where(*delta_conditions)
+    rows = union_all(from_facts, from_delta).subquery("rows")
+    r = rows.c
+    return select(
+        func.bit_or(r.mask).label("mask"),
+        case((func.bit_or(r.multi) != 0, literal(2)), else_=func.sum(r.order_days)).label("orders"),
+    ).group_by(r.member_id)
+
+
+def member_activity(rel: Relations, scope: Scope, facts: Facts | None = None) -> Query | None:
+    """DuckDB only: per member with an event in the scope or its lookback, ``(mask, orders)``
+    (see the module's docstring); ``None``: period too long. With the mirror's ``facts`` and no
+    store or channel filter (those are attributes of events, not of a member's day) it reads
+    the facts and the events they do not cover instead of every event of the frame."""
     layout = _layout(scope)
     if layout is None:
         return None
     span, bits = layout
+    if facts is not None and scope.store_id is None and scope.channel is None:
+        return _facts_activity(rel, scope, facts, span, bits)
     e = rel.events.c
     one = _one(bits)
     in_period = e.local_date >= scope.start
@@ -155,10 +253,10 @@ def _multi_day_buckets(scope: Scope, grain: Grain) -> list[tuple[date, date]]:
     return [(first, last) for first, last in buckets(scope, grain) if max(first, scope.start) < last]
 
 
-def member_sums(rel: Relations, scope: Scope, grain: Grain) -> Query | None:
+def member_sums(rel: Relations, scope: Scope, grain: Grain, facts: Facts | None = None) -> Query | None:
     """One row of sums over :func:`member_activity`, read by :func:`figures_of` (``None``: the
     period is too long for the mask)."""
-    statement = member_activity(rel, scope)
+    statement = member_activity(rel, scope, facts)
     layout = _layout(scope)
     if statement is None or layout is None:
         return None
@@ -229,10 +327,12 @@ def figures_of(
     )
 
 
-def compute(conn: Connection, rel: Relations, scope: Scope, grain: Grain) -> PeriodFigures | None:
+def compute(
+    conn: Connection, rel: Relations, scope: Scope, grain: Grain, facts: Facts | None = None
+) -> PeriodFigures | None:
     """On DuckDB connection ``conn``: :func:`member_sums` and :func:`day_sums`, read; ``None`` when
     the period is too long for the mask."""
-    statement = member_sums(rel, scope, grain)
+    statement = member_sums(rel, scope, grain, facts)
     if statement is None:
         return None
     row = conn.execute(statement).one()
