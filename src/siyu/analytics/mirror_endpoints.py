@@ -28,6 +28,8 @@ class MirrorStatusOut(BaseModel):
     transitions: int = Field(description="user-asset ledger entries mirrored")
     pending_events: int = Field(description="events received after the watermark (not mirrored yet)")
     lag_seconds: float = Field(description="how far the watermark is behind the newest event received")
+    facts: int = Field(description="rows of member_months, the period figures' pre-aggregate (0: none)")
+    facts_through: datetime | None = Field(description="member_months covers events received up to here")
 
 
 @router.get("/analytics/mirror", summary="How current the analytics mirror of the merchant is")
@@ -45,4 +47,6 @@ def get_mirror_status(ctx: Reader, request: Request) -> MirrorStatusOut:
         transitions=found.transitions,
         pending_events=found.pending_events,
         lag_seconds=found.lag_seconds,
+        facts=found.facts,
+        facts_through=found.facts_through,
     )

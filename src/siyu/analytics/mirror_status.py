@@ -30,6 +30,10 @@ class MirrorStatus:
     """Events in the state store received after the watermark (not mirrored yet)."""
     lag_seconds: float
     """How far the watermark is behind the newest event received (0: caught up)."""
+    facts: int = 0
+    """Rows of ``member_months`` (:mod:`siyu.analytics.mirror_facts`; 0: the merchant has none)."""
+    facts_through: datetime | None = None
+    """The facts cover events received up to here."""
 
 
 def mirror_status(session: Session, root: Path, merchant_id: str) -> MirrorStatus:
@@ -62,4 +66,6 @@ def mirror_status(session: Session, root: Path, merchant_id: str) -> MirrorStatu
         transitions=ms.rows("stage_transitions"),
         pending_events=int(pending),
         lag_seconds=max(lag, 0.0),
+        facts=ms.rows("member_months"),
+        facts_through=datetime.fromisoformat(ms.facts_through) if ms.facts_through else None,
     )

@@ -74,6 +74,7 @@ def _show_report(report: mirror.SyncReport, title: str, as_json: bool) -> None:
         "erased",
         "members",
         "ledger",
+        "facts",
         "files +/-",
         "watermark",
         title=title,
@@ -86,6 +87,7 @@ def _show_report(report: mirror.SyncReport, title: str, as_json: bool) -> None:
             str(m.erased),
             str(m.members),
             str(m.transitions),
+            str(m.facts),
             f"{m.files_written}/{m.files_retired}",
             m.watermark.isoformat() if m.watermark else "-",
         )
@@ -162,6 +164,7 @@ def status(merchant: MerchantsOpt = None, directory: DirOpt = None, as_json: Jso
         "members",
         "days",
         "ledger",
+        "facts",
         "pending",
         "lag s",
         title=f"analytics mirror {root}",
@@ -176,6 +179,7 @@ def status(merchant: MerchantsOpt = None, directory: DirOpt = None, as_json: Jso
             f"{r.members:,}",
             str(r.snapshot_days),
             f"{r.transitions:,}",
+            f"{r.facts:,}",
             f"{r.pending_events:,}",
             f"{r.lag_seconds:.0f}",
         )
