@@ -24,10 +24,11 @@ do not cover yet.
 merchant's events watermark minus :data:`~siyu.analytics.mirror_events.OVERLAP`: by the mirror's
 own assumption no event received before that can still arrive), and readers add the events
 received after it from the event files (``max_received_at`` > ``facts_through``) — the *delta*.
-A sync rebuilds the months the delta touches once it exceeds :data:`STALE_SHARE` of the
-covered events; a merchant with fewer than :data:`MIN_EVENTS` events has no facts (its events
-are read directly). Erasure changes no count (event files are rewritten with the same rows);
-compaction neither; a rebuild of the mirror builds the facts afresh.
+A sync rebuilds the months the delta's files touch once the events mirrored since the last
+build exceed :data:`STALE_SHARE` of those the mirror held then (``facts_events``); a merchant
+with fewer than :data:`MIN_EVENTS` events has no facts (its events are read directly).
+Erasure changes no count (event files are rewritten with the same rows), compaction neither; a
+rebuild of the mirror builds the facts afresh.
 
 The store and channel filters are attributes of events, not of a member's day: a scope with
 either reads the events (:func:`siyu.analytics.metrics.period.member_activity`).
@@ -40,7 +41,6 @@ from datetime import date, datetime
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from siyu.analytics import mirror_store as store
 from siyu.analytics.mirror_events import OVERLAP, Writer
@@ -62,7 +62,8 @@ MIN_EVENTS = 200_000
 """A merchant with fewer mirrored events gets no facts: its figures read the events directly
 (at that size a whole period is a few tens of milliseconds)."""
 STALE_SHARE = 0.05
-"""Rebuild the touched months when the events not covered exceed this share of those covered."""
+"""Rebuild the touched months once the events mirrored since the last build exceed this share of
+the events the mirror held then."""
 
 
 def through(ms: store.MerchantState) -> datetime | None:
@@ -92,8 +93,7 @@ def due(ms: store.MerchantState) -> bool:
         return False
     if ms.facts_through is None:
         return True
-    pending = sum(int(ms.files["events"][p]["rows"]) for p in delta_files(ms))
-    return pending > STALE_SHARE * max(1, total - pending)
+    return total - ms.facts_events > STALE_SHARE * max(1, ms.facts_events)
 
 
 _AGGREGATE = """
@@ -126,30 +126,35 @@ def build(w: Writer, *, months: set[date] | None = None) -> int:
     """(Re)build the facts of ``months`` (all months: ``None``) from the merchant's event files,
     covering events received up to the events watermark minus the overlap; returns rows written.
 
-    Only the months that hold events received after the previous coverage need rebuilding: the
-    others have no event the new coverage adds (:func:`build_due`)."""
+    One month at a time, so memory stays that of one month's member-days (at 1 M members /
+    30 M events over a year, ~5 M events a month). Only the months that hold events received
+    after the previous coverage need rebuilding: the others have no event the new coverage adds
+    (:func:`build_due`)."""
     ms = w.merchant
     if ms.events_watermark is None:
         return 0
     mark = datetime.fromisoformat(ms.events_watermark) - OVERLAP
-    files = [p for p in sorted(ms.files["events"]) if months is None or _month_of(p) in months]
+    by_month: dict[date, list[str]] = defaultdict(list)
+    for path in sorted(ms.files["events"]):
+        if months is None or _month_of(path) in months:
+            by_month[_month_of(path)].append(path)
     old = [p for p in ms.files[TABLE] if months is None or _facts_month(p) in months]
     written = 0
-    if files:
-        listed = ", ".join("'" + str((w.root / p).resolve()).replace("'", "''") + "'" for p in files)
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            table = con.sql(_AGGREGATE.format(files=f"[{listed}]"), params={"through": mark}).to_arrow_table()
-        finally:
-            con.close()
-        table = table.cast(SCHEMA)
-        for month in sorted(set(table.column("month").to_pylist())):
-            part = table.filter(pc.equal(table.column("month"), pa.scalar(month, pa.date32())))
-            w.write(TABLE, w.directory(TABLE, f"month={month.isoformat()}"), part)
-            written += part.num_rows
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for month, files in sorted(by_month.items()):
+            listed = ", ".join("'" + str((w.root / p).resolve()).replace("'", "''") + "'" for p in files)
+            sql = _AGGREGATE.format(files=f"[{listed}]")
+            table = con.sql(sql, params={"through": mark}).to_arrow_table().cast(SCHEMA)
+            if table.num_rows:
+                w.write(TABLE, w.directory(TABLE, f"month={month.isoformat()}"), table)
+                written += table.num_rows
+    finally:
+        con.close()
     w.retire(TABLE, old)
     ms.facts_through = mark.isoformat()
+    ms.facts_events = ms.rows("events")
     return written
 
 

@@ -122,6 +122,8 @@ class MerchantState:
     facts_through: str | None = None
     """``member_months`` covers the events received up to this instant
     (:mod:`siyu.analytics.mirror_facts`); ``None``: no facts."""
+    facts_events: int = 0
+    """Events the mirror held when the facts were last built (how stale they are: the events since)."""
     files: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {t: {} for t in TABLES})
     """``files[table][relative path] = {"rows", "bytes", and per table: "max_received_at"…}``."""
 
@@ -136,6 +138,7 @@ class MerchantState:
             "transitions_probe": self.transitions_probe,
             "next_member_key": self.next_member_key,
             "facts_through": self.facts_through,
+            "facts_events": self.facts_events,
             "files": self.files,
         }
 
@@ -152,6 +155,7 @@ class MerchantState:
             transitions_probe=data.get("transitions_probe"),
             next_member_key=int(data.get("next_member_key", 0)),
             facts_through=data.get("facts_through"),
+            facts_events=int(data.get("facts_events", 0)),
             files=files,
         )
 
