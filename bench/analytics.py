@@ -145,6 +145,8 @@ def main() -> None:
         help="skip the state-store anchor (at 1 M on SQLite it takes minutes a repeat)",
     )
     args = parser.parse_args()
+    if args.db.startswith("sqlite:"):
+        parser.error("--db takes the SQLite file's path, not a URL")
     if args.database_url:
         separator = "&" if "?" in args.database_url else "?"
         url = f"{args.database_url}{separator}options={quote(f'-csearch_path={args.schema}')}"
