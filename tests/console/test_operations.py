@@ -878,6 +878,33 @@ class TestStaffAndSettings:
 
         await eventually(lambda: state() == ("Asia/Tokyo", 2, "22:00", "08:00", 45))
 
+    async def test_settings_show_how_current_the_analytics_mirror_is(
+        self, ops: User, merchant: BootstrapResult, db: Database, app: FastAPI, tmp_path: Any
+    ) -> None:
+        from siyu.analytics import mirror
+
+        mid = merchant.merchant.id
+        saved = STATE.analytics_dir
+        try:
+            # given no mirror configured, then one not synced yet, then a synced one
+            STATE.analytics_dir = None
+            await signed_in(ops, "owner", PASSWORD)
+            await ops.open("/area/settings")
+            await ops.should_see(marker="mirror-off")
+            STATE.analytics_dir = tmp_path
+            await ops.open("/area/settings")
+            await ops.should_see(marker="mirror-none")
+            send(db, app, mid, [order("o1", "13800138040"), order("o2", "13800138041")])
+            mirror.sync(db, tmp_path, now=utcnow())
+            # when
+            await ops.open("/area/settings")
+            # then the status shows the events mirrored and none pending
+            await ops.should_see(marker="mirror-status")
+            await ops.should_see(ZH["mirror.events"])
+            await ops.should_see(ZH["mirror.no_facts"])  # two events: far below the facts' threshold
+        finally:
+            STATE.analytics_dir = saved
+
     async def test_a_bad_stage_rule_is_a_notification(
         self, ops: User, merchant: BootstrapResult, db: Database
     ) -> None:

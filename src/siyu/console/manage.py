@@ -13,11 +13,12 @@ from typing import Any
 
 from nicegui import ui
 
+from siyu.analytics.mirror_status import mirror_status
 from siyu.console.access import actor, may, refuse
-from siyu.console.fmt import dialog_buttons, money, testid, when
+from siyu.console.fmt import dialog_buttons, money, number, testid, when
 from siyu.console.i18n import t
 from siyu.console.loyalty import attempt, grid
-from siyu.console.state import database
+from siyu.console.state import STATE, database
 from siyu.kit.clock import utcnow
 from siyu.lifecycle import facade as lifecycle
 from siyu.messaging import facade as messaging
@@ -435,6 +436,9 @@ def settings_content(staff: StaffView, refresh: Callable[[], Any]) -> None:
 
             testid(ui.button(t("action.save"), on_click=save_rules), "rules-save")
 
+    if may(staff, Scope.ANALYTICS_READ):
+        mirror_card(staff)
+
     if may(staff, Scope.STAFF_READ):
         with database().reading() as session:
             entries = tenancy.audit_log(session, staff.merchant_id, limit=50)
@@ -454,3 +458,33 @@ def settings_content(staff: StaffView, refresh: Callable[[], Any]) -> None:
                 ],
                 "audit-log",
             )
+
+
+def mirror_card(staff: StaffView) -> None:
+    """How current the analytics mirror the dashboards read is: watermark, last sync, events
+    mirrored and pending, and the member-month facts' coverage (read-only)."""
+    root = STATE.analytics_dir
+    with ui.card().classes("w-full max-w-3xl"):
+        ui.label(t("settings.mirror")).classes("text-lg font-medium")
+        if root is None:
+            testid(ui.label(t("settings.mirror_off")), "mirror-off")
+            return
+        with database().reading() as session:
+            found = mirror_status(session, root, staff.merchant_id)
+            local = tenancy.merchant_zone(session, staff.merchant_id)
+        if found.synced_at is None:
+            testid(ui.label(t("settings.mirror_none")), "mirror-none")
+            return
+        rows = [
+            ("mirror.watermark", when(found.watermark, local)),
+            ("mirror.synced", when(found.synced_at, local)),
+            ("mirror.events", number(found.events)),
+            ("mirror.pending", number(found.pending_events)),
+            ("mirror.lag", number(round(found.lag_seconds))),
+            ("mirror.facts", number(found.facts) if found.facts_through else t("mirror.no_facts")),
+            ("mirror.facts_through", when(found.facts_through, local)),
+        ]
+        with testid(ui.grid(columns=2), "mirror-status"):
+            for key, value in rows:
+                ui.label(t(key)).classes("text-slate-500")
+                ui.label(value)
