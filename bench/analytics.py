@@ -10,11 +10,14 @@ there). ``--rebuild`` first builds the mirror from the state store and times it;
 mirror under ``--mirror`` is brought current with one sync. ``--mirror-only`` skips the state
 store (at 1 M on SQLite its dashboard takes minutes a repeat).
 
-Measured in one run, each the best of ``--repeat``:
+Measured in one run, each the best of ``--repeat`` requests, and each request as the API
+answers one (a read session, a fresh analytics context, the work: the timings include opening
+them):
 
 * **dashboard**: every registered section (Customer, Scale, Active, woRth, Efficiency) for one
   period (the 30 local days ending on the data set's "now"), exactly as
-  ``GET /api/v1/analytics/dashboard`` computes it, from the mirror (DuckDB over Parquet);
+  ``GET /api/v1/analytics/dashboard`` computes it, from the mirror (DuckDB over Parquet); the
+  process's first request is printed too (DuckDB has read no file yet);
 * **cohorts**: monthly first-order cohorts over the data set's half year, retention by paid order;
 * **rolling DAU/WAU/MAU shapes**: the portable ``LEAD`` statement and DuckDB's bitmask statement
   (the mask technique of the dashboard's one-pass period figures on the mirror,
@@ -67,7 +70,6 @@ def best_of(repeat: int, work: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def dashboard(ctx: AnalyticsContext, scope: Scope, timings: dict[str, float]) -> dict[str, Any]:
-    ctx.memo.clear()  # what sections share within one dashboard call is computed again each repeat
 
     def took(name: str, seconds: float) -> None:
         timings[name] = min(timings.get(name, float("inf")), seconds)
@@ -176,15 +178,30 @@ def main() -> None:
     answers: dict[str, tuple[Any, Any]] = {}
     for source in (Source.MIRROR,) if args.mirror_only else (Source.MIRROR, Source.STATE):
         timings: dict[str, float] = {}
-        with (
-            database.reading() as session,
-            service.open_context(session, args.mirror, merchant_id, source=source, now=NOW) as ctx,
-        ):
-            board_s, board = best_of(args.repeat, lambda: dashboard(ctx, period, timings))  # noqa: B023
-            cohort_s, triangle = best_of(args.repeat, lambda: retention(ctx, half_year))
-        figures[source.value] = {"dashboard": board_s, "cohorts": cohort_s, **timings}
+
+        def request(work: Callable[[AnalyticsContext], Any]) -> Any:
+            """As the API answers one request: a read session, a fresh context, the work."""
+            with (
+                database.reading() as session,
+                service.open_context(session, args.mirror, merchant_id, source=source, now=NOW) as ctx,  # noqa: B023
+            ):
+                return work(ctx)
+
+        first_s, _ = best_of(1, lambda: request(lambda ctx: dashboard(ctx, period, timings)))  # noqa: B023
+        board_s, board = best_of(args.repeat, lambda: request(lambda ctx: dashboard(ctx, period, timings)))  # noqa: B023
+        cohort_s, triangle = best_of(args.repeat, lambda: request(lambda ctx: retention(ctx, half_year)))
+        board_s = min(board_s, first_s)
+        figures[source.value] = {
+            "dashboard": board_s,
+            "first request": first_s,
+            "cohorts": cohort_s,
+            **timings,
+        }
         answers[source.value] = (comparable(board), asdict(triangle))
-        console.print(f"{source.value}: dashboard {board_s:.2f} s, cohorts {cohort_s:.2f} s")
+        console.print(
+            f"{source.value}: dashboard {board_s:.2f} s (the process's first request {first_s:.2f} s), "
+            f"cohorts {cohort_s:.2f} s"
+        )
 
     if args.answers:
         args.answers.write_text(json.dumps(answers["mirror"], default=str, sort_keys=True, indent=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -81,8 +82,11 @@ class AnalyticsContext:
 
 # --- the mirror, through the contract's public API ------------------------------------------------
 
-_engines: dict[Path, Engine] = {}
+_engines: OrderedDict[Path, Engine] = OrderedDict()
 _engines_lock = threading.Lock()
+MIRROR_ENGINES = 4
+"""Mirror roots whose DuckDB database a process keeps (a server has one; tests have many): the
+least recently used beyond this is dropped (its database goes when its last connection closes)."""
 
 
 def _mirror_engine(root: Path) -> Engine:
@@ -90,6 +94,9 @@ def _mirror_engine(root: Path) -> Engine:
         engine = _engines.get(root)
         if engine is None:
             engine = _engines[root] = duck.mirror_engine(root)
+            while len(_engines) > MIRROR_ENGINES:
+                _engines.popitem(last=False)
+        _engines.move_to_end(root)
         return engine
 
 
