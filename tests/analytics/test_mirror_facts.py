@@ -23,21 +23,34 @@ from siyu.db import Database
 from siyu.members.models import Member, MemberStatus
 from tests.analytics.mirrorkit import Shop, make_shop
 
-PEOPLE = [f"p{i}" for i in range(5)]
+PEOPLE = [f"p{i}" for i in range(3)]
 LINKS = [f"n{i}" for i in range(2)]
-TYPES = ["visit", "order_paid", "order_paid", "order_refunded", "message_opened", "message_clicked", "scan"]
+TYPES = [
+    "visit",
+    "order_paid",
+    "order_paid",
+    "order_paid",
+    "order_refunded",
+    "message_opened",
+    "message_clicked",
+    "scan",
+]
 
 ingest = st.tuples(
     st.just("ingest"),
     st.sampled_from(PEOPLE),
     st.sampled_from(TYPES),
-    st.integers(min_value=-45, max_value=0),  # days before now it occurred (late events, last month)
+    # days before now it occurred (late events; last month): a few days often, so that one
+    # member's events meet on a day (same-day repeat orders), and any day
+    st.one_of(st.sampled_from([-33, -5, 0]), st.integers(min_value=-45, max_value=0)),
     st.one_of(st.none(), st.sampled_from(LINKS)),  # a shared identity: merges members
 )
 operation = st.one_of(
     ingest,
     ingest,
     ingest,
+    # two paid orders of one member on one day (a repeat buyer within a single day)
+    st.tuples(st.just("pair"), st.sampled_from(PEOPLE), st.sampled_from([-33, -5, 0])),
     st.tuples(st.just("sync")),
     st.tuples(st.just("erase"), st.integers(min_value=0, max_value=100)),
     st.tuples(st.just("tick"), st.integers(min_value=1, max_value=60 * 30)),
@@ -96,7 +109,7 @@ def scopes(today: date) -> list[tuple[Scope, Grain]]:
 
 class TestFactsEqualEvents:
     @settings(
-        max_examples=12,
+        max_examples=15,
         deadline=None,
         phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking replays DB work: minutes
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -132,6 +145,12 @@ class TestFactsEqualEvents:
                         )
                     )
                     shop.tick()
+                elif op[0] == "pair":
+                    _, person, days = op
+                    for _ in range(2):
+                        occurred = shop.now + timedelta(days=days)
+                        events.append(shop.event(str(person), "order_paid", occurred_at=occurred, amount=999))
+                        shop.tick()
                 elif op[0] == "sync":
                     mirror.sync(db, shop.root, now=shop.now)
                 elif op[0] == "erase" and events:
@@ -201,6 +220,26 @@ class TestBuilding:
         today = local_today(shop)
         with_facts, from_events, had_facts = figures_both_ways(shop, Scope(today, today), Grain.DAY)
         # then the member is a repeat buyer both ways, and the facts were read
+        assert had_facts
+        assert with_facts is not None
+        assert (with_facts.buyers, with_facts.repeat_buyers) == (1, 1)
+        assert with_facts == from_events
+
+    def test_two_orders_on_one_day_inside_the_facts_make_a_repeat_buyer(
+        self, db: Database, tmp_path: Any
+    ) -> None:
+        # given two paid orders of one member on one day, both covered by the facts
+        shop = make_shop(db, tmp_path)
+        shop.event("p0", "order_paid", amount=100)
+        shop.tick(1)
+        shop.event("p0", "order_paid", amount=200)
+        later_event(shop)
+        with facts_settings(min_events=1, stale_share=0.05):
+            mirror.sync(db, shop.root, now=shop.now)
+        today = local_today(shop)
+        # when
+        with_facts, from_events, had_facts = figures_both_ways(shop, Scope(today, today), Grain.DAY)
+        # then one fact row says it (its multi-order bit), and the figures agree
         assert had_facts
         assert with_facts is not None
         assert (with_facts.buyers, with_facts.repeat_buyers) == (1, 1)
