@@ -4,8 +4,10 @@ the Relations reading of the ledger equals the lifecycle module's own; the API."
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -314,3 +316,28 @@ class TestOnTheMirror:
         state, mirrored = answers[service.Source.STATE][1], answers[service.Source.MIRROR][1]
         for name in ("customer", "scale", "active"):
             assert mirrored[name] == state[name], name
+
+    def test_concurrent_dashboards_on_the_shared_duckdb_database_agree(
+        self, db: Database, world: w.World, tmp_path: Path
+    ) -> None:
+        # given: the world mirrored, and one dashboard computed alone
+        root = tmp_path / "analytics"
+        w.add_messages(db, world)
+        mirror.sync(db, root, now=w.NOW)
+        scope = Scope(date(2026, 10, 26), date(2026, 11, 10))
+
+        def request() -> dict[str, Any]:
+            with (
+                db.reading() as session,
+                service.open_context(session, root, world.merchant_id, source=None, now=w.NOW) as ctx,
+            ):
+                assert ctx.source is service.Source.MIRROR
+                return service.dashboard(ctx, scope, Grain.WEEK)
+
+        alone = request()
+        # when: eight requests at once (each a connection to the process's one DuckDB database for
+        # this mirror, each reading the state store's figures on a worker thread beside it)
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda _: request(), range(8)))
+        # then: every one gives the same figures as the one alone
+        assert all(answer == alone for answer in together)
