@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 import siyu
 import siyu.wiring  # listeners of every module
+from siyu.analytics import service as analytics
 from siyu.analytics.endpoints import router as analytics_router
 from siyu.analytics.endpoints_worth import router as analytics_worth_router
 from siyu.analytics.mirror_endpoints import router as analytics_mirror_router
@@ -136,6 +138,13 @@ def embedded_worker(settings: Settings, db: Database) -> BackgroundWorker | None
     return worker
 
 
+def _prewarm(root: Path) -> None:
+    try:
+        analytics.prewarm(root)
+    except Exception:  # a cold first request is all it costs
+        logging.getLogger("siyu.analytics").exception("analytics mirror prewarm failed")
+
+
 def create_app(
     settings: Settings | None = None, *, db: Database | None = None, console: bool | None = None
 ) -> FastAPI:
@@ -152,6 +161,13 @@ def create_app(
         app.state.loop_statements = statements
         worker = embedded_worker(settings, db)
         mirror_sync = embedded_sync(settings, db)
+        if mirror_sync is not None:  # the mirror's file footers read before the first dashboard asks
+            threading.Thread(
+                target=_prewarm,
+                args=(settings.resolved_analytics_dir,),
+                name="siyu-analytics-prewarm",
+                daemon=True,
+            ).start()
         try:
             if settings.upkeep:
                 async with background_upkeep(db):

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from siyu.analytics import mirror, service
+from siyu.analytics import mirror_store as store
 from siyu.analytics.metrics import customer
 from siyu.analytics.scope import Grain, Scope
 from siyu.db import Database
@@ -316,6 +317,15 @@ class TestOnTheMirror:
         state, mirrored = answers[service.Source.STATE][1], answers[service.Source.MIRROR][1]
         for name in ("customer", "scale", "active"):
             assert mirrored[name] == state[name], name
+
+    def test_prewarm_reads_every_live_file_once_and_nothing_without_a_mirror(
+        self, db: Database, world: w.World, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "analytics"
+        assert service.prewarm(root) == 0  # no mirror yet
+        mirror.sync(db, root, now=w.NOW)
+        live = store.load_state(root).live_files()
+        assert service.prewarm(root) == len(live) > 0
 
     def test_concurrent_dashboards_on_the_shared_duckdb_database_agree(
         self, db: Database, world: w.World, tmp_path: Path

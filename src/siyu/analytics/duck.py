@@ -89,7 +89,8 @@ def mirror_engine(root: Path) -> sa.Engine:
     return engine
 
 
-def _source(root: Path, paths: list[str]) -> str:
+def parquet_source(root: Path, paths: list[str]) -> str:
+    """``read_parquet([...])`` of ``paths`` (relative to ``root``), in a stable order."""
     files = ", ".join("'" + str((root / p).resolve()).replace("'", "''") + "'" for p in sorted(paths))
     return f"read_parquet([{files}])"
 
@@ -127,14 +128,14 @@ def _events_sql(
         where = f" WHERE e.received_at > TIMESTAMPTZ '{received_after.isoformat()}'"
     merges = ms.files["merge_map"]
     if not merges:
-        return f"SELECT {_picks(EVENT_COLUMNS, 'e.')} FROM {_source(root, files)} AS e{where}"
+        return f"SELECT {_picks(EVENT_COLUMNS, 'e.')} FROM {parquet_source(root, files)} AS e{where}"
     picks = ", ".join(
         "coalesce(m.survivor_key, e.member_key) AS member_id" if n == "member_id" else f"e.{n}"
         for n in EVENT_COLUMNS
     )
     return (
-        f"SELECT {picks} FROM {_source(root, files)} AS e"
-        f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_key = e.member_key{where}"
+        f"SELECT {picks} FROM {parquet_source(root, files)} AS e"
+        f" LEFT JOIN {parquet_source(root, list(merges))} AS m ON m.merged_key = e.member_key{where}"
     )
 
 
@@ -144,7 +145,7 @@ def _members_sql(root: Path, ms: store.MerchantState | None, names: tuple[str, .
         paths = paths[-1:]
     if not paths:
         return _empty(names)
-    return f"SELECT {_picks(names)} FROM {_source(root, paths)}"
+    return f"SELECT {_picks(names)} FROM {parquet_source(root, paths)}"
 
 
 def _snapshot_day(path: str) -> tuple[str, str]:
@@ -154,7 +155,8 @@ def _snapshot_day(path: str) -> tuple[str, str]:
 def _transitions_sql(root: Path, ms: store.MerchantState | None) -> str:
     if ms is None or not ms.files["stage_transitions"]:
         return _empty(TRANSITION_COLUMNS)
-    return f"SELECT {_picks(TRANSITION_COLUMNS)} FROM {_source(root, list(ms.files['stage_transitions']))}"
+    source = parquet_source(root, list(ms.files["stage_transitions"]))
+    return f"SELECT {_picks(TRANSITION_COLUMNS)} FROM {source}"
 
 
 def mirror_relations(
@@ -225,11 +227,11 @@ def mirror_facts(root: Path, merchant_id: str, *, ms: store.MerchantState | None
     elif merges:
         months_sql = (
             f"SELECT coalesce(m.survivor_key, f.member_key) AS member_id, {picks}"
-            f" FROM {_source(root, paths)} AS f"
-            f" LEFT JOIN {_source(root, list(merges))} AS m ON m.merged_key = f.member_key"
+            f" FROM {parquet_source(root, paths)} AS f"
+            f" LEFT JOIN {parquet_source(root, list(merges))} AS m ON m.merged_key = f.member_key"
         )
     else:
-        months_sql = f"SELECT f.member_key AS member_id, {picks} FROM {_source(root, paths)} AS f"
+        months_sql = f"SELECT f.member_key AS member_id, {picks} FROM {parquet_source(root, paths)} AS f"
     months = text(months_sql).columns(
         sa.column("member_id", sa.Integer()),
         sa.column("month", sa.Date()),
