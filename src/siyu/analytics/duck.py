@@ -52,6 +52,9 @@ _TYPES: dict[str, tuple[sa.types.TypeEngine[Any], str]] = {
     # the mirror's integer member key (siyu.analytics.mirror_keys), under the relations' name
     "member_id": (sa.Integer(), "INTEGER"),
     "operable": (sa.Boolean(), "BOOLEAN"),
+    # member_months (siyu.analytics.mirror_facts): a month and its day masks
+    "month": (sa.Date(), "DATE"),
+    **{mask: (sa.Integer(), "INTEGER") for mask in facts_store.MASKS},
 }
 _STRING: tuple[sa.types.TypeEngine[Any], str] = (sa.String(), "VARCHAR")
 
@@ -113,30 +116,31 @@ def _relation(sql: str, names: tuple[str, ...], alias: str) -> FromClause:
     return text(sql).columns(*_columns(names)).subquery(alias)
 
 
-def _events_sql(
-    root: Path,
-    ms: store.MerchantState | None,
-    *,
-    paths: list[str] | None = None,
-    received_after: datetime | None = None,
+def _resolved_sql(
+    root: Path, ms: store.MerchantState, paths: list[str], names: tuple[str, ...], where: str = ""
 ) -> str:
-    files = list(ms.files["events"]) if ms is not None and paths is None else (paths or [])
-    if ms is None or not files:
-        return _empty(EVENT_COLUMNS)
-    where = ""
-    if received_after is not None:
-        where = f" WHERE e.received_at > TIMESTAMPTZ '{received_after.isoformat()}'"
+    """``names`` from the files ``paths``, ``member_id`` being the file's member key resolved
+    through the merge map (``coalesce(survivor_key, member_key)``); ``where`` on the file's
+    columns (alias ``e``)."""
+    if not paths:
+        return _empty(names)
+    where = f" WHERE {where}" if where else ""
     merges = ms.files["merge_map"]
     if not merges:
-        return f"SELECT {_picks(EVENT_COLUMNS, 'e.')} FROM {parquet_source(root, files)} AS e{where}"
+        return f"SELECT {_picks(names, 'e.')} FROM {parquet_source(root, paths)} AS e{where}"
     picks = ", ".join(
-        "coalesce(m.survivor_key, e.member_key) AS member_id" if n == "member_id" else f"e.{n}"
-        for n in EVENT_COLUMNS
+        "coalesce(m.survivor_key, e.member_key) AS member_id" if n == "member_id" else f"e.{n}" for n in names
     )
     return (
-        f"SELECT {picks} FROM {parquet_source(root, files)} AS e"
+        f"SELECT {picks} FROM {parquet_source(root, paths)} AS e"
         f" LEFT JOIN {parquet_source(root, list(merges))} AS m ON m.merged_key = e.member_key{where}"
     )
+
+
+def _events_sql(root: Path, ms: store.MerchantState | None) -> str:
+    if ms is None:
+        return _empty(EVENT_COLUMNS)
+    return _resolved_sql(root, ms, list(ms.files["events"]), EVENT_COLUMNS)
 
 
 def _members_sql(root: Path, ms: store.MerchantState | None, names: tuple[str, ...], *, latest: bool) -> str:
@@ -193,7 +197,7 @@ def mirror_member_days(root: Path, merchant_id: str, *, ms: store.MerchantState 
     return _relation(sql, MEMBER_DAY_COLUMNS, "member_days")
 
 
-FACT_COLUMNS = ("member_id", "month", "active", "visit", "opened", "clicked", "order_days", "multi_order")
+FACT_COLUMNS = ("member_id", "month", *facts_store.MASKS)
 
 
 @dataclass(frozen=True)
@@ -216,30 +220,11 @@ def mirror_facts(root: Path, merchant_id: str, *, ms: store.MerchantState | None
     if ms is None or ms.facts_through is None:
         return None
     mark = datetime.fromisoformat(ms.facts_through)
-    paths = list(ms.files[facts_store.TABLE])
-    picks = ", ".join(f"f.{n}" for n in FACT_COLUMNS[1:])
-    merges = ms.files["merge_map"]
-    if not paths:  # built, but no event was old enough to be covered yet
-        nulls = ", ".join(f"CAST(NULL AS INTEGER) AS {n}" for n in FACT_COLUMNS[2:])
-        months_sql = (
-            f"SELECT CAST(NULL AS INTEGER) AS member_id, CAST(NULL AS DATE) AS month, {nulls} WHERE false"
-        )
-    elif merges:
-        months_sql = (
-            f"SELECT coalesce(m.survivor_key, f.member_key) AS member_id, {picks}"
-            f" FROM {parquet_source(root, paths)} AS f"
-            f" LEFT JOIN {parquet_source(root, list(merges))} AS m ON m.merged_key = f.member_key"
-        )
-    else:
-        months_sql = f"SELECT f.member_key AS member_id, {picks} FROM {parquet_source(root, paths)} AS f"
-    months = text(months_sql).columns(
-        sa.column("member_id", sa.Integer()),
-        sa.column("month", sa.Date()),
-        *(sa.column(n, sa.Integer()) for n in FACT_COLUMNS[2:]),
-    )
-    delta_sql = _events_sql(root, ms, paths=facts_store.delta_files(ms), received_after=mark)
+    months_sql = _resolved_sql(root, ms, list(ms.files[facts_store.TABLE]), FACT_COLUMNS)
+    received = f"e.received_at > TIMESTAMPTZ '{mark.isoformat()}'"
+    delta_sql = _resolved_sql(root, ms, facts_store.delta_files(ms), EVENT_COLUMNS, received)
     return Facts(
-        months=months.subquery("member_months"),
+        months=_relation(months_sql, FACT_COLUMNS, "member_months"),
         delta=_relation(delta_sql, EVENT_COLUMNS, "events"),
         through=mark,
     )

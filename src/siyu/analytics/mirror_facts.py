@@ -46,16 +46,13 @@ from siyu.analytics import mirror_store as store
 from siyu.analytics.mirror_events import OVERLAP, Writer
 
 TABLE = "member_months"
+MASKS = ("active", "visit", "opened", "clicked", "order_days", "multi_order")
+"""The day-mask columns, in file order (see the module's docstring)."""
 SCHEMA = pa.schema(
     [
         pa.field("member_key", pa.int32(), nullable=False),
         pa.field("month", pa.date32(), nullable=False),
-        pa.field("active", pa.int32(), nullable=False),
-        pa.field("visit", pa.int32(), nullable=False),
-        pa.field("opened", pa.int32(), nullable=False),
-        pa.field("clicked", pa.int32(), nullable=False),
-        pa.field("order_days", pa.int32(), nullable=False),
-        pa.field("multi_order", pa.int32(), nullable=False),
+        *(pa.field(mask, pa.int32(), nullable=False) for mask in MASKS),
     ]
 )
 MIN_EVENTS = 200_000

@@ -119,9 +119,14 @@ def event_filter(rel: Relations, scope: Scope, *, period: bool = True) -> Column
     if scope.channel is not None:
         conditions.append(e.channel == scope.channel)
     if scope.tier is not None:
-        m = rel.members.c
-        conditions.append(e.member_id.in_(select(m.member_id).where(m.tier == scope.tier).scalar_subquery()))
+        conditions.append(in_tier(rel, scope.tier, e.member_id))
     return and_(*conditions) if conditions else and_(True)
+
+
+def in_tier(rel: Relations, tier: str, member_id: Any) -> ColumnElement[bool]:
+    """``member_id`` (a column of any relation naming members) is a member whose current tier is ``tier``."""
+    m = rel.members.c
+    return member_id.in_(select(m.member_id).where(m.tier == tier).scalar_subquery())  # type: ignore[no-any-return]
 
 
 def scoped_events(rel: Relations, scope: Scope, *types: str) -> Select[Any]:

@@ -123,11 +123,15 @@ def rolling_active_masks(rel: Relations, scope: Scope, windows: tuple[int, ...] 
     return select(*window_counts(masks.c.mask, scope, lookback, windows)).select_from(masks)
 
 
+def one_bit(bits: int) -> ColumnElement[int]:
+    """DuckDB: the integer ``1`` of a mask of ``bits`` bits (``BIGINT`` up to 63, else ``HUGEINT``)."""
+    return literal_column("CAST(1 AS BIGINT)" if bits <= 63 else "CAST(1 AS HUGEINT)", Integer)
+
+
 def active_days_mask(rel: Relations, first: date, span: int) -> ColumnElement[int]:
     """DuckDB: the aggregate ``bit_or(1 << day)`` of a member's events, day 0 being ``first``
     (``BIGINT`` for up to 63 days, ``HUGEINT`` up to :data:`MASK_BITS`)."""
-    one = literal_column("CAST(1 AS BIGINT)" if span <= 63 else "CAST(1 AS HUGEINT)", Integer)
-    return func.bit_or(one.op("<<")(days_between(literal(first, Date), rel.events.c.local_date)))
+    return func.bit_or(one_bit(span).op("<<")(days_between(literal(first, Date), rel.events.c.local_date)))
 
 
 def members_with_bits(mask: ColumnElement[int], low: int, high: int) -> ColumnElement[int]:

@@ -53,9 +53,9 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from siyu.analytics.metrics import active
-from siyu.analytics.metrics.worth import PAID, REFUNDED
+from siyu.analytics.metrics.worth import PAID, REFUNDED, sum_if
 from siyu.analytics.relations import Relations, days_between
-from siyu.analytics.scope import Grain, Query, Scope, bucket_of, buckets, event_filter
+from siyu.analytics.scope import Grain, Query, Scope, bucket_of, buckets, event_filter, in_tier
 
 if TYPE_CHECKING:
     from siyu.analytics.duck import Facts
@@ -117,10 +117,6 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(cast(condition, Integer)), 0)
 
 
-def _sum_if(condition: ColumnElement[bool], value: Any) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
-
-
 def _layout(scope: Scope) -> tuple[int, int] | None:
     """``(days in the mask, bits of its integer)``: 63 bits of a ``BIGINT`` while the days and
     flags fit, else 127 of a ``HUGEINT``; ``None`` beyond that."""
@@ -130,10 +126,6 @@ def _layout(scope: Scope) -> tuple[int, int] | None:
     if span + len(FLAGS) <= active.MASK_BITS:
         return span, active.MASK_BITS
     return None
-
-
-def _one(bits: int) -> ColumnElement[int]:
-    return literal_column("CAST(1 AS BIGINT)" if bits == 63 else "CAST(1 AS HUGEINT)", Integer)
 
 
 class _HugeInt(UserDefinedType[int]):
@@ -150,6 +142,21 @@ def _low(n: int) -> ColumnElement[int]:
 
 def _shifted(x: ColumnElement[int], op: str, n: int) -> ColumnElement[int]:
     return x.op(op)(literal_column(str(n), Integer))
+
+
+def _event_mask(e: Any, scope: Scope, span: int, bits: int) -> ColumnElement[int]:
+    """An event's bits in the frame (columns ``e`` of an events relation): its day, and its type's
+    flag when the type is one of :data:`FLAGS` and the day is within the period."""
+    one = active.one_bit(bits)
+    in_period = e.local_date >= scope.start
+    first = literal(scope.start - timedelta(days=LOOKBACK), Date)
+    flags = [(and_(in_period, e.type == kind), _shifted(one, "<<", span + i)) for i, kind in enumerate(FLAGS)]
+    day_bit = one.op("<<")(days_between(first, e.local_date))
+    return day_bit.op("|")(case(*flags, else_=literal_column("0", Integer)))
+
+
+def _paid_in_period(e: Any, scope: Scope) -> ColumnElement[bool]:
+    return and_(e.local_date >= scope.start, e.type == PAID)
 
 
 def _facts_activity(rel: Relations, scope: Scope, facts: Facts, span: int, bits: int) -> Query:
@@ -174,7 +181,7 @@ def _facts_activity(rel: Relations, scope: Scope, facts: Facts, span: int, bits:
                 placed.append((f.month == month, _shifted(x, ">>", -offset).op("&")(_low(span))))
         return case(*placed, else_=literal_column("0", Integer))
 
-    one = _one(bits)
+    one = active.one_bit(bits)
     flag_of = [f.visit, f.opened, f.clicked]
     fact_flags = [
         case((frame(column).op("&")(period_bits) != 0, _shifted(one, "<<", span + i)), else_=literal(0))
@@ -187,23 +194,18 @@ def _facts_activity(rel: Relations, scope: Scope, facts: Facts, span: int, bits:
     d = facts.delta.c
     delta_conditions: list[ColumnElement[bool]] = [d.local_date >= first, d.local_date <= scope.end]
     if scope.tier is not None:
-        m = rel.members.c
-        tiered = select(m.member_id).where(m.tier == scope.tier).scalar_subquery()
-        conditions.append(f.member_id.in_(tiered))
-        delta_conditions.append(d.member_id.in_(tiered))
+        conditions.append(in_tier(rel, scope.tier, f.member_id))
+        delta_conditions.append(in_tier(rel, scope.tier, d.member_id))
     from_facts = select(
         f.member_id.label("member_id"),
         fact_mask.label("mask"),
         func.bit_count(frame(f.order_days).op("&")(period_bits)).label("order_days"),
         frame(f.multi_order).op("&")(period_bits).label("multi"),
     ).where(*conditions)
-    in_period = d.local_date >= scope.start
-    day_bit = one.op("<<")(days_between(literal(first, Date), d.local_date))
-    flags = [(and_(in_period, d.type == kind), _shifted(one, "<<", span + i)) for i, kind in enumerate(FLAGS)]
     from_delta = select(
         d.member_id.label("member_id"),
-        day_bit.op("|")(case(*flags, else_=literal_column("0", Integer))).label("mask"),
-        case((and_(in_period, d.type == PAID), literal(1)), else_=literal(0)).label("order_days"),
+        _event_mask(d, scope, span, bits).label("mask"),
+        case((_paid_in_period(d, scope), literal(1)), else_=literal(0)).label("order_days"),
         literal_column("0", Integer).label("multi"),
     ).where(*delta_conditions)
     rows = union_all(from_facts, from_delta).subquery("rows")
@@ -220,27 +222,17 @@ def member_activity(rel: Relations, scope: Scope, facts: Facts | None = None) ->
     store or channel filter (those are attributes of events, not of a member's day) it reads
     the facts and the events they do not cover instead of every event of the frame."""
     layout = _layout(scope)
-    if layout is None:
-        return None
-    span, bits = layout
+    return None if layout is None else _activity(rel, scope, facts, *layout)
+
+
+def _activity(rel: Relations, scope: Scope, facts: Facts | None, span: int, bits: int) -> Query:
     if facts is not None and scope.store_id is None and scope.channel is None:
         return _facts_activity(rel, scope, facts, span, bits)
     e = rel.events.c
-    one = _one(bits)
-    in_period = e.local_date >= scope.start
-    first = literal(scope.start - timedelta(days=LOOKBACK), Date)
-    day_bit = one.op("<<")(days_between(first, e.local_date))
-    flag_bit = case(
-        *(
-            (and_(in_period, e.type == kind), one.op("<<")(literal_column(str(span + i), Integer)))
-            for i, kind in enumerate(FLAGS)
-        ),
-        else_=literal_column("0", Integer),
-    )
     return (
         select(
-            func.bit_or(day_bit.op("|")(flag_bit)).label("mask"),
-            func.count(case((and_(in_period, e.type == PAID), literal(1)))).label("orders"),
+            func.bit_or(_event_mask(e, scope, span, bits)).label("mask"),
+            func.count(case((_paid_in_period(e, scope), literal(1)))).label("orders"),
         )
         .where(event_filter(rel, scope.reaching_back(LOOKBACK)))
         .group_by(e.member_id)
@@ -256,12 +248,11 @@ def _multi_day_buckets(scope: Scope, grain: Grain) -> list[tuple[date, date]]:
 def member_sums(rel: Relations, scope: Scope, grain: Grain, facts: Facts | None = None) -> Query | None:
     """One row of sums over :func:`member_activity`, read by :func:`figures_of` (``None``: the
     period is too long for the mask)."""
-    statement = member_activity(rel, scope, facts)
     layout = _layout(scope)
-    if statement is None or layout is None:
+    if layout is None:
         return None
-    span, _ = layout
-    per_member = statement.subquery("per_member")
+    span, bits = layout
+    per_member = _activity(rel, scope, facts, span, bits).subquery("per_member")
     mask, orders = per_member.c.mask, per_member.c.orders
     columns = active.window_counts(mask, scope, LOOKBACK, WINDOWS)
     for first, last in _multi_day_buckets(scope, grain):
@@ -280,8 +271,8 @@ def day_sums(rel: Relations, scope: Scope) -> Query:
     return (
         select(
             e.local_date,
-            _sum_if(e.type == PAID, e.amount_fen),
-            _sum_if(e.type == REFUNDED, e.amount_fen),
+            sum_if(e.type == PAID, e.amount_fen),
+            sum_if(e.type == REFUNDED, e.amount_fen),
             _count_if(e.type == PAID),
             _count_if(e.type == active.VISIT),
             _count_if(e.type == active.OPENED),

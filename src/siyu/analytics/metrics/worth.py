@@ -31,7 +31,8 @@ PAID = "order_paid"
 REFUNDED = "order_refunded"
 
 
-def _sum_if(condition: Any, value: Any) -> Any:
+def sum_if(condition: Any, value: Any) -> Any:
+    """``value`` summed over the rows where ``condition`` holds; ``0`` when none."""
     return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
 
 
@@ -74,9 +75,9 @@ class GmvSeries:
 def _gmv_columns(rel: Relations, with_active: bool) -> list[Any]:
     e = rel.events.c
     columns = [
-        _sum_if(e.type == PAID, e.amount_fen).label("paid_fen"),
-        _sum_if(e.type == REFUNDED, e.amount_fen).label("refund_fen"),
-        _sum_if(e.type == PAID, 1).label("orders"),
+        sum_if(e.type == PAID, e.amount_fen).label("paid_fen"),
+        sum_if(e.type == REFUNDED, e.amount_fen).label("refund_fen"),
+        sum_if(e.type == PAID, 1).label("orders"),
     ]
     if with_active:
         columns.append(func.count(func.distinct(e.member_id)).label("active_members"))
@@ -143,7 +144,7 @@ def repurchase(rel: Relations, scope: Scope) -> Select[Any]:
     )
     return select(
         func.count().label("buyers"),
-        _sum_if(per_member.c.orders >= 2, 1).label("repeat_buyers"),
+        sum_if(per_member.c.orders >= 2, 1).label("repeat_buyers"),
     ).select_from(per_member)
 
 
@@ -170,7 +171,7 @@ def repurchase_by_bucket(rel: Relations, scope: Scope, grain: Grain) -> Select[A
     return select(
         per_member.c.bucket,
         func.count().label("buyers"),
-        _sum_if(per_member.c.orders >= 2, 1).label("repeat_buyers"),
+        sum_if(per_member.c.orders >= 2, 1).label("repeat_buyers"),
     ).group_by(per_member.c.bucket)
 
 
@@ -229,9 +230,9 @@ def buyers_by_group(rel: Relations, scope: Scope) -> Select[Any]:
     per_member = (
         select(
             e.member_id.label("member_id"),
-            _sum_if(e.type == PAID, 1).label("orders"),
-            _sum_if(e.type == PAID, e.amount_fen).label("paid_fen"),
-            _sum_if(e.type == REFUNDED, e.amount_fen).label("refund_fen"),
+            sum_if(e.type == PAID, 1).label("orders"),
+            sum_if(e.type == PAID, e.amount_fen).label("paid_fen"),
+            sum_if(e.type == REFUNDED, e.amount_fen).label("refund_fen"),
         )
         .where(event_filter(rel, scope), e.type.in_((PAID, REFUNDED)))
         .group_by(e.member_id)
