@@ -291,15 +291,24 @@ class TestApi:
         assert list(default.json()["sections"]) == ["customer", "scale", "active", "worth", "efficiency"]
 
 
+MIRRORED = Scope(date(2026, 10, 26), date(2026, 11, 10))
+"""The period the mirror tests ask for."""
+
+
+def mirror_world(db: Database, world: w.World, tmp_path: Path) -> Path:
+    """The world with its messages, mirrored to Parquet under ``tmp_path``: the mirror's root."""
+    root = tmp_path / "analytics"
+    w.add_messages(db, world)
+    mirror.sync(db, root, now=w.NOW)
+    return root
+
+
 class TestOnTheMirror:
     def test_every_section_gives_the_state_stores_numbers_from_the_mirror(
         self, db: Database, world: w.World, tmp_path: Path
     ) -> None:
         # given: the world mirrored to Parquet
-        root = tmp_path / "analytics"
-        w.add_messages(db, world)
-        mirror.sync(db, root, now=w.NOW)
-        scope = Scope(date(2026, 10, 26), date(2026, 11, 10))
+        root = mirror_world(db, world, tmp_path)
         answers = {}
         for source in (service.Source.STATE, None):
             with (
@@ -309,7 +318,7 @@ class TestOnTheMirror:
                 # when: the default source, and the state store
                 answers[ctx.source] = (
                     ctx.watermark,
-                    {name: fn(ctx, scope, Grain.WEEK) for name, fn in service.sections().items()},
+                    {name: fn(ctx, MIRRORED, Grain.WEEK) for name, fn in service.sections().items()},
                 )
         # then: the default is the mirror (it holds the merchant), with its watermark, and the same figures
         assert set(answers) == {service.Source.STATE, service.Source.MIRROR}
@@ -331,10 +340,7 @@ class TestOnTheMirror:
         self, db: Database, world: w.World, tmp_path: Path
     ) -> None:
         # given: the world mirrored, and one dashboard computed alone
-        root = tmp_path / "analytics"
-        w.add_messages(db, world)
-        mirror.sync(db, root, now=w.NOW)
-        scope = Scope(date(2026, 10, 26), date(2026, 11, 10))
+        root = mirror_world(db, world, tmp_path)
 
         def request() -> dict[str, Any]:
             with (
@@ -342,7 +348,7 @@ class TestOnTheMirror:
                 service.open_context(session, root, world.merchant_id, source=None, now=w.NOW) as ctx,
             ):
                 assert ctx.source is service.Source.MIRROR
-                return service.dashboard(ctx, scope, Grain.WEEK)
+                return service.dashboard(ctx, MIRRORED, Grain.WEEK)
 
         alone = request()
         # when: eight requests at once (each a connection to the process's one DuckDB database for

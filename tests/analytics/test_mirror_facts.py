@@ -98,6 +98,16 @@ def figures_both_ways(shop: Shop, scope: Scope, grain: Grain) -> tuple[Any, Any,
         return with_facts, from_events, c.facts is not None
 
 
+def assert_one_repeat_buyer_today(shop: Shop) -> None:
+    """Today one member bought twice, read from the facts, and the events alone agree."""
+    today = local_today(shop)
+    with_facts, from_events, had_facts = figures_both_ways(shop, Scope(today, today), Grain.DAY)
+    assert had_facts
+    assert with_facts is not None
+    assert (with_facts.buyers, with_facts.repeat_buyers) == (1, 1)
+    assert with_facts == from_events
+
+
 def scopes(today: date) -> list[tuple[Scope, Grain]]:
     return [
         (Scope(today - timedelta(days=29), today), Grain.DAY),
@@ -217,13 +227,8 @@ class TestBuilding:
             shop.event("p0", "order_paid", amount=200, occurred_at=shop.now - timedelta(minutes=60))
             shop.tick(5)
             mirror.sync(db, shop.root, now=shop.now)
-        today = local_today(shop)
-        with_facts, from_events, had_facts = figures_both_ways(shop, Scope(today, today), Grain.DAY)
         # then the member is a repeat buyer both ways, and the facts were read
-        assert had_facts
-        assert with_facts is not None
-        assert (with_facts.buyers, with_facts.repeat_buyers) == (1, 1)
-        assert with_facts == from_events
+        assert_one_repeat_buyer_today(shop)
 
     def test_two_orders_on_one_day_inside_the_facts_make_a_repeat_buyer(
         self, db: Database, tmp_path: Any
@@ -236,14 +241,8 @@ class TestBuilding:
         later_event(shop)
         with facts_settings(min_events=1, stale_share=0.05):
             mirror.sync(db, shop.root, now=shop.now)
-        today = local_today(shop)
-        # when
-        with_facts, from_events, had_facts = figures_both_ways(shop, Scope(today, today), Grain.DAY)
-        # then one fact row says it (its multi-order bit), and the figures agree
-        assert had_facts
-        assert with_facts is not None
-        assert (with_facts.buyers, with_facts.repeat_buyers) == (1, 1)
-        assert with_facts == from_events
+        # then one fact row says it (its multi-order bit): a repeat buyer both ways
+        assert_one_repeat_buyer_today(shop)
 
     def test_a_rebuild_of_the_mirror_builds_the_facts(self, db: Database, tmp_path: Any) -> None:
         shop = make_shop(db, tmp_path)
