@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from hypothesis import HealthCheck, Phase, settings
 
 from siyu.analytics.duck import mirror_engine, mirror_relations
 from siyu.analytics.mirror_keys import member_ids
@@ -147,3 +148,14 @@ def make_shop(db: Database, root: Path, name: str = "咖啡") -> Shop:
     with db.unit_of_work() as session:
         merchant = tenancy.create_merchant(session, name=name)
     return Shop(db, root, merchant.id)
+
+
+def db_work_settings(max_examples: int) -> Any:
+    """Hypothesis settings for property tests whose examples ingest and sync through a real
+    database: no deadline, and no shrinking (it replays that work: minutes)."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )

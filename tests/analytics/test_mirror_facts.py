@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from siyu.analytics import mirror, mirror_facts, service
@@ -21,7 +21,7 @@ from siyu.analytics.metrics import period
 from siyu.analytics.scope import Grain, Scope
 from siyu.db import Database
 from siyu.members.models import Member, MemberStatus
-from tests.analytics.mirrorkit import Shop, make_shop
+from tests.analytics.mirrorkit import Shop, db_work_settings, make_shop
 
 PEOPLE = [f"p{i}" for i in range(3)]
 LINKS = [f"n{i}" for i in range(2)]
@@ -118,12 +118,7 @@ def scopes(today: date) -> list[tuple[Scope, Grain]]:
 
 
 class TestFactsEqualEvents:
-    @settings(
-        max_examples=15,
-        deadline=None,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking replays DB work: minutes
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @db_work_settings(max_examples=15)
     @given(
         operations=st.lists(operation, min_size=1, max_size=20),
         stale_share=st.sampled_from([0.0, 0.5, 1e9]),  # rebuilt each sync, sometimes, once only

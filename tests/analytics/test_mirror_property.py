@@ -7,14 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from siyu.analytics import mirror
 from siyu.db import Database
 from siyu.lifecycle import facade as lifecycle
 from siyu.members.models import Member, MemberStatus
-from tests.analytics.mirrorkit import Shop, assert_same, make_shop, row_set
+from tests.analytics.mirrorkit import Shop, assert_same, db_work_settings, make_shop, row_set
 
 PEOPLE = [f"p{i}" for i in range(6)]
 LINKS = [f"n{i}" for i in range(3)]
@@ -40,12 +40,7 @@ operation = st.one_of(
 
 
 class TestMirrorEqualsStateStore:
-    @settings(
-        max_examples=10,
-        deadline=None,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking replays DB work: minutes
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @db_work_settings(max_examples=10)
     @given(operations=st.lists(operation, min_size=1, max_size=18))
     # found by this test: a ledger rebuild that keeps the ledger's size and rewrites only entries
     # before the mirror's watermark day went unseen by the sync's probe
