@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from siyu.all_models import metadata
 from siyu.db import Database
+from siyu.integrity import orphans
 from siyu.members.models import MemberIdentity
 from tests.conftest import Tenant
 
@@ -86,6 +87,8 @@ class TestErase:
         assert view["identities"] == []
         assert view["tags"] == []
         assert view["rollup"]["total_spend_fen"] == 3600, "aggregates are kept"
+        with db.engine.connect() as connection:  # the member row stays: nothing points at nothing
+            assert orphans(connection) == []
 
     def test_erasure_is_audited_and_idempotent(
         self, client: TestClient, tenant: Tenant, db: Database

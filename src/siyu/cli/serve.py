@@ -182,6 +182,43 @@ def _is_known(database: Database, revision: str) -> bool:
         return False
 
 
+@db_app.command("check")
+def db_check() -> None:
+    """Check the references the database does not enforce: every ingested row's member exists.
+
+    The tables written on every event (events, rollups, identities, stages, points, tiers,
+    reachability) reference their member without a foreign key, for speed; this counts the rows
+    whose member (or merchant) is missing. Reads only; exits 1 if any are found.
+
+    Example: siyu db check
+    """
+    from siyu.integrity import orphans, references
+
+    settings = settings_or_exit()
+    database = connect(settings)
+    total = sum(1 for _ in references())
+    try:
+        with console.status("checking") as status, database.engine.connect() as connection:
+            done = 0
+
+            def step(table: str) -> None:
+                nonlocal done
+                done += 1
+                status.update(f"checking {table} ({done}/{total})")
+
+            found = orphans(connection, progress=step)
+    except SQLAlchemyError as exc:
+        fail(f"cannot check {safe_url(settings.resolved_database_url)}: {first_line(exc)}")
+    finally:
+        database.dispose()
+    if not found:
+        say(f"{total} references checked: every row has its member and merchant")
+        return
+    for orphan in found:
+        console.print(orphan.describe(), style="red", markup=False)
+    raise typer.Exit(1)
+
+
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision and whether it is the newest (changes nothing).

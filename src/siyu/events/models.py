@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, JSONType, UTCDateTime
+from siyu.db import OF_MEMBER, Base, JSONType, UTCDateTime, unenforced
 
 ID = String(40)
 EVENT_ID = String(128).with_variant(String(128, collation="C"), "postgresql")
@@ -26,12 +26,12 @@ class Event(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         Index(None, "merchant_id", "member_id", "occurred_at"),
         Index(None, "merchant_id", "received_at"),
+        unenforced(OF_MEMBER),
     )
 
-    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
     event_id: Mapped[str] = mapped_column(EVENT_ID, primary_key=True)
     member_id: Mapped[str] = mapped_column(ID)
     type: Mapped[str] = mapped_column(String(64))
@@ -56,9 +56,7 @@ class MemberRollup(Base):
     """
 
     __tablename__ = "member_rollups"
-    __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
-    )
+    __table_args__ = (unenforced(OF_MEMBER),)
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
     member_id: Mapped[str] = mapped_column(ID, primary_key=True)

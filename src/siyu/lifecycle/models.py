@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, JSONType, UTCDateTime
+from siyu.db import OF_MEMBER, Base, JSONType, UTCDateTime, unenforced
 
 ID = String(40)
 
@@ -43,9 +43,9 @@ class MemberStage(Base):
 
     __tablename__ = "member_stages"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         Index(None, "merchant_id", "due_on"),
         Index(None, "merchant_id", "stage"),
+        unenforced(OF_MEMBER),
     )
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -71,8 +71,8 @@ class StageTransition(Base):
 
     __tablename__ = "stage_transitions"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         Index(None, "merchant_id", "effective_on"),
+        unenforced(OF_MEMBER),
     )
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)

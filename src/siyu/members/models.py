@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, UTCDateTime
+from siyu.db import OF_MEMBER, OF_MERCHANT, Base, UTCDateTime, unenforced
 
 ID = String(40)
 
@@ -24,9 +24,9 @@ class Member(Base):
     """One person of one merchant."""
 
     __tablename__ = "members"
-    __table_args__ = (Index(None, "merchant_id", "merged_into_id"),)
+    __table_args__ = (Index(None, "merchant_id", "merged_into_id"), unenforced(OF_MERCHANT))
 
-    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default=MemberStatus.ACTIVE)
     merged_into_id: Mapped[str | None] = mapped_column(ID)
@@ -45,8 +45,8 @@ class MemberIdentity(Base):
 
     __tablename__ = "member_identities"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         Index(None, "merchant_id", "member_id"),
+        unenforced(OF_MEMBER),
     )
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, UTCDateTime
+from siyu.db import OF_MEMBER, Base, UTCDateTime, unenforced
 
 ID = String(40)
 
@@ -88,9 +88,7 @@ class PointsAccount(Base):
     """A member's balance; the row every ledger write of the member locks first."""
 
     __tablename__ = "points_accounts"
-    __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
-    )
+    __table_args__ = (unenforced(OF_MEMBER),)
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
     member_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -103,10 +101,10 @@ class PointsEntry(Base):
 
     __tablename__ = "points_entries"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         UniqueConstraint("merchant_id", "key"),
         Index(None, "merchant_id", "member_id", "id"),
         Index(None, "merchant_id", "order_id"),
+        unenforced(OF_MEMBER),
     )
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -137,9 +135,9 @@ class PointsLot(Base):
 
     __tablename__ = "points_lots"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         Index(None, "merchant_id", "member_id", "expires_at"),
         Index(None, "merchant_id", "expires_at"),
+        unenforced(OF_MEMBER),
     )
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)

@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, ForeignKey, ForeignKeyConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, UTCDateTime
+from siyu.db import OF_MEMBER, Base, UTCDateTime, unenforced
 
 ID = String(40)
 
@@ -72,9 +72,7 @@ class ReachState(Base):
     """
 
     __tablename__ = "reach_states"
-    __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
-    )
+    __table_args__ = (unenforced(OF_MEMBER),)
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
     member_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -100,11 +98,11 @@ class ReachChange(Base):
 
     __tablename__ = "reach_changes"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         Index(None, "merchant_id", "member_id", "id"),
+        unenforced(OF_MEMBER),
     )
 
-    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     member_id: Mapped[str] = mapped_column(ID)
     channel: Mapped[str] = mapped_column(String(32))

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, UTCDateTime
+from siyu.db import OF_MEMBER, Base, UTCDateTime, unenforced
 
 ID = String(40)
 
@@ -103,10 +103,10 @@ class TierProgress(Base):
 
     __tablename__ = "tier_progress"
     __table_args__ = (
-        ForeignKeyConstraint(["merchant_id", "member_id"], ["members.merchant_id", "members.id"]),
         UniqueConstraint("merchant_id", "key"),
         Index(None, "merchant_id", "member_id", "at"),
         Index(None, "merchant_id", "order_id"),
+        unenforced(OF_MEMBER),
     )
 
     merchant_id: Mapped[str] = mapped_column(ID, primary_key=True)
