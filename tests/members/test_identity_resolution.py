@@ -12,8 +12,9 @@ from siyu.kit.clock import utcnow
 from siyu.kit.pii import IdentifierVault, IdentityKind
 from siyu.members import repository as repo
 from siyu.members.models import Member, MemberIdentity, MemberMerge, MemberStatus
-from siyu.members.service import IdentityError, current_member_id, resolve_identities
+from siyu.members.service import IdentityError, current_member_id, resolve_batch, resolve_identities
 from siyu.tenancy import facade
+from tests.threads import run_threads
 
 VAULT = IdentifierVault("v" * 48)
 
@@ -223,3 +224,27 @@ class TestConcurrentResolution:
         assert len(active) == 1
         assert set(results) == {active[0]}, "every thread got the one member"
         assert len(identities) == 9, "one phone and eight devices on the one member"
+
+    def test_batches_adding_the_same_new_identities_in_opposite_orders_do_not_deadlock(
+        self, db: Database, merchant_id: str
+    ) -> None:
+        """Two senders' batches carrying the same new people in opposite orders. On PostgreSQL
+        each waits at the other's first new identity it meets; inserted in key order, those waits
+        cannot form a cycle (in arrival order they did: "deadlock detected", a 503 to the client)."""
+        # given: 5 rounds of 1,000 new people, sent by two threads, one in reverse
+        size = 1_000
+        for round_ in range(5):
+            people = [{IdentityKind.MEMBER_NO: f"R{round_}-{n:04d}"} for n in range(size)]
+
+            def send(index: int, people: list[dict[IdentityKind, str]] = people) -> None:
+                items = people if index == 0 else people[::-1]
+                with db.unit_of_work() as session:
+                    resolve_batch(
+                        session, VAULT, merchant_id, items, [f"sender-{index}"] * size, now=utcnow()
+                    )
+
+            # when
+            run_threads(2, send)
+        # then: both senders' batches went through, one member per person
+        with db.reading() as session:
+            assert len(repo.active_member_ids(session, merchant_id)) == 5 * size

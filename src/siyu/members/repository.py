@@ -86,7 +86,13 @@ def insert_members(session: Session, rows: Sequence[dict[str, object]]) -> None:
 
 
 def insert_identities(session: Session, rows: Sequence[dict[str, object]]) -> None:
-    execute_many(session, _identities, "member_identities.insert", lambda _: insert(_identities), rows)
+    """Insert in primary-key order. Two transactions adding some of the same new identities
+    each wait, at the first one the other holds, for the other to end (then fail on the unique
+    key and resolve again); in key order those waits cannot form a cycle. In arrival order, two
+    senders' batches carrying the same new people in different orders deadlocked on PostgreSQL
+    (a 503 to one of them; bench/ingest.py --server --workers 2 --clients 2, 2026-11-29)."""
+    ordered = sorted(rows, key=lambda row: (str(row["kind"]), str(row["blind_index"])))
+    execute_many(session, _identities, "member_identities.insert", lambda _: insert(_identities), ordered)
 
 
 def identities_of(session: Session, merchant_id: str, member_id: str) -> Sequence[MemberIdentity]:
