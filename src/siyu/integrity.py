@@ -49,7 +49,8 @@ def orphans(connection: Connection, *, progress: Callable[[str], None] | None = 
             progress(table.name)
         parent = Base.metadata.tables[parent_name]
         matches = and_(*(parent.c[p] == table.c[c] for c, p in zip(columns, parent_columns, strict=True)))
-        missing = ~exists().where(matches)
+        present = and_(*(table.c[c].is_not(None) for c in columns))  # no reference is no orphan
+        missing = and_(present, ~exists().where(matches))
         count = connection.execute(select(func.count()).select_from(table).where(missing)).scalar_one()
         if count:
             row = connection.execute(select(*(table.c[c] for c in columns)).where(missing).limit(1)).one()
