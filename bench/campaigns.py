@@ -57,7 +57,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import os
 import pstats
 import sys
 import tempfile
@@ -79,9 +78,10 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
 import siyu.wiring  # noqa: F401  (outbox handlers and listeners, as under siyu serve)
-from coupons import Conn, free_port, get_request, post_request, seed, start_server
+from coupons import Conn, get_request, post_request, seed
 from ingest import drop_schema, fresh_url
 from segment_data import MERCHANT_NAME, NOW
+from serving import cpu_seconds, free_port, start_server
 from siyu.campaigns import service as campaigns
 from siyu.campaigns import tasks
 from siyu.campaigns.models import GoalDimension
@@ -479,18 +479,6 @@ def payment_campaign(client: httpx.Client, secret: str) -> None:
     created.raise_for_status()
     campaign_id = created.json()["id"]
     client.post(f"/api/v1/campaigns/{campaign_id}/start", headers=headers).raise_for_status()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds so far of process ``pid`` and its live children (Linux ``/proc``).
-
-    With ``--workers N`` uvicorn's parent only watches; the N worker processes do the work.
-    """
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = children.read_text().split() if children.exists() else []
-    return own + sum(cpu_seconds(int(kid)) for kid in kids)
 
 
 def load_average() -> str:

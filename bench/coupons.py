@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest import drop_schema, fresh_url
+from serving import free_port, start_server
 from siyu.coupons.models import Coupon
 from siyu.db import Database
 from siyu.kit.ids import IdKind, new_id
@@ -153,40 +152,6 @@ async def drop(port: int, secret: str, template_id: str, member_ids: list[str], 
     for c in conns:
         c.close()
     return outcome
-
-
-def start_server(url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SIYU_DATABASE_URL": url,
-        "SIYU_DATA_DIR": str(data_dir),
-        "SIYU_SECRET_KEY": "bench-secret-" + "x" * 40,
-        "SIYU_CONSOLE": "false",
-    }
-    command = [
-        sys.executable, "-m", "uvicorn", "siyu.app:create_app", "--factory",
-        "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
-    ]  # fmt: skip
-    server = subprocess.Popen(command, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    server.kill()
-    raise RuntimeError("the server did not come up within 60 s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def seed(db: Database, members: int) -> tuple[str, str, list[str]]:

@@ -6,12 +6,13 @@ Figures: events/s through ``POST /api/v1/events/batch`` (validation, identity re
 event insert, rollups, every ingest listener — lifecycle stages, reachability —, commit;
 in-process ASGI, no network; the app's lifespan runs, so its background upkeep does too).
 
-With ``--server``, the API is ``siyu serve`` as deployed instead: a uvicorn process on a local
-port (``--workers N`` processes), the request bodies encoded before the clock starts (so the
-client costs the server's 2 cores as little as possible: reading prepared bytes, sending them),
-and ``--clients N`` connections posting batches concurrently::
+With ``--server``, the API is a real server instead (``bench/serving.py``: uvicorn with the app
+as ``siyu serve`` builds it, ``--workers N`` processes, on a local port), the request bodies
+encoded before the clock starts (so the client costs the server's 2 cores as little as possible:
+reading prepared bytes, sending them), and ``--clients N`` connections posting batches concurrently::
 
     python bench/ingest.py --events 5000000 --members 500000 --server --workers 2 --clients 2
+
 The stream: 55 % visits, 40 % paid orders, 5 % subscriptions,
 follows and favourites; ~30 % of events also carry the member's phone number. The anchor: the
 same rows bulk-inserted into ``events`` with one driver ``executemany`` per batch (the ceiling). The ratio is
@@ -25,8 +26,6 @@ import json
 import os
 import random
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +41,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from sqlalchemy import Table, create_engine, insert, text
 
+from serving import cpu_seconds, free_port, start_server
 from siyu.app import create_app
 from siyu.config import load_settings
 from siyu.db import Database
@@ -181,14 +181,8 @@ def bench_merchant(db: Database, args: argparse.Namespace) -> str:
     return key.secret
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def run_server(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float, float]:
-    """Events/s through ``siyu serve`` (``args.workers`` processes) with ``args.clients``
+    """Events/s through a real server (``args.workers`` processes) with ``args.clients``
     concurrent connections: overall, over the last tenth of the batches, and the server
     processes' CPU time per event (from ``/proc``, so Linux only)."""
     db = Database(url)
@@ -205,46 +199,16 @@ def run_server(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, fl
             out.write(data)
             progress.advance(task, size)
     port = free_port()
-    env = dict(
-        os.environ,
-        SIYU_DATABASE_URL=url,
-        SIYU_DATA_DIR=str(tmp / "data"),
-        SIYU_SECRET_KEY="b" * 48,
-        SIYU_MAX_BODY_BYTES=str(64 << 20),
-        SIYU_CONSOLE="false",
-    )
-    command = [
-        str(Path(sys.executable).with_name("siyu")),
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers),
-    ]
-    log = (tmp / "serve.log").open("w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(url, tmp / "data", port, args.workers)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                tail = (tmp / "serve.log").read_text()[-2000:]
-                raise SystemExit(f"siyu serve did not start:\n{tail}")
-            time.sleep(0.25)
-        time.sleep(1.0)  # every worker up
         headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
         tail_from = len(offsets) - max(1, len(offsets) // 10)
         lock = threading.Lock()
         next_request = 0
         tail_started: list[float] = []
         failures: list[str] = []
-        cpu_before = process_tree_cpu(server.pid)
+        cpu_before = cpu_seconds(server.pid)
 
         def client(progress: Progress, task: TaskID) -> None:
             nonlocal next_request
@@ -269,7 +233,7 @@ def run_server(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, fl
 
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(
-                f"siyu serve, {args.workers} workers, {args.clients} clients", total=args.events
+                f"server, {args.workers} workers, {args.clients} clients", total=args.events
             )
             began = time.perf_counter()
             threads = [threading.Thread(target=client, args=(progress, task)) for _ in range(args.clients)]
@@ -280,29 +244,12 @@ def run_server(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, fl
             ended = time.perf_counter()
         if failures:
             raise SystemExit(f"a batch failed: {failures[0]}")
-        cpu = process_tree_cpu(server.pid) - cpu_before
+        cpu = cpu_seconds(server.pid) - cpu_before
     finally:
-        os.killpg(server.pid, 15)
+        server.terminate()
         server.wait(timeout=60)
-        log.close()
     tail_events = sum(size for _, _, size in offsets[tail_from:])
     return args.events / (ended - began), tail_events / (ended - tail_started[0]), cpu / args.events
-
-
-def process_tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its children (uvicorn's workers), from ``/proc``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 def run_anchor(url: str, args: argparse.Namespace) -> tuple[float, float]:
@@ -396,7 +343,7 @@ def main() -> int:
     console.print(
         f"engine {engine}: {args.events:,} events, {args.members:,} members, batches of {args.batch:,}"
         + (", 4-tier ladder" if args.tiers else "")
-        + (f"; siyu serve, {args.workers} workers, {args.clients} clients" if args.server else "; in-process")
+        + (f"; server, {args.workers} workers, {args.clients} clients" if args.server else "; in-process")
     )
     console.print(f"batch API      {api:10,.0f} events/s  (last tenth of the run: {api_tail:,.0f}/s)")
     console.print(f"bulk insert    {anchor:10,.0f} events/s  (anchor: the same rows, driver executemany)")
