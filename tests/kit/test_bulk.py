@@ -332,12 +332,23 @@ class TestConverters:
         for n, offset in picks:
             zone = UTC if offset == 0 else timezone(timedelta(minutes=offset))
             values.append(made.setdefault((n, offset), (T0 + timedelta(seconds=n)).astimezone(zone)))
-        # when: converted one after another (the converter remembers the last one)
+        # when: converted one after another (the converter remembers what it converted)
         texts = [_sqlite_time(v) for v in values]
         # then: each is the UTC text of its own time
         expected = [v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") for v in values]
         assert texts == expected
         assert _sqlite_time(None) is None
+
+    def test_remembered_times_stay_bounded_and_a_naive_time_is_still_refused(self) -> None:
+        # given: more distinct times than the converter keeps
+        for n in range(bulk.SQLITE_TIMES_KEPT + 10):
+            _sqlite_time(T0 + timedelta(microseconds=n))
+        # then: it kept no more than its bound, and still converts correctly
+        assert len(bulk._SQLITE_TIMES) <= bulk.SQLITE_TIMES_KEPT
+        assert _sqlite_time(T0) == T0.replace(tzinfo=None).isoformat(" ", "microseconds")
+        # and: a naive time equal to a remembered one's wall clock is refused, not matched
+        with pytest.raises(ValueError, match="naive"):
+            _sqlite_time(T0.replace(tzinfo=None))
 
     def test_json_text_as_json_dumps_writes_it(self) -> None:
         for value in ({}, {"城市": "上海", "n": [1, 2.5, None]}, [], {"a": {}}, "x", 0):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -42,6 +43,18 @@ class TestIds:
         for c in text:
             decoded = decoded * 32 + CROCKFORD.index(c)
         assert decoded == value
+
+    @given(ms=st.integers(1, 2**48 - 1), rand=st.integers(0, 2**79 - 2))
+    def test_an_id_body_is_its_time_then_its_random_part_in_base32(self, ms: int, rand: int) -> None:
+        # given: a generator whose next millisecond draws ``rand`` as its random part
+        generator = IdGenerator()
+        with patch("siyu.kit.ids.secrets.randbits", return_value=rand):
+            # when: two ids in that millisecond
+            first = generator.new(IdKind.MEMBER, now_ms=ms)
+            second = generator.new(IdKind.MEMBER, now_ms=ms)
+        # then: each body is the 130-bit (time, random) value in base32, the second one higher
+        assert first == f"mbr_{_encode((ms << 80) | rand, 26)}"
+        assert second == f"mbr_{_encode((ms << 80) | (rand + 1), 26)}"
 
     def test_ids_sort_by_creation_even_within_one_millisecond(self) -> None:
         generator = IdGenerator()

@@ -54,27 +54,33 @@ def _same(value: Any) -> Any:
     return value
 
 
-_last_time: tuple[datetime | None, str | None] = (None, None)
-"""The last time :func:`_sqlite_time` converted, and its text: a batch's rows mostly carry the
-same ``now`` (``received_at``, ``recorded_at``, ``updated_at`` …), converted once rather than once
-per row. One tuple, replaced whole, so threads never see a time paired with another's text; it
-holds a reference to the time, so the identity test cannot match a recycled object."""
+_SQLITE_TIMES: dict[datetime, str] = {}
+"""Times already converted by :func:`_sqlite_time`, and their text (at most
+:data:`SQLITE_TIMES_KEPT`, then emptied): a batch carries the same instants into several tables
+(an event's ``occurred_at`` into ``events``, then into its member's rollup, its points entry and
+lot, its tier progress; the batch's ``now`` into every ``received_at``/``recorded_at``), and
+``datetime.isoformat`` of an aware time costs ~0.9 µs where a look-up costs ~0.03 µs. Keys are
+compared as instants, so two equal times in different zones share the (UTC) text. Reads and
+writes of a dict are atomic under the GIL; a race only converts a time twice."""
+
+SQLITE_TIMES_KEPT = 65_536
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    global _last_time
-    last = _last_time
-    if value is last[0]:
-        return last[1]
     if value is None:
         return None
+    text = _SQLITE_TIMES.get(value)
+    if text is not None:
+        return text
     if value.tzinfo is UTC:  # the usual case: "YYYY-MM-DD HH:MM:SS.ffffff+00:00" minus the offset
         text = value.isoformat(" ", "microseconds")[:26]
     elif value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     else:
         text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    _last_time = (value, text)
+    if len(_SQLITE_TIMES) >= SQLITE_TIMES_KEPT:
+        _SQLITE_TIMES.clear()
+    _SQLITE_TIMES[value] = text
     return text
 
 

@@ -69,13 +69,38 @@ def _encode(value: int, length: int) -> str:
     return CROCKFORD[(value >> (10 * pairs)) & 31] + text if odd else text
 
 
+def _encode_80(value: int) -> str:
+    """The low 80 bits of ``value`` as 16 Crockford characters (:func:`_encode` unrolled: an id's
+    random part, encoded for every new id)."""
+    p = _PAIRS
+    return (
+        p[(value >> 70) & 1023]
+        + p[(value >> 60) & 1023]
+        + p[(value >> 50) & 1023]
+        + p[(value >> 40) & 1023]
+        + p[(value >> 30) & 1023]
+        + p[(value >> 20) & 1023]
+        + p[(value >> 10) & 1023]
+        + p[value & 1023]
+    )
+
+
+_PREFIXES = {kind: f"{kind.value}_" for kind in IdKind}
+
+
 class IdGenerator:
-    """Monotonic within one process, even inside one millisecond or if the clock steps back."""
+    """Monotonic within one process, even inside one millisecond or if the clock steps back.
+
+    Ingestion makes ids by the thousand (members, points entries and lots, tier progress), so a
+    new id costs what it must and no more: within one millisecond the random part is the last one
+    plus one (no system randomness read), and the time part's text is kept while the millisecond
+    lasts."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = 0
         self._last_rand = 0
+        self._last_ms_text = ""
 
     def new(self, kind: IdKind, *, now_ms: int | None = None) -> str:
         ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -83,10 +108,13 @@ class IdGenerator:
             if ms <= self._last_ms:
                 ms = self._last_ms
                 rand = self._last_rand + 1
+                ms_text = self._last_ms_text
             else:
                 rand = secrets.randbits(79)  # top bit left clear so +1 never overflows into the time
+                # The body's first 10 characters carry bits 129…80: two zero bits, then the time.
+                ms_text = self._last_ms_text = _encode(ms, _BODY_LENGTH - 16)
             self._last_ms, self._last_rand = ms, rand
-        return f"{kind.value}_{_encode((ms << 80) | rand, _BODY_LENGTH)}"
+        return _PREFIXES[kind] + ms_text + _encode_80(rand)
 
 
 _default = IdGenerator()
