@@ -17,6 +17,11 @@ The stream: 55 % visits, 40 % paid orders, 5 % subscriptions,
 follows and favourites; ~30 % of events also carry the member's phone number. The anchor: the
 same rows bulk-inserted into ``events`` with one driver ``executemany`` per batch (the ceiling). The ratio is
 API ÷ anchor. Each run uses a fresh SQLite file (default) or a fresh PostgreSQL schema.
+
+``--core-only`` (in-process only) is a diagnostic, not a configuration: the ingest listeners —
+lifecycle stages, points and tiers, reachability, campaign triggers — are switched off in this
+process, leaving what the issue's speed target names: validation, identity resolution, the
+event insert and the rollups. It shows what the listeners cost against that scope.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from serving import cpu_seconds, free_port, start_server
 from siyu.app import create_app
 from siyu.config import load_settings
 from siyu.db import Database
+from siyu.events import service as ingestion
 from siyu.events.models import Event
 from siyu.kit.bulk import execute_many
 from siyu.kit.clock import utcnow
@@ -137,10 +143,13 @@ def run_api(url: str, tmp: Path, args: argparse.Namespace) -> tuple[float, float
     headers = {"Authorization": f"Bearer {secret}"}
     tail_from = (args.events - args.events // 10) // args.batch * args.batch
     spent = tail_spent = cpu = 0.0
+    app = create_app(settings, db=db, console=False)  # imports every module: all listeners registered
+    if args.core_only:
+        ingestion._ingest_listeners.clear()  # this process only, and it ends with the bench
     # The app's lifespan runs as under `siyu serve`: GC tuning, the upkeep loops (on PostgreSQL
     # the planner-statistics refresh, which a long run depends on when autovacuum is off).
     with (
-        TestClient(create_app(settings, db=db, console=False)) as client,
+        TestClient(app) as client,
         Progress(console=console, transient=True) as progress,
     ):
         task = progress.add_task("batch API", total=args.events)
@@ -323,9 +332,16 @@ def main() -> int:
         "--tiers", action="store_true", help="give the merchant a 4-tier ladder (orders then assess tiers)"
     )
     parser.add_argument("--server", action="store_true", help="through `siyu serve` on a local port")
+    parser.add_argument(
+        "--core-only",
+        action="store_true",
+        help="diagnostic, in-process: no ingest listeners (validation, resolution, insert, rollups only)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="with --server: server processes")
     parser.add_argument("--clients", type=int, default=1, help="with --server: concurrent connections")
     args = parser.parse_args()
+    if args.core_only and args.server:
+        parser.error("--core-only runs in-process only (the server would keep its listeners)")
     engine = "postgresql" if args.database_url else "sqlite"
     with tempfile.TemporaryDirectory() as tmp:
         url, schema = fresh_url(args.database_url, Path(tmp))
@@ -343,6 +359,7 @@ def main() -> int:
     console.print(
         f"engine {engine}: {args.events:,} events, {args.members:,} members, batches of {args.batch:,}"
         + (", 4-tier ladder" if args.tiers else "")
+        + (", CORE ONLY (no ingest listeners: a diagnostic)" if args.core_only else "")
         + (f"; server, {args.workers} workers, {args.clients} clients" if args.server else "; in-process")
     )
     console.print(f"batch API      {api:10,.0f} events/s  (last tenth of the run: {api_tail:,.0f}/s)")
