@@ -331,7 +331,9 @@ def main() -> int:
     parser.add_argument(
         "--tiers", action="store_true", help="give the merchant a 4-tier ladder (orders then assess tiers)"
     )
-    parser.add_argument("--server", action="store_true", help="through `siyu serve` on a local port")
+    parser.add_argument(
+        "--server", action="store_true", help="through a uvicorn server on a local port (bench/serving.py)"
+    )
     parser.add_argument(
         "--core-only",
         action="store_true",

@@ -33,6 +33,8 @@ def start_server(url: str, data_dir: Path, port: int, workers: int) -> subproces
                 return server
         except httpx.HTTPError:
             pass
+        if server.poll() is not None:  # it died starting (its error is on stderr above)
+            raise RuntimeError(f"the server exited with status {server.returncode} while starting")
         time.sleep(0.3)
     server.kill()
     raise RuntimeError("the server did not come up within 60 s")
