@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -17,7 +16,7 @@ from siyu.kit.crypto import (
     hash_password,
     verify_password,
 )
-from siyu.kit.ids import CROCKFORD, IdGenerator, IdKind, _encode, looks_like_id, new_id
+from siyu.kit.ids import CROCKFORD, IdGenerator, IdKind, _encode, looks_like_id, new_id, replayable
 from siyu.kit.money import apply_basis_points, format_yuan, round_half_up_div
 from siyu.kit.pagination import decode_cursor, encode_cursor
 from siyu.kit.problems import BadRequest
@@ -47,11 +46,10 @@ class TestIds:
     @given(ms=st.integers(1, 2**48 - 1), rand=st.integers(0, 2**79 - 2))
     def test_an_id_body_is_its_time_then_its_random_part_in_base32(self, ms: int, rand: int) -> None:
         # given: a generator whose next millisecond draws ``rand`` as its random part
-        generator = IdGenerator()
-        with patch("siyu.kit.ids.secrets.randbits", return_value=rand):
-            # when: two ids in that millisecond
-            first = generator.new(IdKind.MEMBER, now_ms=ms)
-            second = generator.new(IdKind.MEMBER, now_ms=ms)
+        generator = IdGenerator(randbits=lambda bits: rand)
+        # when: two ids in that millisecond
+        first = generator.new(IdKind.MEMBER, now_ms=ms)
+        second = generator.new(IdKind.MEMBER, now_ms=ms)
         # then: each body is the 130-bit (time, random) value in base32, the second one higher
         assert first == f"mbr_{_encode((ms << 80) | rand, 26)}"
         assert second == f"mbr_{_encode((ms << 80) | (rand + 1), 26)}"
@@ -73,6 +71,24 @@ class TestIds:
         first = generator.new(IdKind.STORE, now_ms=5_000_000_000_000)
         second = generator.new(IdKind.STORE, now_ms=1_000_000_000_000)
         assert second > first
+
+    def test_a_replayable_block_makes_the_same_ids_every_run_and_then_lets_go(self) -> None:
+        # given: two runs of the same calls under the same seed, and one under another seed
+        def run(seed: int) -> list[str]:
+            with replayable(seed):
+                return [new_id(IdKind.MEMBER) for _ in range(50)] + [new_id(IdKind.CAMPAIGN)]
+
+        first, again, other = run(7), run(7), run(8)
+        # then: the same seed gives the same ids, still distinct, sorted and well formed
+        assert first == again
+        assert len(set(first)) == len(first)
+        assert first[:50] == sorted(first[:50])
+        assert all(looks_like_id(value, IdKind.MEMBER) for value in first[:50])
+        assert set(first).isdisjoint(other)
+        # and: outside the block, ids are the system's again (the current time, not the fixed one)
+        after = new_id(IdKind.MEMBER)
+        assert after[4:14] != first[0][4:14]
+        assert after not in first
 
 
 class TestMoney:

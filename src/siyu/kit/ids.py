@@ -7,9 +7,12 @@ time, which is what cursor pagination relies on; the random part makes them ungu
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -94,9 +97,14 @@ class IdGenerator:
     Ingestion makes ids by the thousand (members, points entries and lots, tier progress), so a
     new id costs what it must and no more: within one millisecond the random part is the last one
     plus one (no system randomness read), and the time part's text is kept while the millisecond
-    lasts."""
+    lasts.
 
-    def __init__(self) -> None:
+    ``randbits`` is the source of the random part (the system's by default). A generator given a
+    seeded source and a fixed ``now_ms`` on every call makes the same ids every run, which is
+    what :func:`replayable` uses."""
+
+    def __init__(self, *, randbits: Callable[[int], int] = secrets.randbits) -> None:
+        self._randbits = randbits
         self._lock = threading.Lock()
         self._last_ms = 0
         self._last_rand = 0
@@ -110,7 +118,7 @@ class IdGenerator:
                 rand = self._last_rand + 1
                 ms_text = self._last_ms_text
             else:
-                rand = secrets.randbits(79)  # top bit left clear so +1 never overflows into the time
+                rand = self._randbits(79)  # top bit left clear so +1 never overflows into the time
                 # The body's first 10 characters carry bits 129…80: two zero bits, then the time.
                 ms_text = self._last_ms_text = _encode(ms, _BODY_LENGTH - 16)
             self._last_ms, self._last_rand = ms, rand
@@ -123,6 +131,35 @@ _default = IdGenerator()
 def new_id(kind: IdKind) -> str:
     """A new id of ``kind`` from the process-wide generator."""
     return _default.new(kind)
+
+
+class _Replaying(IdGenerator):
+    """Ids from a seeded source at one fixed instant: the n-th id of a run is the same every run."""
+
+    def __init__(self, seed: int, at_ms: int) -> None:
+        super().__init__(randbits=random.Random(seed).getrandbits)
+        self._at_ms = at_ms
+
+    def new(self, kind: IdKind, *, now_ms: int | None = None) -> str:
+        return super().new(kind, now_ms=self._at_ms)
+
+
+@contextmanager
+def replayable(seed: int, *, at_ms: int = 1_750_000_000_000) -> Iterator[None]:
+    """Within the block, :func:`new_id` makes the same sequence of ids on every run of the same
+    code (same seed, same calls in the same order).
+
+    For simulations and statistical tests: campaign groups are a hash of the campaign's and the
+    member's ids (``siyu.campaigns.assignment``), so with system randomness a seeded simulation
+    still splits its members differently each run. Never for production ids: they are guessable,
+    and all carry the instant ``at_ms``. Not for threads that make ids concurrently (their order,
+    and so their ids, would vary)."""
+    global _default
+    saved, _default = _default, _Replaying(seed, at_ms)
+    try:
+        yield
+    finally:
+        _default = saved
 
 
 def looks_like_id(value: str, kind: IdKind) -> bool:
