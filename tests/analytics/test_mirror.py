@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from siyu.analytics import mirror
+from siyu.analytics import mirror, mirror_bulk
 from siyu.analytics import mirror_store as store
 from siyu.analytics.duck import mirror_engine, mirror_member_days, mirror_relations
 from siyu.analytics.relations import EVENT_COLUMNS, MEMBER_COLUMNS, TRANSITION_COLUMNS, Relations
 from siyu.analytics.scope import Grain, Scope, bucket, scoped_events
 from siyu.db import Database
 from siyu.lifecycle import facade as lifecycle
+from siyu.lifecycle.models import StageTransition
 from tests.analytics.mirrorkit import T0, Shop, assert_same, make_shop, normalise
 
 
@@ -260,6 +262,113 @@ class TestLedger:
         # then only its entry is copied
         assert report.merchants[0].transitions == 1
         assert_same(shop)
+
+
+def ledger_entry(shop: Shop, member: str, recorded_at: datetime, seq: int = 1) -> None:
+    """A ledger entry written as a transaction that started at ``recorded_at`` would write it."""
+    with shop.db.engine.begin() as connection:
+        connection.execute(
+            sa.insert(StageTransition.__table__).values(
+                merchant_id=shop.merchant_id,
+                member_id=member,
+                seq=seq,
+                from_stage=None,
+                to_stage="stranger",
+                effective_on=recorded_at.date(),
+                recorded_at=recorded_at,
+                cause="event",
+            )
+        )
+
+
+class TestLedgerWindow:
+    """The ledger step reads what was recorded since the previous sync, not the day's ledger."""
+
+    def test_a_round_reads_only_the_entries_recorded_since_the_previous_one(
+        self, shop: Shop, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # given a day's ledger of 40 entries, all dated today, recorded two minutes apart, mirrored
+        for n in range(40):
+            shop.event(f"early{n}")
+            shop.tick(2)
+        mirror.sync(shop.db, shop.root, now=shop.now)
+        read = ledger_reads(monkeypatch)
+        # when two more people arrive a minute later, and the mirror syncs
+        shop.tick()
+        shop.event("late1")
+        shop.event("late2")
+        report = mirror.sync(shop.db, shop.root, now=shop.tick())
+        # then the state store gave the two new entries and the newest mirrored one (the overlap)
+        assert read == [3]
+        assert report.merchants[0].transitions == 2
+        assert_same(shop)
+
+    def test_an_idle_sync_reads_no_entry_once_the_overlap_has_passed(
+        self, shop: Shop, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # given a mirrored ledger whose newest entry is older than the overlap
+        shop.event("a")
+        mirror.sync(shop.db, shop.root, now=shop.tick())
+        read = ledger_reads(monkeypatch)
+        # when a sync with nothing new
+        report = mirror.sync(shop.db, shop.root, now=shop.now + mirror.OVERLAP + timedelta(seconds=1))
+        # then no entry was read
+        assert read == []
+        assert report.merchants[0].transitions == 0
+
+    def test_an_entry_committed_late_inside_the_overlap_is_copied(self, shop: Shop) -> None:
+        # given a mirror synced after an entry recorded now
+        shop.event("a")
+        mirror.sync(shop.db, shop.root, now=shop.tick())
+        # when a transaction that started 30 s before that entry commits its own entry afterwards
+        ledger_entry(shop, "mbr_latecommit", shop.now - timedelta(minutes=1, seconds=30))
+        report = mirror.sync(shop.db, shop.root, now=shop.tick())
+        # then
+        assert report.merchants[0].transitions == 1
+        assert_same(shop)
+
+    def test_an_entry_committed_later_than_the_overlap_rewrites_the_copy_whole(self, shop: Shop) -> None:
+        # given a mirrored ledger
+        shop.event("a")
+        shop.event("b")
+        mirror.sync(shop.db, shop.root, now=shop.tick())
+        # when an entry recorded an hour earlier is committed only now (a long transaction)
+        ledger_entry(shop, "mbr_verylate", shop.now - timedelta(hours=1))
+        report = mirror.sync(shop.db, shop.root, now=shop.tick())
+        # then the size did not add up: the whole ledger was copied again, and nothing is missing
+        assert report.merchants[0].transitions == 3
+        assert_same(shop)
+
+    def test_a_mirror_written_before_the_window_is_copied_whole_once(self, shop: Shop) -> None:
+        # given a mirror whose state has no recorded_at mark (the layout before this watermark)
+        shop.event("a")
+        mirror.sync(shop.db, shop.root, now=shop.tick())
+        state = store.load_state(shop.root)
+        state.merchants[shop.merchant_id].transitions_recorded = None
+        store.save_state(shop.root, state)
+        # when
+        first = mirror.sync(shop.db, shop.root, now=shop.tick())
+        second = mirror.sync(shop.db, shop.root, now=shop.tick(5))
+        # then the first sync copies the ledger again (its old file retired), the next one nothing
+        assert first.merchants[0].transitions == 1
+        assert second.merchants[0].transitions == 0
+        assert store.load_state(shop.root).merchants[shop.merchant_id].rows("stage_transitions") == 1
+        assert_same(shop)
+
+
+def ledger_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the number of rows of each read of ledger entries from the state store."""
+    read: list[int] = []
+    real = mirror_bulk.read_table
+
+    def counting(session: Any, statement: Any, schema: Any) -> Any:
+        table = real(session, statement, schema)
+        if schema is store.TRANSITIONS_SCHEMA:
+            read.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(mirror_bulk, "read_table", counting)
+    return read
 
 
 class TestRebuild:

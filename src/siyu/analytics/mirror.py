@@ -14,9 +14,9 @@ members and the member snapshot it writes agree with each other. In order:
 3. **erasure** — members erased since the previous snapshot: only the event files holding their
    events (or events of members merged into them) are rewritten, properties cleared;
 4. **member snapshot** of the merchant's local day (rewritten while the day lasts);
-5. **stage ledger** — entries from the last effective day on, de-duplicated by
-   ``(member_id, seq)``; a count that disagrees with the state store (a lifecycle rebuild
-   rewrote the ledger) rewrites the mirror's copy whole;
+5. **stage ledger** — entries recorded since the newest mirrored one (less :data:`OVERLAP`, for
+   late commits), de-duplicated by ``(member_id, seq)``; a lifecycle rebuild, or a count that
+   disagrees with the state store, rewrites the mirror's copy whole;
 6. **compaction** of partitions left with more than :data:`MAX_PARTS` files,
 
 then replaces the state file, which is what makes the new files visible at once.
@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from siyu.analytics import mirror_bulk as bulk
@@ -52,9 +52,6 @@ from siyu.db import Database
 from siyu.lifecycle.models import StageTransition
 from siyu.members.models import Member, MemberStatus
 from siyu.tenancy import facade as tenancy
-
-REBUILD_CAUSE = "rebuild"
-"""``StageTransition.cause`` of the entries :func:`siyu.lifecycle.service.rebuild` writes."""
 
 MAX_PARTS = 8
 """A partition with more part files than this is compacted into one."""
@@ -309,79 +306,120 @@ def _write_snapshot(session: Session, w: Writer, zone: ZoneInfo, dialect: str) -
     return int(table.num_rows)
 
 
-def _transition_rows(merchant_id: str, since: date | None) -> Any:
+def _transition_rows(merchant_id: str, since: datetime | None) -> Any:
     t = StageTransition.__table__
     statement = select(
         t.c.member_id, t.c.seq, t.c.from_stage, t.c.to_stage, t.c.effective_on, t.c.recorded_at, t.c.cause
     ).where(t.c.merchant_id == merchant_id)
-    return statement if since is None else statement.where(t.c.effective_on >= since)
+    return statement if since is None else statement.where(t.c.recorded_at >= since)
 
 
 def _sync_transitions(session: Session, w: Writer) -> int:
-    """Append the ledger entries not mirrored yet; rewrite whole if the ledger was rewritten.
+    """Append the ledger entries recorded since the previous sync; rewrite the mirror's copy
+    whole if the ledger was rewritten.
 
-    First a probe — the ledger's size, and the size and newest ``recorded_at`` of the entries
-    from the watermark day on — which, unchanged since the previous sync, means nothing to do
-    (an idle sync then reads no entry)."""
+    First a probe from the index ``(merchant_id, recorded_at)``: the ledger's size and its
+    oldest and newest ``recorded_at``. Unchanged since the previous sync, and the newest entry
+    older than :data:`OVERLAP`, there is nothing to do (an idle sync reads no entry). Otherwise
+    the entries recorded from :data:`OVERLAP` before the newest mirrored one are read — a
+    transaction may commit after a later one, and its entries carry its start — and compared by
+    ``(member_id, seq)`` with the mirrored entries of that window: new ones are appended. A changed
+    or vanished entry (``siyu lifecycle rebuild`` rewrites the ledger), or a size that does not
+    add up (entries committed later than the overlap), rewrites the mirror's copy whole. So a
+    round's work is what was recorded since the previous one, not the day's ledger."""
     files = w.merchant.files["stage_transitions"]
-    since = date.fromisoformat(w.merchant.transitions_watermark) if w.merchant.transitions_watermark else None
     t = StageTransition
     mine = t.merchant_id == w.merchant_id
-    # the whole ledger's size and its ``rebuild`` entries (count, newest): a lifecycle rebuild may
-    # rewrite entries before the watermark day and keep the size — only this says it happened
-    count, rebuilt_n, rebuilt_at = session.execute(
+    # three subqueries: SQLite answers min() and max() from the index only when each is alone
+    count, oldest, newest = session.execute(
         select(
-            func.count(),
-            func.coalesce(func.sum(case((t.cause == REBUILD_CAUSE, 1), else_=0)), 0),
-            func.max(case((t.cause == REBUILD_CAUSE, t.recorded_at))),
-        ).where(mine)
+            select(func.count()).where(mine).scalar_subquery(),
+            select(func.min(t.recorded_at)).where(mine).scalar_subquery(),
+            select(func.max(t.recorded_at)).where(mine).scalar_subquery(),
+        )
     ).one()
-    rebuilt = [int(rebuilt_n), str(rebuilt_at) if rebuilt_at is not None else None]
-    previous = w.merchant.transitions_probe
-    ledger_rebuilt = previous is not None and previous[3:] != [rebuilt]
-    if since is not None and not ledger_rebuilt:
-        n, newest = session.execute(
-            select(func.count(), func.max(t.recorded_at)).where(mine, t.effective_on >= since)
-        ).one()
-        if _probe(count, n, newest, rebuilt) == previous:
-            return 0
-    table = bulk.read_table(session, _transition_rows(w.merchant_id, since), store.TRANSITIONS_SCHEMA)
-    fresh = table
-    conflict = ledger_rebuilt
-    if since is not None:
-        mirrored: dict[tuple[str, int], tuple[Any, ...]] = {}
-        recent = [p for p, meta in files.items() if date.fromisoformat(meta["max_effective_on"]) >= since]
-        for row in store.read_parquet(w.root, recent, store.TRANSITIONS_SCHEMA).to_pylist():
-            values = tuple(row.values())
-            mirrored[(values[0], values[1])] = values
-        rows = [tuple(r.values()) for r in table.to_pylist()]
-        new = [(r[0], r[1]) not in mirrored for r in rows]
-        fresh = table.filter(pa.array(new, type=pa.bool_()))
-        conflict = conflict or any(mirrored.get((r[0], r[1]), r) != r for r in rows)
-    if conflict or w.merchant.rows("stage_transitions") + fresh.num_rows != count:
-        whole = _transition_rows(w.merchant_id, None)
-        table = fresh = bulk.read_table(session, whole, store.TRANSITIONS_SCHEMA)
+    probe = [int(count), _iso(oldest), _iso(newest)]
+    newest_at = _aware(newest)
+    recent = newest_at is not None and newest_at >= w.now - OVERLAP
+    mark = w.merchant.transitions_recorded
+    if probe == w.merchant.transitions_probe and not recent and mark is not None:
+        return 0
+    # no mark: nothing mirrored yet, or a mirror from before the ledger was watched by recorded_at
+    whole = mark is None
+    fresh = store.TRANSITIONS_SCHEMA.empty_table()
+    if mark is not None:
+        since = datetime.fromisoformat(mark) - OVERLAP
+        table = bulk.read_table(session, _transition_rows(w.merchant_id, since), store.TRANSITIONS_SCHEMA)
+        fresh, changed = _window_diff(table, _mirrored_since(w, since))
+        whole = changed or w.merchant.rows("stage_transitions") + fresh.num_rows != count
+    if whole:
+        fresh = bulk.read_table(session, _transition_rows(w.merchant_id, None), store.TRANSITIONS_SCHEMA)
         w.retire("stage_transitions", list(files))
     if fresh.num_rows:
-        latest = pc.max(fresh.column("effective_on")).as_py()
         w.write(
             "stage_transitions",
             w.directory("stage_transitions"),
-            with_key(fresh, w.keys),
-            max_effective_on=latest.isoformat(),
+            with_key(fresh.sort_by("recorded_at"), w.keys),
+            max_recorded_at=pc.max(fresh.column("recorded_at")).as_py().isoformat(),
         )
-    days = [meta["max_effective_on"] for meta in files.values()]
-    w.merchant.transitions_watermark = max(days) if days else None
-    window = table.slice(0, 0)
-    if days:
-        window = table.filter(pc.greater_equal(table.column("effective_on"), date.fromisoformat(max(days))))
-    last_recorded = pc.max(window.column("recorded_at")).as_py() if window.num_rows else None
-    w.merchant.transitions_probe = _probe(count, window.num_rows, last_recorded, rebuilt)
+    marks = [datetime.fromisoformat(meta["max_recorded_at"]) for meta in files.values()]
+    w.merchant.transitions_recorded = max(marks).isoformat() if marks else None
+    w.merchant.transitions_probe = probe
     return int(fresh.num_rows)
 
 
-def _probe(total: int, window: int, newest: datetime | None, rebuilt: list[Any]) -> list[Any]:
-    return [int(total), int(window), newest.isoformat() if newest is not None else None, rebuilt]
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A ``recorded_at`` from an aggregate: an aware datetime (SQLite may hand back the text)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    moment = _aware(value)
+    return moment.isoformat() if moment is not None else None
+
+
+_KEY = ["member_id", "seq"]
+_VALUES = [f.name for f in store.TRANSITIONS_SCHEMA if f.name not in _KEY]
+
+
+def _window_diff(current: pa.Table, mirrored: pa.Table) -> tuple[pa.Table, bool]:
+    """The entries of ``current`` (the state store's window) that ``mirrored`` (the mirror's
+    window) lacks, and whether any mirrored entry differs or is gone — vectorised: a window holds
+    a minute or more of a busy merchant's ledger."""
+    current_keys, mirrored_keys = _keys(current), _keys(mirrored)
+    fresh = current.filter(pc.invert(pc.is_in(current_keys, value_set=mirrored_keys)))
+    if not pc.all(pc.is_in(mirrored_keys, value_set=current_keys), min_count=0).as_py():
+        return fresh, True  # a mirrored entry no longer in the ledger
+    both = current.join(mirrored, keys=_KEY, join_type="inner", right_suffix="__mirrored")
+    for name in _VALUES:
+        left, right = both.column(name), both.column(f"{name}__mirrored")
+        same = pc.or_kleene(pc.equal(left, right), pc.and_(pc.is_null(left), pc.is_null(right)))
+        if not pc.all(pc.fill_null(same, False), min_count=0).as_py():
+            return fresh, True
+    return fresh, False
+
+
+def _mirrored_since(w: Writer, since: datetime) -> pa.Table:
+    """The mirrored ledger entries recorded at or after ``since`` (files whose newest entry is
+    older are not opened)."""
+    ledger = w.merchant.files["stage_transitions"]
+    recent = [p for p, meta in ledger.items() if datetime.fromisoformat(meta["max_recorded_at"]) >= since]
+    moment = pa.scalar(since, type=store.TRANSITIONS_SCHEMA.field("recorded_at").type)
+    # files are written sorted by recorded_at, so the row groups' statistics skip the older ones
+    tables = [
+        pq.read_table(w.root / p, schema=store.TRANSITIONS_SCHEMA, filters=pc.field("recorded_at") >= moment)
+        for p in sorted(recent)
+    ]
+    return pa.concat_tables(tables) if tables else store.TRANSITIONS_SCHEMA.empty_table()
+
+
+def _keys(table: pa.Table) -> pa.Array:
+    """``member_id:seq`` per entry (one column to test membership on)."""
+    seq = pc.cast(table.column("seq"), pa.string())
+    return pc.binary_join_element_wise(table.column("member_id"), seq, ":").combine_chunks()
 
 
 def _compact(w: Writer) -> None:
@@ -397,10 +435,12 @@ def _compact(w: Writer) -> None:
     ledger = w.merchant.files["stage_transitions"]
     if len(ledger) > MAX_PARTS:
         parts = sorted(ledger)
-        latest = max(ledger[p]["max_effective_on"] for p in parts)
-        table = store.read_parquet(w.root, parts, store.TRANSITIONS_FILE_SCHEMA)
+        latest = max(datetime.fromisoformat(ledger[p]["max_recorded_at"]) for p in parts)
+        table = store.read_parquet(w.root, parts, store.TRANSITIONS_FILE_SCHEMA).sort_by("recorded_at")
         w.retire("stage_transitions", parts)
-        w.write("stage_transitions", w.directory("stage_transitions"), table, max_effective_on=latest)
+        w.write(
+            "stage_transitions", w.directory("stage_transitions"), table, max_recorded_at=latest.isoformat()
+        )
     keys = w.merchant.files["member_keys"]
     if len(keys) > MAX_PARTS:
         parts = sorted(keys)

@@ -72,6 +72,9 @@ class StageTransition(Base):
     __tablename__ = "stage_transitions"
     __table_args__ = (
         Index(None, "merchant_id", "effective_on"),
+        # the mirror sync reads the entries recorded since its last round, and probes the ledger's
+        # size, oldest and newest entry, from this index alone (siyu.analytics.mirror)
+        Index(None, "merchant_id", "recorded_at"),
         unenforced(OF_MEMBER),
     )
 
