@@ -10,7 +10,8 @@ is synced again, as the ``siyu serve`` loop does every few seconds. Measured in 
 
 * **round**: one sync after ``--new`` new entries (the ledger step is the work; the merchant has
   no events or members), the median of the rounds;
-* **idle**: a sync with nothing new;
+* **idle**: a sync with nothing new, one second later (the last entries are still inside the
+  60 s overlap, so it re-reads them), and **quiet**: one more after the overlap has passed;
 * **anchor**: a plain bulk read of just the new entries into Arrow (``mirror_bulk.read_table``),
   the least a round can read.
 
@@ -132,6 +133,10 @@ def main() -> None:
             started = time.perf_counter()
             mirror.sync(database, root, now=at + timedelta(seconds=1), merchant_ids=[merchant_id])
             idles.append(time.perf_counter() - started)
+        quiet_at = NOW + timedelta(seconds=5 * args.rounds) + mirror.OVERLAP + timedelta(seconds=2)
+        started = time.perf_counter()
+        mirror.sync(database, root, now=quiet_at, merchant_ids=[merchant_id])
+        quiet_s = time.perf_counter() - started
         held = store.load_state(root).merchants[merchant_id].rows("stage_transitions")
         if held != args.entries + args.rounds * args.new:
             sys.exit(f"the mirror holds {held:,} entries, expected {args.entries + args.rounds * args.new:,}")
@@ -140,6 +145,7 @@ def main() -> None:
             f"round: sync after {args.new:,} new entries   {round_s * 1000:9.1f} ms (median of {args.rounds})"
         )
         print(f"idle:  sync with nothing new          {idle_s * 1000:9.1f} ms")
+        print(f"quiet: the same after the overlap     {quiet_s * 1000:9.1f} ms")
         print(f"anchor: bulk read of the new entries  {anchor_s * 1000:9.1f} ms")
         print(f"ratio round/anchor {round_s / anchor_s:.1f}")
     finally:
