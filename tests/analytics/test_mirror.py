@@ -340,11 +340,12 @@ class TestLedgerWindow:
         assert_same(shop)
 
     def test_a_mirror_written_before_the_window_is_copied_whole_once(self, shop: Shop) -> None:
-        # given a mirror whose state has no recorded_at mark (the layout before this watermark)
+        # given a mirror whose ledger files have no max_recorded_at (the layout before it)
         shop.event("a")
         mirror.sync(shop.db, shop.root, now=shop.tick())
         state = store.load_state(shop.root)
-        state.merchants[shop.merchant_id].transitions_recorded = None
+        for meta in state.merchants[shop.merchant_id].files["stage_transitions"].values():
+            del meta["max_recorded_at"]
         store.save_state(shop.root, state)
         # when
         first = mirror.sync(shop.db, shop.root, now=shop.tick())

@@ -49,6 +49,7 @@ from siyu.analytics.mirror_events import event_rows as event_rows
 from siyu.analytics.mirror_keys import with_key
 from siyu.analytics.relations import member_snapshot
 from siyu.db import Database
+from siyu.kit.clock import iso_or_none
 from siyu.lifecycle.models import StageTransition
 from siyu.members.models import Member, MemberStatus
 from siyu.tenancy import facade as tenancy
@@ -341,14 +342,14 @@ def _sync_transitions(session: Session, w: Writer) -> int:
     probe = [int(count), _iso(oldest), _iso(newest)]
     newest_at = _aware(newest)
     recent = newest_at is not None and newest_at >= w.now - OVERLAP
-    mark = w.merchant.transitions_recorded
+    mark = _newest_mirrored(files)
     if probe == w.merchant.transitions_probe and not recent and mark is not None:
         return 0
     # no mark: nothing mirrored yet, or a mirror from before the ledger was watched by recorded_at
     whole = mark is None
     fresh = store.TRANSITIONS_SCHEMA.empty_table()
     if mark is not None:
-        since = datetime.fromisoformat(mark) - OVERLAP
+        since = mark - OVERLAP
         table = bulk.read_table(session, _transition_rows(w.merchant_id, since), store.TRANSITIONS_SCHEMA)
         fresh, changed = _window_diff(table, _mirrored_since(w, since))
         whole = changed or w.merchant.rows("stage_transitions") + fresh.num_rows != count
@@ -362,10 +363,17 @@ def _sync_transitions(session: Session, w: Writer) -> int:
             with_key(fresh.sort_by("recorded_at"), w.keys),
             max_recorded_at=pc.max(fresh.column("recorded_at")).as_py().isoformat(),
         )
-    marks = [datetime.fromisoformat(meta["max_recorded_at"]) for meta in files.values()]
-    w.merchant.transitions_recorded = max(marks).isoformat() if marks else None
     w.merchant.transitions_probe = probe
     return int(fresh.num_rows)
+
+
+def _newest_mirrored(files: dict[str, dict[str, Any]]) -> datetime | None:
+    """The newest ``recorded_at`` the mirror's ledger files hold (their ``max_recorded_at``);
+    ``None`` when there are none, or when a file predates that field (copy the ledger whole)."""
+    marks = [meta.get("max_recorded_at") for meta in files.values()]
+    if not marks or any(m is None for m in marks):
+        return None
+    return max(datetime.fromisoformat(str(m)) for m in marks)
 
 
 def _aware(value: datetime | str | None) -> datetime | None:
@@ -377,8 +385,7 @@ def _aware(value: datetime | str | None) -> datetime | None:
 
 
 def _iso(value: datetime | str | None) -> str | None:
-    moment = _aware(value)
-    return moment.isoformat() if moment is not None else None
+    return iso_or_none(_aware(value))
 
 
 _KEY = ["member_id", "seq"]

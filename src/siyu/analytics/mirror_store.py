@@ -112,9 +112,6 @@ class MerchantState:
 
     zone: str
     events_watermark: str | None = None
-    transitions_recorded: str | None = None
-    """The newest ``recorded_at`` of the mirrored ledger entries (``None``: none mirrored, or a
-    mirror from before the ledger was watched by it: the next sync copies the ledger whole)."""
     snapshot_written_at: str | None = None
     synced_at: str | None = None
     merge_fingerprint: str | None = None
@@ -133,7 +130,6 @@ class MerchantState:
         return {
             "zone": self.zone,
             "events_watermark": self.events_watermark,
-            "transitions_recorded": self.transitions_recorded,
             "snapshot_written_at": self.snapshot_written_at,
             "synced_at": self.synced_at,
             "merge_fingerprint": self.merge_fingerprint,
@@ -150,7 +146,6 @@ class MerchantState:
         return cls(
             zone=data["zone"],
             events_watermark=data.get("events_watermark"),
-            transitions_recorded=data.get("transitions_recorded"),
             snapshot_written_at=data.get("snapshot_written_at"),
             synced_at=data.get("synced_at"),
             merge_fingerprint=data.get("merge_fingerprint"),
